@@ -1,0 +1,104 @@
+"""invoke tasks: the kit's command line (``invoke --list``).
+
+Thin on purpose: every task validates its options, delegates to ``labkit`` and turns the
+kit's errors into one clear message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from invoke import Context, Exit, task
+
+ROOT = Path(__file__).resolve().parent
+TIERS = ("unit", "notebook", "embedded", "vms")
+
+
+@task
+def setup(c: Context) -> None:
+    """Install everything the kit needs (idempotent): Debian packages, the Python package, the Jupyter kernel."""
+    from labkit import install
+
+    try:
+        results = install.run_steps(install.all_steps(ROOT))
+    except install.SetupError as err:
+        raise Exit(f"setup: {err}", code=1) from None
+    done = [r for r in results if r.status == "done"]
+    print(f"[setup] {len(done)} step(s) done, {len(results) - len(done)} already there")
+
+
+@task(help={"env": "env name in envs/ (default: embedded)", "profile": "quick (CI) or full (thesis counts)",
+            "only": "comma-separated notebook prefixes to run, e.g. '00,10' (default: all)"})
+def lab(c: Context, env: str = "embedded", profile: str = "quick", only: str = "") -> None:
+    """Run the experiment pipeline: notebooks/ in order with papermill into data/<run_id>/."""
+    from labkit.config import ConfigError
+    from labkit.runner import PipelineError, run_pipeline
+
+    if profile not in ("quick", "full"):
+        raise Exit(f"lab: --profile must be 'quick' or 'full', got {profile!r}", code=2)
+    prefixes = [p.strip() for p in only.split(",") if p.strip()]
+    try:
+        manifest = run_pipeline(env, profile, only=prefixes)  # type: ignore[arg-type]
+    except (ConfigError, PipelineError) as err:
+        raise Exit(f"lab: {err}", code=1) from None
+    print(f"[lab] {len(manifest.notebooks)} notebook(s) ok; data in data/{manifest.run_id}/, figures in figures/")
+
+
+@task(help={"run": "run id in data/ to draw from (default: the newest completed run)"})
+def figures(c: Context, run: str = "") -> None:
+    """Rebuild figures/ from the tables in data/ alone (no test bed needed)."""
+    from labkit import paths
+    from labkit.config import ConfigError
+    from labkit.runner import PipelineError, rebuild_figures
+
+    run_dir = paths.data_dir() / run if run else None
+    if run_dir is not None and not run_dir.is_dir():
+        raise Exit(f"figures: no run {run!r} in {paths.data_dir()}", code=2)
+    try:
+        written = rebuild_figures(run_dir)
+    except (ConfigError, PipelineError, FileNotFoundError) as err:
+        raise Exit(f"figures: {err}", code=1) from None
+    print(f"[figures] {len(written)} figure file(s) written to figures/")
+
+
+@task(help={"env": "env name in envs/ to validate (default: every env file)"})
+def validate(c: Context, env: str = "") -> None:
+    """Validate env files and print a one-line summary of each."""
+    from labkit import paths
+    from labkit.config import ConfigError, load_env
+
+    names = [env] if env else sorted(p.stem for p in paths.envs_dir().glob("*.yaml"))
+    failed = 0
+    for name in names:
+        try:
+            model = load_env(name)
+        except ConfigError as err:
+            failed += 1
+            print(err, file=sys.stderr)
+            continue
+        nodes = sum(len(cl.nodes) for cl in model.clusters)
+        print(f"{name}: ok ({model.backend.kind}, {len(model.clusters)} clusters, {nodes} nodes, "
+              f"{len(model.db_domains)} DB domain(s))")
+    if failed:
+        raise Exit(f"validate: {failed} env file(s) invalid", code=1)
+
+
+@task(help={"tier": f"comma-separated tiers among {', '.join(TIERS)} (default: every tier; "
+                    "tiers this machine cannot run skip with a reason)",
+            "args": "extra pytest arguments"})
+def test(c: Context, tier: str = "", args: str = "") -> None:
+    """Run the test suite by tier (pytest markers); embedded needs root, vms needs an inventory."""
+    tiers = [t.strip() for t in tier.split(",") if t.strip()] or list(TIERS)
+    bad = [t for t in tiers if t not in TIERS]
+    if bad:
+        raise Exit(f"test: unknown tier(s) {bad}; choose among {TIERS}", code=2)
+    marker = " or ".join(tiers)
+    cmd = f'{sys.executable} -m pytest -m "{marker}" {args}'.strip()
+    result = c.run(cmd, warn=True, pty=False, env={"PYTHONUNBUFFERED": "1", **os.environ})
+    code = result.exited if result is not None else 1
+    if code == 5:
+        raise Exit(f"test: pytest collected no test for tiers {tiers}", code=1)
+    if code != 0:
+        raise Exit(f"test: pytest exited {code}", code=code)

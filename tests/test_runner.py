@@ -1,0 +1,126 @@
+"""labkit.runner + labkit.manifest: the pipeline writes its manifest first, completes it last,
+stops at a failing notebook and records it; figures are redrawn from data alone."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit.manifest import Manifest, git_info, new_run_id, package_versions
+from labkit.runner import PipelineError, load_pipeline, notebook_parameters, rebuild_figures, run_pipeline
+
+PARAMS = ('run_dir: str = "x"  # where to write\n'
+          'figures_dir: str = "f"  # figures\n'
+          'replot: bool = False  # redraw only\n'
+          'value: int = 1  # a number to write')
+
+
+def _notebook(path: Path, body: str, params: str = PARAMS) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "labkit", "display_name": "Python (labkit)", "language": "python"}
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def _pipeline(tmp_path: Path, fail_second: bool = False) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    body = ("from pathlib import Path\n"
+            "if not replot:\n    Path(run_dir).mkdir(parents=True, exist_ok=True)\n"
+            "    Path(run_dir, 'v.txt').write_text(str(value))\n"
+            "Path(figures_dir).mkdir(parents=True, exist_ok=True)\n"
+            "Path(figures_dir, 'fig.txt').write_text(Path(run_dir, 'v.txt').read_text())")
+    _notebook(tmp_path / "00-first.ipynb", body)
+    _notebook(tmp_path / "10-second.ipynb", "raise RuntimeError('boom')" if fail_second else "pass")
+    _notebook(tmp_path / "20-third.ipynb", "pass")
+    (tmp_path / "pipeline.yaml").write_text(
+        "notebooks:\n"
+        "  - {notebook: 00-first.ipynb, parameters: {value: 3}, profiles: {full: {value: 9}}}\n"
+        "  - {notebook: 10-second.ipynb, figures: false}\n"
+        "  - {notebook: 20-third.ipynb, backends: [vms]}\n")
+    return tmp_path / "pipeline.yaml"
+
+
+@pytest.mark.notebook
+def test_pipeline_runs_and_completes_the_manifest(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    pipe = _pipeline(tmp_path / "nb_ok")
+    m = run_pipeline("thesis", "full", run_id="r1", data_root=tmp_path / "data", figures_root=tmp_path / "fig",
+                     pipeline_file=pipe, progress=False, log=lambda _: None)
+    data = json.loads((tmp_path / "data" / "r1" / "manifest.json").read_text())
+    assert data["status"] == "ok" and data["ended_utc"] >= data["started_utc"]
+    assert [n["notebook"] for n in data["notebooks"]] == ["00-first.ipynb", "10-second.ipynb"]  # 20 is vms-only
+    assert all(n["status"] == "ok" and n["seconds"] > 0 for n in data["notebooks"])
+    assert data["notebooks"][0]["parameters"]["value"] == 9  # the full profile wins
+    assert data["notebooks"][1]["parameters"] == {"run_dir": str(tmp_path / "data" / "r1"),
+                                                  "figures_dir": str(tmp_path / "fig"), "replot": False}
+    assert set(data["git"]) == {"sha", "dirty"} and data["packages"]["pandas"].startswith("2.3")
+    assert data["seed"] == m.seed and data["host"]["cpus"] >= 1
+    assert (tmp_path / "data" / "r1" / "notebooks" / "00-first.ipynb").exists()
+    assert (tmp_path / "fig" / "fig.txt").read_text() == "9"
+    assert not [r for r in caplog.records if "Passed unknown parameter" in r.getMessage()]
+
+
+@pytest.mark.notebook
+def test_failing_notebook_stops_the_run_and_is_recorded(tmp_path: Path) -> None:
+    pipe = _pipeline(tmp_path / "nb_bad", fail_second=True)
+    with pytest.raises(PipelineError, match=r"10-second.ipynb failed in cell \d+: RuntimeError: boom"):
+        run_pipeline("thesis", "quick", run_id="r2", data_root=tmp_path / "data", figures_root=tmp_path / "fig",
+                     pipeline_file=pipe, progress=False, log=lambda _: None)
+    m = Manifest.read(tmp_path / "data" / "r2")
+    assert m.status == "failed" and "boom" in (m.error or "")
+    assert [(n.notebook, n.status) for n in m.notebooks] == [("00-first.ipynb", "ok"), ("10-second.ipynb", "failed")]
+    assert m.ended_utc is not None
+
+
+@pytest.mark.notebook
+def test_figures_are_redrawn_from_data_alone(tmp_path: Path) -> None:
+    pipe = _pipeline(tmp_path / "nb_fig")
+    run_pipeline("thesis", "quick", run_id="r3", data_root=tmp_path / "data", figures_root=tmp_path / "fig",
+                 pipeline_file=pipe, progress=False, log=lambda _: None)
+    (tmp_path / "fig" / "fig.txt").unlink()
+    written = rebuild_figures(tmp_path / "data" / "r3", figures_root=tmp_path / "fig", pipeline_file=pipe,
+                              progress=False, log=lambda _: None)
+    assert written == [tmp_path / "fig" / "fig.txt"]
+    assert (tmp_path / "fig" / "fig.txt").read_text() == "3"
+
+
+@pytest.mark.unit
+def test_unknown_parameter_is_an_error(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "00-x.ipynb", "pass")
+    with pytest.raises(PipelineError, match=r"unknown parameter\(s\) \['valeu'\]"):
+        notebook_parameters(nb, {"valeu": 2}, {})
+    assert notebook_parameters(nb, {"value": 2}, {"run_dir": "d", "seed": 3}) == {"run_dir": "d", "value": 2}
+
+
+@pytest.mark.unit
+def test_notebook_without_parameters_cell_is_refused(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, tmp_path / "00-y.ipynb")
+    with pytest.raises(PipelineError, match="no cell tagged 'parameters'"):
+        notebook_parameters(tmp_path / "00-y.ipynb", {}, {})
+
+
+@pytest.mark.unit
+def test_the_shipped_pipeline_loads() -> None:
+    pipeline = load_pipeline()
+    assert pipeline.notebooks[0].notebook == "00-environment.ipynb"
+    assert pipeline.notebooks[0].resolve("quick")["pacing_ticks"] < pipeline.notebooks[0].resolve("full")["pacing_ticks"]
+
+
+@pytest.mark.unit
+def test_manifest_round_trip_and_helpers(tmp_path: Path) -> None:
+    m = Manifest(run_id=new_run_id(), env="thesis", profile="quick", seed=1)
+    m.write(tmp_path)
+    assert Manifest.read(tmp_path) == m
+    assert "pandas" in package_versions() and "python" in package_versions()
+    assert git_info(tmp_path) == {"sha": None, "dirty": None}
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        Manifest.read(tmp_path / "nope")

@@ -1,0 +1,53 @@
+"""tasks.py: options are checked and the kit's errors become one clear message and an exit code."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from invoke import Exit, MockContext, Result
+
+import tasks
+
+pytestmark = pytest.mark.unit
+
+
+def test_lab_rejects_an_unknown_profile() -> None:
+    with pytest.raises(Exit, match="--profile must be 'quick' or 'full'"):
+        tasks.lab(MockContext(), env="embedded", profile="fast")
+
+
+def test_lab_names_a_missing_env_file() -> None:
+    with pytest.raises(Exit, match=r"lab: .*nowhere.yaml: 1 problem\n  - file not found"):
+        tasks.lab(MockContext(), env="nowhere")
+
+
+def test_validate_every_env(capsys: pytest.CaptureFixture[str]) -> None:
+    tasks.validate(MockContext())
+    out = capsys.readouterr().out
+    assert "thesis: ok (embedded, 5 clusters, 5 nodes, 1 DB domain(s))" in out
+
+
+def test_test_task_selects_tiers_and_fails_on_no_tests() -> None:
+    ctx = MockContext(run={re.compile(r".*pytest -m \"unit or notebook\".*"): Result(exited=5)}, repeat=True)
+    with pytest.raises(Exit, match="collected no test"):
+        tasks.test(ctx, tier="unit,notebook")
+    with pytest.raises(Exit, match="unknown tier"):
+        tasks.test(MockContext(), tier="smoke")
+
+
+def test_test_task_passes_pytest_failure_through() -> None:
+    ctx = MockContext(run={re.compile(r".*pytest.*"): Result(exited=1)}, repeat=True)
+    with pytest.raises(Exit) as info:
+        tasks.test(ctx)
+    assert info.value.code == 1
+
+
+def test_figures_names_a_missing_run() -> None:
+    with pytest.raises(Exit, match="no run 'r0'"):
+        tasks.figures(MockContext(), run="r0")
+
+
+def test_tasks_are_documented() -> None:
+    for name in ("setup", "lab", "figures", "validate", "test"):
+        assert getattr(tasks, name).__doc__, name
