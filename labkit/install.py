@@ -97,8 +97,9 @@ def apt_step(packages: dict[str, str]) -> Step:
         missing = missing_apt_packages(list(packages))
         log(f"apt-get update; apt-get install {' '.join(missing)}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _call(["apt-get", "update", "-q"], env=env)
-        _call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+        lock = ["-o", "DPkg::Lock::Timeout=600"]  # wait for another apt/dpkg instead of failing
+        _call(["apt-get", *lock, "update", "-q"], env=env)
+        _call(["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
 
     return Step(
         name="apt",
@@ -110,17 +111,18 @@ def apt_step(packages: dict[str, str]) -> Step:
 
 
 def python_package_step(root: Path) -> Step:
-    """A step that installs the kit itself (editable, with the dev extras) into this Python."""
+    """A step that installs the kit itself (editable, with the dev extras) into this Python.
+
+    It is done when ``labkit`` imports from ``root`` and every pin of ``pyproject.toml``
+    (runtime and dev) is installed at exactly its pinned version.
+    """
 
     def check() -> bool:
-        try:
-            import labkit  # noqa: F401  (importable)
-            from importlib.metadata import distribution
-            dist = distribution("labkit")
-        except Exception:
+        import labkit
+
+        if Path(labkit.__file__).resolve().parent != (root / "labkit").resolve():
             return False
-        direct = dist.read_text("direct_url.json") or ""
-        return str(root) in direct and _dev_extras_present()
+        return not unmet_pins(root / "pyproject.toml")
 
     def run(log: Log) -> None:
         log(f"pip install -e '{root}[dev]'")
@@ -129,10 +131,25 @@ def python_package_step(root: Path) -> Step:
     return Step(name="python", what="the labkit package and its pinned dependencies", check=check, run=run)
 
 
-def _dev_extras_present() -> bool:
-    """Whether the test dependencies (dev extras) are importable."""
-    import importlib.util
-    return all(importlib.util.find_spec(m) for m in ("pytest", "testbook", "hypothesis", "pytest_benchmark"))
+def unmet_pins(pyproject: Path) -> list[str]:
+    """The ``name==version`` pins of ``pyproject`` (runtime + extras) not installed as pinned."""
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads(pyproject.read_text())["project"]
+    pins = list(project.get("dependencies", []))
+    for extra in project.get("optional-dependencies", {}).values():
+        pins += extra
+    unmet = []
+    for pin in pins:
+        name, _, version = pin.partition("==")
+        try:
+            installed = metadata.version(name.strip())
+        except metadata.PackageNotFoundError:
+            installed = None
+        if version and installed != version.strip():
+            unmet.append(f"{pin} (installed: {installed})")
+    return unmet
 
 
 def kernel_step() -> Step:

@@ -64,3 +64,19 @@ def test_all_steps_cover_the_required_packages() -> None:
     assert names[:3] == ["apt", "python", "kernel"]
     for pkg in ("iproute2", "iputils-ping", "nftables", "wireguard-go", "wireguard-tools", "mariadb-server", "galera-4"):
         assert pkg in install.APT_PACKAGES
+
+
+def test_unmet_pins(tmp_path) -> None:  # noqa: ANN001
+    from importlib.metadata import version
+
+    (tmp_path / "pyproject.toml").write_text(
+        "[project]\nname='x'\ndependencies=['pyyaml==%s', 'pandas==0.0.1']\n"
+        "[project.optional-dependencies]\ndev=['labkit-no-such-dist==1.0']\n" % version("pyyaml"))
+    assert install.unmet_pins(tmp_path / "pyproject.toml") == [
+        "pandas==0.0.1 (installed: %s)" % version("pandas"), "labkit-no-such-dist==1.0 (installed: None)"]
+
+
+def test_this_checkout_meets_its_pins() -> None:
+    from labkit import paths
+
+    assert install.unmet_pins(paths.repo_root() / "pyproject.toml") == []
