@@ -56,6 +56,10 @@ def tidy(rows: pd.DataFrame | Iterable[Mapping[str, Any]], **defaults: Any) -> p
         When a key column is neither in ``rows`` nor in ``defaults``.
     """
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if frame.empty:  # a collector that saw nothing still returns a well-formed table
+        for column in ("t", "value"):
+            if column not in frame.columns:
+                frame[column] = pd.Series(dtype="float64")
     for column, value in defaults.items():
         if column not in frame.columns:
             frame[column] = value

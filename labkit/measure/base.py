@@ -1,0 +1,115 @@
+"""The collector protocol, its registry, and the context that starts and stops collectors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Protocol, TypeVar, runtime_checkable
+
+import pandas as pd
+
+
+class CollectorError(RuntimeError):
+    """A collector was misused (collected before stop, started twice) or failed."""
+
+
+@runtime_checkable
+class Collector(Protocol):
+    """A measurement: ``start()`` begins observing, ``stop()`` ends it, ``collect()`` returns rows."""
+
+    name: str
+
+    def start(self) -> None:
+        """Begin observing (returns at once; work runs in the background)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop observing and wait for the background work to end."""
+        ...
+
+    def collect(self) -> pd.DataFrame:
+        """Tidy rows observed between start and stop (key columns of ``labkit.results``)."""
+        ...
+
+
+C = TypeVar("C")
+
+#: Collector classes by name (``"ping"``, ``"node_ready_watch"``, ...).
+REGISTRY: dict[str, type] = {}
+
+
+def register(name: str) -> Callable[[type[C]], type[C]]:
+    """Class decorator registering a collector under ``name`` (names are unique)."""
+
+    def deco(cls: type[C]) -> type[C]:
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise CollectorError(f"collector name {name!r} already registered by {REGISTRY[name].__name__}")
+        REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+@contextmanager
+def collecting(collectors: Sequence[Collector]) -> Iterator[Sequence[Collector]]:
+    """Start ``collectors`` in order, yield them, and stop them in reverse order, always."""
+    with ExitStack() as stack:
+        for collector in collectors:
+            collector.start()
+            stack.callback(collector.stop)
+        yield collectors
+
+
+class BackgroundCollector:
+    """Base for collectors that poll or watch in a thread until stopped.
+
+    Subclasses implement :meth:`run` (loop until ``self.stopping`` is set, appending rows
+    with :meth:`emit`) and set ``name``. Errors in the thread are re-raised by ``collect``.
+    """
+
+    name = "background"
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self._rows: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        """The observation loop (subclasses)."""
+        raise NotImplementedError
+
+    def emit(self, **row: object) -> None:
+        """Record one row (thread-safe)."""
+        with self._lock:
+            self._rows.append(row)
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # surfaced by collect()
+            self._error = exc
+
+    def start(self) -> None:
+        """Start the background thread."""
+        if self._thread is not None:
+            raise CollectorError(f"{self.name}: already started")
+        self._thread = threading.Thread(target=self._main, name=f"collector-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the loop to end and wait for it."""
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise CollectorError(f"{self.name}: did not stop within {timeout} s")
+
+    def frame(self) -> pd.DataFrame:
+        """The rows recorded so far, as a DataFrame (re-raises a thread error)."""
+        if self._error is not None:
+            raise CollectorError(f"{self.name} failed: {self._error}") from self._error
+        with self._lock:
+            return pd.DataFrame(list(self._rows))
