@@ -1,0 +1,83 @@
+"""The thesis' published numbers, and the side-by-side comparison with ours.
+
+``labkit/data/thesis_reference.yaml`` holds every number the thesis published (chapter 7),
+so that each figure and table can show the thesis' value beside the kit's. Where the thesis
+gives mean ± std with a known sample size (the ping tables: about 1000 probes), the
+comparison adds Welch's t-test from summary statistics; otherwise only the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import pandas as pd
+import yaml
+
+#: Probes per ping test in the thesis ("approximately 1000 iterations per test").
+THESIS_PING_N = 1000
+
+
+@lru_cache(maxsize=1)
+def load() -> dict[str, Any]:
+    """The reference figures as a nested mapping (read once)."""
+    text = resources.files("labkit").joinpath("data/thesis_reference.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def lookup(path: str) -> Any:
+    """A value by dotted path, e.g. ``"latency_ms.table_7_2_network.avg"`` (``KeyError`` naming it)."""
+    node: Any = load()
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"no reference value at {path!r} (stopped at {part!r})")
+        node = node[part]
+    return node
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published number: mean, optional std and sample size, and its unit."""
+
+    key: str
+    mean: float
+    std: float | None
+    n: int | None
+    unit: str
+
+
+def published(path: str, unit: str, n: int | None = None) -> Published:
+    """The reference at ``path`` as :class:`Published` (``[mean, std]`` lists or plain numbers)."""
+    value = lookup(path)
+    if isinstance(value, list):
+        return Published(path, float(value[0]), float(value[1]), n, unit)
+    return Published(path, float(value), None, n, unit)
+
+
+def compare(rows: list[tuple[Published, float, float | None, int]]) -> pd.DataFrame:
+    """Thesis vs labkit, one row per published number.
+
+    Parameters
+    ----------
+    rows
+        ``(published, our_mean, our_std, our_n)`` tuples.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``key, unit, thesis_mean, thesis_std, labkit_mean, labkit_std, labkit_n,
+        diff, ratio, welch_p`` (``welch_p`` only where both sides have std and n).
+    """
+    from scipy import stats
+
+    out = []
+    for ref, mean, std, n in rows:
+        p = None
+        if ref.std is not None and ref.n and std is not None and n > 1:
+            p = float(stats.ttest_ind_from_stats(mean, std, n, ref.mean, ref.std, ref.n, equal_var=False).pvalue)
+        out.append({"key": ref.key, "unit": ref.unit, "thesis_mean": ref.mean, "thesis_std": ref.std,
+                    "labkit_mean": mean, "labkit_std": std, "labkit_n": n, "diff": mean - ref.mean,
+                    "ratio": mean / ref.mean if ref.mean else None, "welch_p": p})
+    return pd.DataFrame(out)
