@@ -9,6 +9,7 @@ comparison adds Welch's t-test from summary statistics; otherwise only the diffe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -81,3 +82,22 @@ def compare(rows: list[tuple[Published, float, float | None, int]]) -> pd.DataFr
                     "labkit_mean": mean, "labkit_std": std, "labkit_n": n, "diff": mean - ref.mean,
                     "ratio": mean / ref.mean if ref.mean else None, "welch_p": p})
     return pd.DataFrame(out)
+
+
+COMPARISON_DIR = "comparison"
+
+
+def write_comparison(run_dir: Path, experiment: str, table: pd.DataFrame) -> Path:
+    """Save a :func:`compare` table of ``experiment`` as ``run_dir/comparison/<experiment>.parquet``."""
+    path = Path(run_dir) / COMPARISON_DIR / f"{experiment}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.assign(experiment=experiment).to_parquet(path, index=False)
+    return path
+
+
+def read_comparisons(run_dir: Path) -> pd.DataFrame:
+    """Every comparison table of a run, one row per published number (empty when none)."""
+    paths = sorted((Path(run_dir) / COMPARISON_DIR).glob("*.parquet"))
+    if not paths:
+        return pd.DataFrame(columns=["experiment", "key", "unit", "thesis_mean", "labkit_mean"])
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)

@@ -49,6 +49,7 @@ class Entry(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     profiles: dict[Profile, dict[str, Any]] = Field(default_factory=dict)
     figures: bool = True
+    report: bool = False
     backends: list[Literal["embedded", "vms"]] = Field(default_factory=list)
 
     def resolve(self, profile: str) -> dict[str, Any]:
@@ -172,6 +173,7 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
         f"{len(entries)} notebook(s) -> {run_dir}")
     try:
         _run_records(manifest, nb_dir, run_dir, progress, log)
+        _write_reports(entries, run_dir / "notebooks", figures, log)
         manifest.status = "ok"
     except PipelineError as err:
         manifest.status, manifest.error = "failed", str(err)
@@ -216,6 +218,16 @@ def _run_records(manifest: Manifest, nb_dir: Path, run_dir: Path, progress: bool
         manifest.write(run_dir)
 
 
+def _write_reports(entries: Sequence[Entry], executed_dir: Path, figures: Path, log: Callable[[str], None]) -> None:
+    """Turn each executed ``report: true`` notebook into ``figures/report.html`` (nbconvert)."""
+    from labkit import report
+
+    for entry in entries:
+        if entry.report:
+            out = report.to_html(executed_dir / entry.notebook, figures / report.REPORT_HTML)
+            log(f"[lab] report: {out}")
+
+
 def latest_run(data_root: Path | None = None) -> Path:
     """The newest run folder under ``data/`` whose manifest says ``ok``."""
     root = data_root or paths.data_dir()
@@ -246,4 +258,5 @@ def rebuild_figures(run_dir: Path | None = None, *, figures_root: Path | None = 
         params = {k: v for k, v in params.items() if k in declared_parameters(nb_dir / entry.notebook)}
         execute(nb_dir / entry.notebook, run_dir / "notebooks" / "replot" / entry.notebook, params)
         log(f"[figures] {entry.notebook}: redrawn from {run_dir.name}")
+    _write_reports(entries, run_dir / "notebooks" / "replot", figures, log)
     return sorted(p for p in figures.glob("*") if before.get(p) != p.stat().st_mtime)
