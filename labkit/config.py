@@ -108,6 +108,8 @@ class Cluster(Model):
 
     ``pod_cidr``/``service_cidr`` may be left out: ``labkit.topology`` then allocates them.
     Without ``nodes`` the cluster has one node named like the cluster (the thesis' case).
+    ``parent`` names the primary station whose jurisdiction a secondary station is under: in
+    the multi-level implementation (thesis 6.2) it is the centre of that station's second star.
     """
 
     name: Name
@@ -116,6 +118,7 @@ class Cluster(Model):
     nodes: list[Node] = Field(default_factory=list)
     pod_cidr: ipaddress.IPv4Network | None = None
     service_cidr: ipaddress.IPv4Network | None = None
+    parent: Name | None = None
 
     _labels = field_validator("labels")(_check_labels)
 
@@ -137,11 +140,20 @@ class Group(Model):
 
     Without ``hierarchy`` it is an independent group (a cluster may be in several, Fig. 5.2);
     with one, it is a dependent group: a cluster is in at most one group per hierarchy (Fig. 5.3).
+    ``main`` names the member where workloads go preferably; the other members are its
+    backups (the groups of primary stations of thesis 6.2).
     """
 
     name: Name
     members: list[Name] = Field(min_length=1)
     hierarchy: Name | None = None
+    main: Name | None = None
+
+    @model_validator(mode="after")
+    def _main_is_member(self) -> Group:
+        if self.main is not None and self.main not in self.members:
+            raise ValueError(f"main {self.main!r} is not a member of group {self.name!r} (members: {self.members})")
+        return self
 
 
 class DbDomain(Model):
@@ -184,10 +196,15 @@ class Peering(Model):
 
 
 class Placement(Model):
-    """Where a workload may run: required clusters/groups, and preferred clusters in order."""
+    """Where a workload may run: required clusters/groups/DB domains, and preferred clusters in order.
+
+    The required parts are alternatives (any of them will do). With no ``prefer`` and a
+    required group that has a ``main``, the main is preferred and its backups come next.
+    """
 
     clusters: list[Name] = Field(default_factory=list)
     groups: list[Name] = Field(default_factory=list)
+    domains: list[Name] = Field(default_factory=list)
     prefer: list[Name] = Field(default_factory=list)
 
 
@@ -197,6 +214,7 @@ class PmuSpec(Model):
     name: Name
     idcode: int = Field(ge=1, le=65534)
     bus: int = Field(ge=0)
+    namespace: Name | None = None
     placement: Placement = Field(default_factory=Placement)
 
 
@@ -208,11 +226,16 @@ class PdcSpec(Model):
     idcode: int = Field(ge=1, le=65534)
     inputs: list[Name] = Field(min_length=1)
     wait_window_ms: Seconds = 100.0
+    namespace: Name | None = None
     placement: Placement = Field(default_factory=Placement)
 
 
 class Grid(Model):
-    """The monitored grid and its synchrophasor chain (PMU -> low PDC -> high PDC -> SE)."""
+    """The monitored grid and its synchrophasor chain (PMU -> low PDC -> high PDC -> SE).
+
+    ``namespace`` is where the chain runs; a PMU or PDC may name its own ``namespace``
+    (multi-level domains need one namespace per level, as Liqo does not re-offload).
+    """
 
     network: Literal["case14", "case33bw", "cigre_mv"] = "case14"
     fps: Literal[10, 25, 30, 50, 60] = 30
@@ -312,6 +335,30 @@ class VmsBackend(Model):
 Backend = Annotated[EmbeddedBackend | VmsBackend, Field(discriminator="kind")]
 
 
+# --------------------------------------------------------------------------- addressing
+
+
+class Addressing(Model):
+    """Where ``labkit.topology`` allocates the CIDRs an env file leaves out.
+
+    Pod CIDRs are cut from ``pod_pool`` in blocks of ``pod_prefix`` (smaller blocks when the
+    pool would not hold them all); every cluster without one gets ``service_cidr``
+    (a shared range is fine: Liqo reflects Services as local ClusterIPs).
+    """
+
+    pod_pool: ipaddress.IPv4Network = ipaddress.IPv4Network("10.64.0.0/10")
+    pod_prefix: int = Field(default=16, ge=8, le=24)
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.43.0.0/16")
+
+    @model_validator(mode="after")
+    def _pool_fits(self) -> Addressing:
+        if self.pod_prefix < self.pod_pool.prefixlen:
+            raise ValueError(f"pod_prefix /{self.pod_prefix} is larger than pod_pool {self.pod_pool}")
+        if self.pod_pool.overlaps(self.service_cidr):
+            raise ValueError(f"pod_pool {self.pod_pool} overlaps service_cidr {self.service_cidr}")
+        return self
+
+
 # --------------------------------------------------------------------------- the env
 
 
@@ -329,6 +376,7 @@ class Env(Model):
     db_domains: list[DbDomain] = Field(default_factory=list)
     offloading: list[Offload] = Field(default_factory=list)
     peerings: list[Peering] | None = None
+    addressing: Addressing = Field(default_factory=Addressing)
     grid: Grid = Field(default_factory=Grid)
 
     @model_validator(mode="after")
@@ -359,9 +407,11 @@ def _duplicates(path: str, names: list[str], what: str) -> list[Problem]:
 
 def _unknown(path: str, names: Iterable[str], known: set[str], what: str) -> list[Problem]:
     """Problems for every name not in ``known``."""
+    bad = [(i, n) for i, n in enumerate(names) if n not in known]
+    if not bad:
+        return []
     hint = ", ".join(sorted(known)) or "none defined"
-    return [Problem(f"{path}[{i}]", f"unknown {what} {n!r} (expected one of: {hint})")
-            for i, n in enumerate(names) if n not in known]
+    return [Problem(f"{path}[{i}]", f"unknown {what} {n!r} (expected one of: {hint})") for i, n in bad]
 
 
 def _unknown_one(path: str, name: str, known: set[str], what: str) -> list[Problem]:
@@ -381,6 +431,9 @@ def reference_problems(env: Env) -> list[Problem]:
     accs = [c.name for c in env.clusters if c.role == "acc"]
     if len(accs) != 1:
         out.append(Problem("clusters", f"expected exactly one cluster with role 'acc' (the root), found {accs or 'none'}"))
+    for i, c in enumerate(env.clusters):
+        if c.parent is not None:
+            out += _unknown_one(f"clusters[{i}] ({c.name}).parent", c.parent, clusters, "cluster")
     for i, g in enumerate(env.groups):
         out += _unknown(f"groups[{i}].members", g.members, clusters, "cluster")
     for i, d in enumerate(env.db_domains):
@@ -392,14 +445,14 @@ def reference_problems(env: Env) -> list[Problem]:
     for i, p in enumerate(env.peerings or []):
         out += _unknown_one(f"peerings[{i}].consumer", p.consumer, clusters, "cluster")
         out += _unknown_one(f"peerings[{i}].provider", p.provider, clusters, "cluster")
-    out += _grid_problems(env.grid, clusters, groups)
+    out += _grid_problems(env.grid, clusters, groups, {d.name for d in env.db_domains})
     if isinstance(env.backend, VmsBackend):
         nodes = {n.name for c in env.clusters for n in c.nodes}
         out += _unknown("backend.hosts[*].node", [h.node for h in env.backend.hosts], nodes, "node")
     return out
 
 
-def _grid_problems(grid: Grid, clusters: set[str], groups: set[str]) -> list[Problem]:
+def _grid_problems(grid: Grid, clusters: set[str], groups: set[str], domains: set[str]) -> list[Problem]:
     """Unknown placements, duplicate names/idcodes and dangling PDC inputs of the workload."""
     out: list[Problem] = []
     names = [p.name for p in grid.pmus] + [p.name for p in grid.pdcs]
@@ -411,6 +464,7 @@ def _grid_problems(grid: Grid, clusters: set[str], groups: set[str]) -> list[Pro
             out += _unknown(f"{where}.clusters", item.placement.clusters, clusters, "cluster")
             out += _unknown(f"{where}.prefer", item.placement.prefer, clusters, "cluster")
             out += _unknown(f"{where}.groups", item.placement.groups, groups, "group")
+            out += _unknown(f"{where}.domains", item.placement.domains, domains, "db domain")
     pmus = {p.name for p in grid.pmus}
     pdcs = {p.name for p in grid.pdcs}
     for i, pdc in enumerate(grid.pdcs):

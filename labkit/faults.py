@@ -36,11 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labkit.config import Env
 from labkit.results import tidy
+from labkit.workloads.render import UNHEALTHY_FILE  # the file the workloads' liveness probe checks
 
 Action = Literal["cluster-disconnect", "island", "link-down", "pod-kill", "pod-liveness-fail"]
 
-#: File whose presence makes the workloads' liveness probe fail (see ``labkit.workloads``).
-UNHEALTHY_FILE = "/tmp/labkit-unhealthy"
 #: nftables table the link-down fault owns in a VM (removed whole on recovery).
 NFT_TABLE = "labkit_faults"
 

@@ -1,0 +1,132 @@
+"""Workload manifests: rendered from the topology, valid for the kubernetes client's OpenAPI models."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+import labkit
+from labkit.config import load_env
+from labkit.topology import Plan, plan
+from labkit.workloads import Images, ManifestError, by_cluster, check, check_all, render, to_yaml
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def thesis() -> Plan:
+    return plan(load_env("thesis"))
+
+
+def _find(manifests: list[Any], kind: str, name: str) -> dict[str, Any]:
+    return next(dict(m.obj) for m in manifests if m.kind == kind and m.name == name)
+
+
+@pytest.mark.parametrize("name", ["thesis", "region", "multilevel"])
+def test_every_object_of_every_env_matches_its_openapi_model(name: str) -> None:
+    manifests = render(plan(load_env(name)))
+    assert check_all(manifests) == len(manifests) > 10
+
+
+def test_thesis_objects_live_in_the_root_and_cover_the_chain(thesis: Plan) -> None:
+    manifests = render(thesis)
+    assert set(by_cluster(manifests)) == {"root"}
+    kinds = [(m.kind, m.name) for m in manifests]
+    for expected in [("Namespace", "test"), ("NamespaceOffloading", "offloading"), ("StatefulSet", "pdc-config-galera"),
+                     ("Deployment", "pmu-1"), ("Deployment", "pdc-low"), ("Deployment", "pdc-high"),
+                     ("Deployment", "se"), ("Service", "pdc-config-galera-peers"), ("ConfigMap", "pdc-low-config")]:
+        assert expected in kinds
+    assert kinds[0] == ("Namespace", "test")
+
+
+def test_deployment_carries_the_topology_affinity_probe_and_image(thesis: Plan) -> None:
+    deployment = _find(render(thesis), "Deployment", "pdc-low")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["affinity"] == thesis.affinity(thesis.env.grid.pdcs[0].placement)
+    (container,) = pod["containers"]
+    assert container["image"] == f"labkit/runtime:{labkit.__version__}"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["command"] == ["python", "-m", "labkit.grid.pdc"]
+    assert container["livenessProbe"]["exec"]["command"] == ["sh", "-c", "test ! -e /tmp/labkit-unhealthy"]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": 4712}
+    toleration = {"key": "virtual-node.liqo.io/not-allowed", "operator": "Exists", "effect": "NoExecute"}
+    assert toleration in pod["tolerations"]
+
+
+def test_pdc_config_map_lists_its_inputs_and_database(thesis: Plan) -> None:
+    config = yaml.safe_load(_find(render(thesis), "ConfigMap", "pdc-low-config")["data"]["config.yaml"])
+    assert config["inputs"] == [{"name": "pmu-1", "idcode": 1, "host": "pmu-1.test.svc", "port": 4712}]
+    assert config["db"]["host"] == "pdc-config-db.test.svc" and config["level"] == "low"
+    high = yaml.safe_load(_find(render(thesis), "ConfigMap", "pdc-high-config")["data"]["config.yaml"])
+    assert [i["name"] for i in high["inputs"]] == ["pdc-low"]
+
+
+def test_galera_statefulset_spreads_over_the_db_domain(thesis: Plan) -> None:
+    manifests = render(thesis, Images(runtime="r:1", galera="g:2"))
+    sts = _find(manifests, "StatefulSet", "pdc-config-galera")
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "pdc-config-galera-peers"
+    affinity = sts["spec"]["template"]["spec"]["affinity"]
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "db.topology.labkit.io/pdc-config", "operator": "Exists"}]}]
+    anti = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert anti["topologyKey"] == "topology.labkit.io/cluster"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "g:2"
+    headless = _find(manifests, "Service", "pdc-config-galera-peers")["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert headless["selector"] == sts["spec"]["selector"]["matchLabels"]
+    cnf = _find(manifests, "ConfigMap", "pdc-config-galera-config")["data"]["galera.cnf"]
+    assert "gcomm://pdc-config-galera-0.pdc-config-galera-peers.test.svc," in cnf
+
+
+def test_multilevel_objects_go_to_the_owner_of_each_level() -> None:
+    manifests = render(plan(load_env("multilevel")))
+    owner = {(m.kind, m.name): m.cluster for m in manifests}
+    assert owner[("Deployment", "pdc-low")] == "p-1" and owner[("Deployment", "pdc-high")] == "acc"
+    assert owner[("StatefulSet", "low-2-galera")] == "p-2" and owner[("StatefulSet", "high-1-galera")] == "acc"
+    assert _find(manifests, "Deployment", "pdc-high")["metadata"]["namespace"] == "high-1"
+
+
+def test_yaml_stream_round_trips(thesis: Plan) -> None:
+    manifests = render(thesis)
+    assert [d["kind"] for d in yaml.safe_load_all(to_yaml(manifests))] == [m.kind for m in manifests]
+
+
+# --------------------------------------------------------------------------- the check catches mistakes
+
+def _broken(thesis: Plan, kind: str, name: str, edit: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(_find(render(thesis), kind, name))
+    edit(obj)
+    return obj
+
+
+def _container(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize(("kind", "name", "edit", "words"), [
+    ("Deployment", "pmu-1", lambda o: _container(o).update(livenesProbe={}), "livenesProbe (unknown field)"),
+    ("Deployment", "pmu-1", lambda o: o["spec"].update(replicas="one"), "valid integer"),
+    ("Deployment", "pmu-1", lambda o: _container(o).pop("name"), "V1Container"),
+    ("Service", "pmu-1", lambda o: o["spec"]["ports"][0].update(port="x"), "valid integer"),
+    ("StatefulSet", "pdc-config-galera", lambda o: o["spec"].update(replica=3), "spec.replica (unknown field)"),
+    ("NamespaceOffloading", "offloading", lambda o: o["spec"].update(podOffloadingStrategy="Everywhere"),
+     "not one of"),
+    ("NamespaceOffloading", "offloading", lambda o: o["spec"].update(selector={}), "unknown spec field"),
+    ("NamespaceOffloading", "offloading",
+     lambda o: o["spec"]["clusterSelector"]["nodeSelectorTerms"][0].update(matchExpression=[]), "unknown field"),
+], ids=["typo", "wrong-type", "missing-name", "service-port", "sts-typo", "offloading-value", "offloading-key",
+        "offloading-selector"])
+def test_check_names_the_object_and_field(thesis: Plan, kind: str, name: str, edit: Any, words: str) -> None:
+    obj = _broken(thesis, kind, name, edit)
+    with pytest.raises(ManifestError) as info:
+        check(obj)
+    assert words in str(info.value)
+    assert str(info.value).startswith(f"{kind}/")
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(ManifestError, match="no Kubernetes model for v1/Gadget"):
+        check({"apiVersion": "v1", "kind": "Gadget", "metadata": {"name": "g"}})
