@@ -173,9 +173,21 @@ def kernel_step() -> Step:
 
 
 def all_steps(root: Path | None = None) -> list[Step]:
-    """Every setup step of the kit, in the order they must run."""
+    """Every setup step of the kit, in the order they must run.
+
+    One ``apt`` step installs the Debian packages of every part of the kit (each part
+    declares its own ``APT_PACKAGES`` with the reason for each); then the Python package,
+    the Jupyter kernel, the Kubernetes and CoreDNS binaries of the embedded test bed, and
+    the OCI images.
+    """
+    from labkit import images
+    from labkit.testbed import vms
+    from labkit.testbed.embedded import binaries
+
     root = root or paths.repo_root()
-    return [apt_step(APT_PACKAGES), python_package_step(root), kernel_step()]
+    packages = {**APT_PACKAGES, **binaries.APT_PACKAGES, **images.APT_PACKAGES, **vms.APT_PACKAGES}
+    return [apt_step(packages), python_package_step(root), kernel_step(),
+            *binaries.setup_steps(include_apt=False), *images.setup_steps()]
 
 
 def run_steps(steps: Sequence[Step], log: Log = print, *, root: bool | None = None) -> list[StepResult]:

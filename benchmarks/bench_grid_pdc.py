@@ -1,0 +1,187 @@
+"""PDC capacity: how many 30-fps PMUs one PDC process concentrates on one core.
+
+For each N, this script starts N synthetic PMUs (one asyncio process, one TCP server per PMU,
+real C37.118: each answers the CFG-2 / start commands and sends a data frame per 1/30 s with the
+current timestamp and CRC), writes a PDC config with the N inputs, starts the real PDC program
+(``python -m labkit.grid.pdc``) pinned to one CPU, and records its output stream for a measuring
+window after a warm-up. A PMU frame counts as *late or dropped* when its block is absent (STAT
+bits 15-14 = 10) in an output frame, or when a whole output frame is missing.
+
+    python benchmarks/bench_grid_pdc.py --n 50 200 500 1000 --seconds 10
+
+prints one line per N: output fps, late-or-dropped PMU frames per second (all PMUs together),
+the PDC's CPU share, and the lag of the last received frame behind the clock (a pipeline that
+falls behind real time shows as out fps < 30 and a growing lag, even with nothing dropped). Capacity = the largest N with <= 1 late-or-dropped frame per second.
+The synthetic PMUs and the measuring client share one process (and the machine); on a loaded
+machine their own scheduling delay shows up as late frames, so compare with the PDC's CPU share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from labkit.grid import c37118 as c
+from labkit.grid.pdc import StreamClient
+
+HOST = "127.0.0.1"
+RATE = 30
+
+
+class _PmuProto(asyncio.Protocol):
+    def __init__(self, owner: SyntheticPmu) -> None:
+        self.owner = owner
+        self.parser = c.StreamParser()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for raw in self.parser.feed(data):
+            cmd = c.decode_frame(raw)
+            if isinstance(cmd, c.CommandFrame) and cmd.command == c.Command.CFG2:
+                self.transport.write(self.owner.cfg_bytes)
+            elif isinstance(cmd, c.CommandFrame) and cmd.command == c.Command.START:
+                self.owner.clients.add(self.transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.clients.discard(self.transport)
+
+
+class SyntheticPmu:
+    """A C37.118 PMU with ``phasors`` float phasors (a voltage, then currents); frames from a template."""
+
+    def __init__(self, idcode: int, phasors: int = 1) -> None:
+        names = ["V:0"] + [f"I:line:{k}:f" for k in range(phasors - 1)]
+        pmu = c.default_pmu_config(f"SYN{idcode}", idcode, names)
+        cfg = c.ConfigFrame(idcode=idcode, pmus=(pmu,), data_rate=RATE)
+        self.cfg_bytes = c.encode_frame(cfg)
+        blk = pmu.to_wire([7000 + 100j] + [100 - 20j] * (phasors - 1), 50.0)
+        self.template = bytearray(c.DataCodec(cfg).encode(c.DataFrame(idcode, 0, 0, (blk,))))
+        self.clients: set = set()
+
+    def frame(self, soc: int, frac: int) -> bytes:
+        t = self.template
+        struct.pack_into(">II", t, 6, soc, frac)
+        struct.pack_into(">H", t, len(t) - 2, c.crc_ccitt(memoryview(t)[:-2]))
+        return bytes(t)
+
+
+async def _pmu_ticker(pmus: list[SyntheticPmu]) -> None:
+    k = int(time.time() * RATE) + 1
+    while True:
+        delay = k / RATE - time.time()
+        await asyncio.sleep(max(0.0, delay))  # always yield: the measuring client shares this loop
+        soc, idx = divmod(k, RATE)
+        frac = round(idx * 1_000_000 / RATE)
+        for p in pmus:
+            if p.clients:
+                data = p.frame(soc, frac)
+                for tr in p.clients:
+                    tr.write(data)
+        k += 1
+
+
+async def run_one(n: int, seconds: float, warmup: float, cpu: int | None, wait: float = 0.2,
+                  phasors: int = 1) -> dict:
+    loop = asyncio.get_running_loop()
+    pmus = [SyntheticPmu(i + 1, phasors) for i in range(n)]
+    servers = [await loop.create_server(lambda p=p: _PmuProto(p), HOST, 0) for p in pmus]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    ticker = asyncio.ensure_future(_pmu_ticker(pmus))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_pdc_"))
+    cfg = {"name": "bench", "idcode": 60000, "wait_window": wait, "output_port": 0, "config_timeout": 60,
+           "inputs": [{"name": f"p{i}", "host": HOST, "port": port, "idcode": i + 1} for i, port in enumerate(ports)]}
+    (tmp / "pdc.json").write_text(json.dumps(cfg))
+    pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.grid.pdc", "--config", str(tmp / "pdc.json"),
+                             "--port-file", str(tmp / "port"), "--log-level", "WARNING"],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / "pdc.log", "w"), preexec_fn=pre)
+    stats = {"frames": 0, "absent": 0, "times": []}
+    offsets: list[int] = []
+    measuring = False
+
+    def on_config(cfgf: c.ConfigFrame) -> None:
+        offsets[:] = [a for a, _ in c.DataCodec(cfgf).offsets]
+
+    def on_frame(raw: bytes) -> None:
+        if not measuring:
+            return
+        stats["frames"] += 1
+        stats["times"].append(struct.unpack_from(">II", raw, 6))
+        stats["absent"] += sum(1 for o in offsets if raw[o] & 0xC0 == 0x80)
+
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp / "port").exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"PDC did not start: {(tmp / 'pdc.log').read_text()[-2000:]}")
+            await asyncio.sleep(0.1)
+        port = int((tmp / "port").read_text())
+        client = StreamClient(HOST, port, 60000, on_frame=on_frame, on_config=on_config, idle_timeout=30)
+        client.start()
+        while len(offsets) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PDC output never listed {n} PMUs (got {len(offsets)})")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(warmup)
+        cpu0 = _cpu_seconds(proc.pid)
+        t0 = time.monotonic()
+        measuring = True
+        await asyncio.sleep(seconds)
+        measuring = False
+        elapsed = time.monotonic() - t0
+        last = stats["times"][-1] if stats["times"] else (0, 0)
+        lag = time.time() - (last[0] + last[1] / 1e6)
+        cpu = (_cpu_seconds(proc.pid) - cpu0) / elapsed
+        await client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        ticker.cancel()
+        for s in servers:
+            s.close()
+    ks = sorted(soc * RATE + round(frac * RATE / 1e6) for soc, frac in stats["times"])
+    missing_out = (ks[-1] - ks[0] + 1 - len(ks)) if ks else int(seconds * RATE)
+    late = stats["absent"] + missing_out * n
+    return {"n": n, "fps": stats["frames"] / elapsed, "late_per_s": late / elapsed, "cpu": cpu,
+            "missing_output_frames": missing_out, "lag": lag}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, nargs="+", default=[50, 200, 500, 1000])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--cpu", type=int, default=0, help="CPU the PDC is pinned to (-1: not pinned)")
+    ap.add_argument("--wait", type=float, default=0.2, help="PDC wait window (lag time), seconds")
+    ap.add_argument("--phasors", type=int, default=1,
+                    help="phasors per PMU; C37.118's 16-bit FRAMESIZE limits one CFG-2 to ~1300 1-phasor PMUs "
+                         "(~590 with 4 phasors)")
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(f"{'PMUs':>6}{'out fps':>9}{'late+dropped/s':>16}{'PDC CPU':>9}{'lag s':>8}  verdict", flush=True)
+    for n in a.n:
+        r = asyncio.run(run_one(n, a.seconds, a.warmup, None if a.cpu < 0 else a.cpu, a.wait, a.phasors))
+        ok = r["late_per_s"] <= 1.0 and r["fps"] >= RATE - 1 and r["lag"] < 1.0
+        print(f"{r['n']:>6}{r['fps']:>9.1f}{r['late_per_s']:>16.2f}{100 * r['cpu']:>8.0f}%{r['lag']:>8.2f}  "
+              f"{'ok' if ok else 'over'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

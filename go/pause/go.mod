@@ -1,0 +1,3 @@
+module labkit.local/pause
+
+go 1.22

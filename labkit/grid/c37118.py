@@ -1,0 +1,968 @@
+"""IEEE C37.118.2-2011 synchrophasor frames: encode, decode and a TCP stream parser.
+
+Implemented of the standard (clause numbers of C37.118.2-2011):
+
+* common frame header (6.2): SYNC with frame type and version (1 = 2005, 2 = 2011),
+  FRAMESIZE, IDCODE, SOC, FRACSEC (24-bit fraction + time-quality byte: leap-second
+  direction / occurred / pending and the 4-bit message time quality code), CHK as
+  CRC-CCITT (polynomial 0x1021, initial value 0xFFFF, no final XOR);
+* data frames (6.3): one or more PMU blocks, each with STAT, phasors (rectangular or polar,
+  16-bit integer or 32-bit float), FREQ/DFREQ (integer or float), analogs (integer or float)
+  and digital words; the block layout comes from the stream's configuration;
+* configuration frames CFG-1 and CFG-2 (6.4, Table 8) with any number of PMUs, PHUNIT,
+  ANUNIT, DIGUNIT, FNOM, CFGCNT and DATA_RATE (negative = seconds per frame);
+* configuration frame CFG-3 (6.4, Table 10): CONT_IDX, length-prefixed names, G_PMU_ID,
+  PHSCALE/ANSCALE, PMU location, service class, WINDOW, GRP_DLY. Each CFG-3 frame is coded on
+  its own; a fragmented CFG-3 (CONT_IDX > 0) is decoded frame by frame, not reassembled;
+* header frames (6.5, ASCII text) and command frames (6.6, CMD and extended frame data).
+
+Frames are immutable dataclasses. Data frames carry the *wire values* (integers for
+16-bit formats, floats for float formats) so that decoding then encoding gives the same
+bytes; :class:`PmuConfig` converts between wire values and engineering units.
+
+Decoding never raises anything but :class:`FrameError` on any byte string.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import math
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from itertools import chain
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "Command", "FrameType", "FrameError", "Stat",
+    "CommandFrame", "HeaderFrame", "ConfigFrame", "PmuConfig", "PmuData", "DataFrame",
+    "Cfg3Extra", "DataCodec", "StreamParser",
+    "crc_ccitt", "decode_frame", "encode_frame", "peek_header", "frame_type_of",
+    "split_time", "frame_time", "make_tq", "parse_tq", "make_stat",
+    "SYNC_BYTE", "MAX_FRAME", "ABSENT_INT", "wrap_data", "block_bytes", "iter_frames", "default_pmu_config",
+]
+
+SYNC_BYTE = 0xAA
+#: Largest frame FRAMESIZE can describe.
+MAX_FRAME = 0xFFFF
+#: The smallest legal frame: SYNC, FRAMESIZE, IDCODE, SOC, FRACSEC, CHK.
+MIN_FRAME = 16
+#: Wire value marking an absent 16-bit measurement (C37.118.2-2011 6.3, "0x8000").
+ABSENT_INT = -32768
+
+_HEAD = struct.Struct(">BBHHII")   # sync, type|version, framesize, idcode, soc, fracsec
+_CRC = struct.Struct(">H")
+
+
+class FrameError(ValueError):
+    """A byte string is not a valid C37.118 frame; the message names the bad field."""
+
+
+class FrameType(enum.IntEnum):
+    """Frame type codes in bits 6-4 of the second SYNC byte."""
+
+    DATA = 0
+    HEADER = 1
+    CFG1 = 2
+    CFG2 = 3
+    COMMAND = 4
+    CFG3 = 5
+
+
+class Command(enum.IntEnum):
+    """CMD word values of command frames (Table 15)."""
+
+    STOP = 1       # turn off transmission of data frames
+    START = 2      # turn on transmission of data frames
+    HEADER = 3     # send header frame
+    CFG1 = 4       # send CFG-1
+    CFG2 = 5       # send CFG-2
+    CFG3 = 6       # send CFG-3
+    EXTENDED = 8   # extended frame
+
+
+class Stat(enum.IntFlag):
+    """STAT word bits of a PMU data block (Table 7, 2011 edition)."""
+
+    DATA_ERROR_MASK = 0xC000
+    PMU_ERROR_NO_INFO = 0x4000
+    TEST_OR_ABSENT = 0x8000    # "PMU in test mode or absent data tags inserted: do not use"
+    PMU_ERROR = 0xC000
+    NOT_SYNC = 0x2000
+    SORT_BY_ARRIVAL = 0x1000
+    TRIGGER = 0x0800
+    CONFIG_CHANGE = 0x0400
+    DATA_MODIFIED = 0x0200
+    TIME_QUALITY_MASK = 0x01C0
+    UNLOCKED_MASK = 0x0030
+    TRIGGER_REASON_MASK = 0x000F
+
+
+def crc_ccitt(data: bytes | bytearray | memoryview) -> int:
+    """CRC-CCITT of ``data`` as C37.118 defines it (poly 0x1021, init 0xFFFF, no final XOR)."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+# --------------------------------------------------------------------------- time helpers
+
+def make_tq(leap_direction: int = 0, leap_occurred: bool = False, leap_pending: bool = False,
+            quality: int = 0) -> int:
+    """Build the time-quality byte (FRACSEC bits 31-24).
+
+    Parameters
+    ----------
+    leap_direction
+        0 = add a second, 1 = delete a second.
+    leap_occurred, leap_pending
+        Leap-second flags.
+    quality
+        Message time quality code 0 (locked to UTC) .. 15 (fault), see Table 3.
+    """
+    if leap_direction not in (0, 1):
+        raise FrameError(f"leap_direction must be 0 or 1, got {leap_direction!r}")
+    if not 0 <= quality <= 15:
+        raise FrameError(f"time quality code must be 0..15, got {quality!r}")
+    return (leap_direction << 6) | (int(bool(leap_occurred)) << 5) | (int(bool(leap_pending)) << 4) | quality
+
+
+def parse_tq(tq: int) -> dict[str, int | bool]:
+    """Split a time-quality byte into its fields (inverse of :func:`make_tq`)."""
+    return {"leap_direction": (tq >> 6) & 1, "leap_occurred": bool(tq & 0x20),
+            "leap_pending": bool(tq & 0x10), "quality": tq & 0x0F}
+
+
+def make_stat(data_error: int = 0, not_sync: bool = False, sort_by_arrival: bool = False,
+              trigger: bool = False, config_change: bool = False, modified: bool = False,
+              time_quality: int = 0, unlocked: int = 0, trigger_reason: int = 0) -> int:
+    """Build a STAT word (Table 7); every field is range-checked."""
+    for name, value, hi in (("data_error", data_error, 3), ("time_quality", time_quality, 7),
+                            ("unlocked", unlocked, 3), ("trigger_reason", trigger_reason, 15)):
+        if not 0 <= value <= hi:
+            raise FrameError(f"STAT field {name} must be 0..{hi}, got {value!r}")
+    return ((data_error << 14) | (int(not_sync) << 13) | (int(sort_by_arrival) << 12)
+            | (int(trigger) << 11) | (int(config_change) << 10) | (int(modified) << 9)
+            | (time_quality << 6) | (unlocked << 4) | trigger_reason)
+
+
+def split_time(t: float, time_base: int = 1_000_000) -> tuple[int, int]:
+    """Split a UNIX time into (SOC, FRACSEC fraction count) for ``time_base``."""
+    soc = math.floor(t)
+    frac = round((t - soc) * time_base)
+    if frac >= time_base:
+        soc, frac = soc + 1, frac - time_base
+    return soc, frac
+
+
+def frame_time(soc: int, fracsec: int, time_base: int = 1_000_000) -> float:
+    """UNIX time of a frame from SOC and the 24-bit fraction count."""
+    return soc + fracsec / time_base
+
+
+# --------------------------------------------------------------------------- frames
+
+@dataclass(frozen=True, slots=True)
+class CommandFrame:
+    """Command frame (6.6): CMD word plus optional extended-frame bytes."""
+
+    idcode: int
+    command: int
+    soc: int = 0
+    fracsec: int = 0
+    tq: int = 0
+    extended: bytes = b""
+    version: int = 1
+
+    frame_type = FrameType.COMMAND
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFrame:
+    """Header frame (6.5): human-readable ASCII description of the data source."""
+
+    idcode: int
+    text: str
+    soc: int = 0
+    fracsec: int = 0
+    tq: int = 0
+    version: int = 1
+
+    frame_type = FrameType.HEADER
+
+
+@dataclass(frozen=True, slots=True)
+class Cfg3Extra:
+    """Per-PMU fields only CFG-3 carries (Table 10)."""
+
+    g_pmu_id: bytes = bytes(16)
+    #: per phasor: (modification flags 16 bit, type indication 8 bit, user byte, scale, angle offset rad)
+    phscale: tuple[tuple[int, int, int, float, float], ...] = ()
+    #: per analog: (scale, offset)
+    anscale: tuple[tuple[float, float], ...] = ()
+    lat: float = float("nan")
+    lon: float = float("nan")
+    elev: float = float("nan")
+    svc_class: str = "M"
+    window: int = 0
+    grp_dly: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PmuConfig:
+    """One PMU's part of a configuration frame.
+
+    ``digital_names`` holds 16 names per digital status word. ``phunit`` holds the raw
+    32-bit PHUNIT words (byte 3: 0 voltage / 1 current; bits 23-0: scale in 1e-5 V or A per
+    bit, used only by 16-bit formats); ``anunit`` raw ANUNIT words; ``digunit`` pairs of
+    16-bit masks. ``cfg3`` is set only for CFG-3 frames.
+    """
+
+    station: str
+    idcode: int
+    phasor_names: tuple[str, ...]
+    polar: bool = False
+    phasor_float: bool = True
+    analog_float: bool = True
+    freq_float: bool = True
+    analog_names: tuple[str, ...] = ()
+    digital_names: tuple[str, ...] = ()
+    phunit: tuple[int, ...] = ()
+    anunit: tuple[int, ...] = ()
+    digunit: tuple[tuple[int, int], ...] = ()
+    fnom: int = 50
+    cfgcnt: int = 0
+    cfg3: Cfg3Extra | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.digital_names) % 16:
+            raise FrameError(f"PMU {self.idcode}: digital_names must hold 16 names per word, "
+                             f"got {len(self.digital_names)}")
+        if self.fnom not in (50, 60):
+            raise FrameError(f"PMU {self.idcode}: FNOM must be 50 or 60, got {self.fnom!r}")
+        if not self.phunit:
+            object.__setattr__(self, "phunit", tuple(_default_phunit(n) for n in self.phasor_names))
+        if not self.anunit:
+            object.__setattr__(self, "anunit", (0x01000001,) * len(self.analog_names))
+        if not self.digunit:
+            object.__setattr__(self, "digunit", ((0, 0xFFFF),) * self.dgnmr)
+        for name, got, want in (("PHUNIT", len(self.phunit), self.phnmr),
+                                ("ANUNIT", len(self.anunit), self.annmr),
+                                ("DIGUNIT", len(self.digunit), self.dgnmr)):
+            if got != want:
+                raise FrameError(f"PMU {self.idcode}: {name} has {got} entries, expected {want}")
+
+    @property
+    def phnmr(self) -> int:
+        """Number of phasors."""
+        return len(self.phasor_names)
+
+    @property
+    def annmr(self) -> int:
+        """Number of analog values."""
+        return len(self.analog_names)
+
+    @property
+    def dgnmr(self) -> int:
+        """Number of digital status words."""
+        return len(self.digital_names) // 16
+
+    @property
+    def format_word(self) -> int:
+        """FORMAT field: bit 0 polar, bit 1 phasor float, bit 2 analog float, bit 3 freq float."""
+        return (int(self.polar) | (int(self.phasor_float) << 1) | (int(self.analog_float) << 2)
+                | (int(self.freq_float) << 3))
+
+    @property
+    def block_struct(self) -> str:
+        """struct format (without byte order) of this PMU's block in a data frame."""
+        ph = ("ff" if self.phasor_float else ("Hh" if self.polar else "hh")) * self.phnmr
+        fr = "ff" if self.freq_float else "hh"
+        an = ("f" if self.analog_float else "h") * self.annmr
+        return "H" + ph + fr + an + "H" * self.dgnmr
+
+    @property
+    def block_size(self) -> int:
+        """Bytes of this PMU's block in a data frame."""
+        return struct.calcsize(">" + self.block_struct)
+
+    def phasor_scale(self) -> np.ndarray:
+        """Per-phasor engineering units per integer bit (1e-5 x PHUNIT bits 23-0)."""
+        return np.array([(u & 0xFFFFFF) * 1e-5 for u in self.phunit])
+
+    def to_wire(self, phasors: Sequence[complex] | np.ndarray, freq_hz: float | None = None,
+                rocof: float = 0.0, analogs: Sequence[float] = (), digitals: Sequence[int] = (),
+                stat: int = 0) -> PmuData:
+        """Convert engineering-unit values (V, A, Hz, Hz/s) into a :class:`PmuData` block.
+
+        ``NaN`` phasors become absent values (NaN for floats, 0x8000 for integers).
+        """
+        z = np.asarray(phasors, dtype=complex)
+        if z.shape != (self.phnmr,):
+            raise FrameError(f"PMU {self.idcode}: expected {self.phnmr} phasors, got shape {z.shape}")
+        pairs = self._phasor_pairs(z)
+        f = float(self.fnom if freq_hz is None else freq_hz)
+        if self.freq_float:
+            freq, dfreq = f, float(rocof)
+        else:
+            freq, dfreq = _clip16(round((f - self.fnom) * 1000.0)), _clip16(round(rocof * 100.0))
+        if len(analogs) != self.annmr or len(digitals) != self.dgnmr:
+            raise FrameError(f"PMU {self.idcode}: expected {self.annmr} analogs and {self.dgnmr} "
+                             f"digital words, got {len(analogs)} and {len(digitals)}")
+        ans = tuple(float(a) for a in analogs) if self.analog_float else tuple(_clip16(round(a)) for a in analogs)
+        return PmuData(stat=stat, phasors=pairs, freq=freq, dfreq=dfreq, analogs=ans,
+                       digitals=tuple(int(d) & 0xFFFF for d in digitals))
+
+    def _phasor_pairs(self, z: np.ndarray) -> tuple[tuple[float, float], ...]:
+        if self.phasor_float:
+            if self.polar:
+                return tuple(zip(np.abs(z).tolist(), np.angle(z).tolist()))
+            return tuple(zip(z.real.tolist(), z.imag.tolist()))
+        scale = self.phasor_scale()
+        scale[scale == 0] = 1.0
+        bad = ~np.isfinite(z)
+        if self.polar:
+            mag = np.where(bad, 0, np.clip(np.rint(np.abs(np.nan_to_num(z)) / scale), 0, 65535)).astype(int)
+            ang = np.where(bad, ABSENT_INT, np.clip(np.rint(np.angle(np.nan_to_num(z)) * 1e4), -31416, 31416)).astype(int)
+            return tuple(zip(mag.tolist(), ang.tolist()))
+        re = np.where(bad, ABSENT_INT, np.clip(np.rint(np.nan_to_num(z.real) / scale), -32767, 32767)).astype(int)
+        im = np.where(bad, ABSENT_INT, np.clip(np.rint(np.nan_to_num(z.imag) / scale), -32767, 32767)).astype(int)
+        return tuple(zip(re.tolist(), im.tolist()))
+
+    def phasor_values(self, data: PmuData) -> np.ndarray:
+        """Phasors of a data block as complex engineering units (absent values give NaN)."""
+        a = np.array([p[0] for p in data.phasors], dtype=float)
+        b = np.array([p[1] for p in data.phasors], dtype=float)
+        if not self.phasor_float:
+            absent = (b == ABSENT_INT) if self.polar else ((a == ABSENT_INT) | (b == ABSENT_INT))
+            if self.polar:
+                a, b = a * self.phasor_scale(), b * 1e-4
+            else:
+                a, b = a * self.phasor_scale(), b * self.phasor_scale()
+            a[absent] = np.nan
+        return a * np.exp(1j * b) if self.polar else a + 1j * b
+
+    def freq_hz(self, data: PmuData) -> float:
+        """Frequency in Hz of a data block."""
+        return float(data.freq) if self.freq_float else self.fnom + data.freq / 1000.0
+
+    def rocof(self, data: PmuData) -> float:
+        """ROCOF in Hz/s of a data block."""
+        return float(data.dfreq) if self.freq_float else data.dfreq / 100.0
+
+    def absent_block(self, stat: int = Stat.TEST_OR_ABSENT) -> PmuData:
+        """A block with every value marked absent (what a PDC inserts for a missing PMU)."""
+        nan = float("nan")
+        ph = (nan, nan) if self.phasor_float else ((0, ABSENT_INT) if self.polar else (ABSENT_INT, ABSENT_INT))
+        fr = nan if self.freq_float else ABSENT_INT
+        an = nan if self.analog_float else ABSENT_INT
+        return PmuData(stat=stat, phasors=(ph,) * self.phnmr, freq=fr, dfreq=fr,
+                       analogs=(an,) * self.annmr, digitals=(0,) * self.dgnmr)
+
+
+def _default_phunit(name: str) -> int:
+    kind = 1 if name.upper().startswith("I") else 0
+    return (kind << 24) | 1
+
+
+def _clip16(v: int) -> int:
+    return max(-32767, min(32767, int(v)))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFrame:
+    """CFG-1, CFG-2 or CFG-3 frame: TIME_BASE, the PMUs of the stream, DATA_RATE."""
+
+    idcode: int
+    pmus: tuple[PmuConfig, ...]
+    data_rate: int = 30
+    time_base: int = 1_000_000
+    kind: FrameType = FrameType.CFG2
+    soc: int = 0
+    fracsec: int = 0
+    tq: int = 0
+    version: int = 1
+    cont_idx: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in (FrameType.CFG1, FrameType.CFG2, FrameType.CFG3):
+            raise FrameError(f"config kind must be CFG1, CFG2 or CFG3, got {self.kind!r}")
+        if not 0 < self.time_base <= 0xFFFFFF:
+            raise FrameError(f"TIME_BASE must be 1..2^24-1, got {self.time_base!r}")
+        if not -32768 <= self.data_rate <= 32767 or self.data_rate == 0:
+            raise FrameError(f"DATA_RATE must be a non-zero int16, got {self.data_rate!r}")
+        ids = [p.idcode for p in self.pmus]
+        if len(set(ids)) != len(ids):
+            raise FrameError(f"PMU IDCODEs in a configuration must be unique, got {ids}")
+
+    @property
+    def frame_type(self) -> FrameType:
+        """The frame type code (CFG1, CFG2 or CFG3)."""
+        return self.kind
+
+    @property
+    def frames_per_second(self) -> float:
+        """Reporting rate in frames per second (negative DATA_RATE = seconds per frame)."""
+        return float(self.data_rate) if self.data_rate > 0 else 1.0 / -self.data_rate
+
+    @property
+    def data_frame_size(self) -> int:
+        """FRAMESIZE of this stream's data frames."""
+        return 16 + sum(p.block_size for p in self.pmus)
+
+    def as_kind(self, kind: FrameType) -> ConfigFrame:
+        """The same configuration as another config frame type."""
+        return replace(self, kind=kind, version=max(self.version, 2) if kind == FrameType.CFG3 else self.version)
+
+
+class PmuData(NamedTuple):
+    """One PMU's block of a data frame, in wire values (see :meth:`PmuConfig.to_wire`).
+
+    A named tuple (cheap to build: a 50-PMU frame decodes into 50 of them).
+    """
+
+    stat: int
+    phasors: tuple[tuple[float, float], ...]
+    freq: float
+    dfreq: float
+    analogs: tuple[float, ...] = ()
+    digitals: tuple[int, ...] = ()
+
+
+class DataFrame(NamedTuple):
+    """Data frame: a timestamp and one :class:`PmuData` block per PMU of the configuration."""
+
+    idcode: int
+    soc: int
+    fracsec: int
+    pmus: tuple[PmuData, ...]
+    tq: int = 0
+    version: int = 1
+
+    frame_type = FrameType.DATA
+
+
+Frame = CommandFrame | HeaderFrame | ConfigFrame | DataFrame
+
+
+# --------------------------------------------------------------------------- framing
+
+def _wrap(ftype: int, version: int, idcode: int, soc: int, fracsec: int, tq: int, body: bytes) -> bytes:
+    _check_common(ftype, version, idcode, soc, fracsec, tq)
+    size = 16 + len(body)
+    if size > MAX_FRAME:
+        raise FrameError(f"FRAMESIZE {size} exceeds {MAX_FRAME}")
+    head = _HEAD.pack(SYNC_BYTE, (ftype << 4) | version, size, idcode, soc, (tq << 24) | fracsec)
+    msg = head + body
+    return msg + _CRC.pack(crc_ccitt(msg))
+
+
+def _check_common(ftype: int, version: int, idcode: int, soc: int, fracsec: int, tq: int) -> None:
+    if version not in (1, 2):
+        raise FrameError(f"version must be 1 (2005) or 2 (2011), got {version!r}")
+    if ftype == FrameType.CFG3 and version < 2:
+        raise FrameError("CFG-3 frames need version 2 (C37.118.2-2011)")
+    if not 0 <= idcode <= 0xFFFF:
+        raise FrameError(f"IDCODE must be 0..65535, got {idcode!r}")
+    if not 0 <= soc <= 0xFFFFFFFF:
+        raise FrameError(f"SOC must be 0..2^32-1, got {soc!r}")
+    if not 0 <= fracsec <= 0xFFFFFF:
+        raise FrameError(f"FRACSEC fraction must be 0..2^24-1, got {fracsec!r}")
+    if not 0 <= tq <= 0x7F:
+        raise FrameError(f"time quality byte must be 0..127 (bit 7 reserved), got {tq!r}")
+
+
+def wrap_data(idcode: int, soc: int, fracsec: int, body: bytes, tq: int = 0, version: int = 1) -> bytes:
+    """Fast path for a data frame from an already encoded body (PMU blocks); no range checks.
+
+    Used by the PDC, which concatenates the PMU blocks of its inputs as received.
+    """
+    msg = _HEAD.pack(SYNC_BYTE, version, 16 + len(body), idcode, soc, (tq << 24) | fracsec) + body
+    return msg + _CRC.pack(binascii.crc_hqx(msg, 0xFFFF))
+
+
+def block_bytes(cfg_pmu: PmuConfig, block: PmuData) -> bytes:
+    """Encoded bytes of one PMU block (e.g. the absent block a PDC inserts)."""
+    one = ConfigFrame(idcode=cfg_pmu.idcode, pmus=(cfg_pmu,))
+    return DataCodec(one).encode(DataFrame(cfg_pmu.idcode, 0, 0, (block,)))[14:-2]
+
+
+def peek_header(frame: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int, int, int]:
+    """Common header of a frame: (frame_type, version, framesize, idcode, soc, fracsec, tq).
+
+    Checks SYNC only (not the CRC). Raises :class:`FrameError` when shorter than a header.
+    """
+    if len(frame) < 14:
+        raise FrameError(f"frame of {len(frame)} bytes is shorter than the 14-byte header")
+    sync, tv, size, idcode, soc, frac = _HEAD.unpack_from(frame, 0)
+    if sync != SYNC_BYTE or tv & 0x80:
+        raise FrameError(f"bad SYNC 0x{sync:02X}{tv:02X}")
+    return (tv >> 4) & 0x7, tv & 0x0F, size, idcode, soc, frac & 0xFFFFFF, frac >> 24
+
+
+def frame_type_of(frame: bytes | bytearray | memoryview) -> FrameType:
+    """Frame type of a complete frame (checks SYNC)."""
+    code = peek_header(frame)[0]
+    try:
+        return FrameType(code)
+    except ValueError:
+        raise FrameError(f"unknown frame type code {code} in SYNC") from None
+
+
+def _check_frame(frame: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int, int]:
+    """Validate SYNC, version, FRAMESIZE and CRC; return (type, version, idcode, soc, frac, tq)."""
+    ftype, version, size, idcode, soc, frac, tq = peek_header(frame)
+    if version not in (1, 2):
+        raise FrameError(f"unsupported version {version} in SYNC (1 = 2005, 2 = 2011)")
+    if size != len(frame):
+        raise FrameError(f"FRAMESIZE {size} does not match the {len(frame)} bytes given")
+    if size < MIN_FRAME:
+        raise FrameError(f"FRAMESIZE {size} is below the minimum of {MIN_FRAME}")
+    want = crc_ccitt(memoryview(frame)[:-2])
+    got = (frame[-2] << 8) | frame[-1]
+    if want != got:
+        raise FrameError(f"CHK 0x{got:04X} does not match CRC-CCITT 0x{want:04X}")
+    if ftype not in _KNOWN_TYPES:
+        raise FrameError(f"unknown frame type code {ftype} in SYNC")
+    return ftype, version, idcode, soc, frac, tq
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in FrameType)
+
+
+class _Reader:
+    """Bounded reader over a frame body: every read checks the remaining length."""
+
+    __slots__ = ("buf", "pos", "end")
+
+    def __init__(self, buf: bytes, pos: int, end: int) -> None:
+        self.buf, self.pos, self.end = buf, pos, end
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise FrameError(f"frame too short for {what} ({n} bytes needed at offset {self.pos})")
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        return struct.unpack(">" + fmt, self.take(struct.calcsize(">" + fmt), what))
+
+
+# --------------------------------------------------------------------------- command / header
+
+def _encode_command(f: CommandFrame) -> bytes:
+    if not 0 <= f.command <= 0xFFFF:
+        raise FrameError(f"CMD must be 0..65535, got {f.command!r}")
+    return _wrap(FrameType.COMMAND, f.version, f.idcode, f.soc, f.fracsec, f.tq,
+                 struct.pack(">H", f.command) + bytes(f.extended))
+
+
+def _decode_command(buf: bytes, hdr: tuple) -> CommandFrame:
+    _, version, idcode, soc, frac, tq = hdr
+    r = _Reader(buf, 14, len(buf) - 2)
+    (cmd,) = r.unpack("H", "CMD")
+    ext = r.take(r.end - r.pos, "extended frame")
+    return CommandFrame(idcode=idcode, command=cmd, soc=soc, fracsec=frac, tq=tq, extended=bytes(ext),
+                        version=version)
+
+
+def _encode_header(f: HeaderFrame) -> bytes:
+    try:
+        body = f.text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise FrameError(f"header text must be ASCII: {exc}") from None
+    return _wrap(FrameType.HEADER, f.version, f.idcode, f.soc, f.fracsec, f.tq, body)
+
+
+def _decode_header(buf: bytes, hdr: tuple) -> HeaderFrame:
+    _, version, idcode, soc, frac, tq = hdr
+    return HeaderFrame(idcode=idcode, text=bytes(buf[14:-2]).decode("latin-1"), soc=soc, fracsec=frac,
+                       tq=tq, version=version)
+
+
+# --------------------------------------------------------------------------- CFG-1/2/3
+
+def _name16(name: str, what: str) -> bytes:
+    try:
+        raw = name.encode("ascii")
+    except UnicodeEncodeError:
+        raise FrameError(f"{what} {name!r} must be ASCII") from None
+    if len(raw) > 16:
+        raise FrameError(f"{what} {name!r} is longer than 16 characters")
+    return raw.ljust(16)
+
+
+def _name_lp(name: str, what: str) -> bytes:
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FrameError(f"{what} {name!r} is not encodable") from None
+    if len(raw) > 255:
+        raise FrameError(f"{what} {name!r} is longer than 255 bytes")
+    return bytes([len(raw)]) + raw
+
+
+def _encode_pmu_cfg12(p: PmuConfig) -> bytes:
+    parts = [_name16(p.station, "STN"),
+             struct.pack(">HHHHH", p.idcode, p.format_word, p.phnmr, p.annmr, p.dgnmr)]
+    names = p.phasor_names + p.analog_names + p.digital_names
+    parts += [_name16(n, f"PMU {p.idcode} CHNAM") for n in names]
+    parts.append(struct.pack(f">{p.phnmr}I", *p.phunit))
+    parts.append(struct.pack(f">{p.annmr}I", *(u & 0xFFFFFFFF for u in p.anunit)))
+    parts.append(b"".join(struct.pack(">HH", a, b) for a, b in p.digunit))
+    parts.append(struct.pack(">HH", 1 if p.fnom == 50 else 0, p.cfgcnt))
+    return b"".join(parts)
+
+
+def _encode_pmu_cfg3(p: PmuConfig) -> bytes:
+    x = p.cfg3 or Cfg3Extra()
+    if len(x.g_pmu_id) != 16:
+        raise FrameError(f"PMU {p.idcode}: G_PMU_ID must be 16 bytes")
+    phscale = x.phscale or tuple((0, (1 if n.upper().startswith("I") else 0) << 3, 0, 1.0, 0.0)
+                                 for n in p.phasor_names)
+    anscale = x.anscale or ((1.0, 0.0),) * p.annmr
+    if len(phscale) != p.phnmr or len(anscale) != p.annmr:
+        raise FrameError(f"PMU {p.idcode}: PHSCALE/ANSCALE counts must match PHNMR/ANNMR")
+    parts = [_name_lp(p.station, "STN"), struct.pack(">H", p.idcode), bytes(x.g_pmu_id),
+             struct.pack(">HHHH", p.format_word, p.phnmr, p.annmr, p.dgnmr)]
+    names = p.phasor_names + p.analog_names + p.digital_names
+    parts += [_name_lp(n, f"PMU {p.idcode} CHNAM") for n in names]
+    parts += [struct.pack(">HBBff", fl, ty, us, sc, off) for fl, ty, us, sc, off in phscale]
+    parts += [struct.pack(">ff", sc, off) for sc, off in anscale]
+    parts.append(b"".join(struct.pack(">HH", a, b) for a, b in p.digunit))
+    svc = x.svc_class.encode("ascii")
+    if len(svc) != 1:
+        raise FrameError(f"PMU {p.idcode}: SVC_CLASS must be one ASCII character")
+    parts.append(struct.pack(">fff", x.lat, x.lon, x.elev) + svc + struct.pack(">ii", x.window, x.grp_dly))
+    parts.append(struct.pack(">HH", 1 if p.fnom == 50 else 0, p.cfgcnt))
+    return b"".join(parts)
+
+
+def _encode_config(f: ConfigFrame) -> bytes:
+    if f.kind == FrameType.CFG3:
+        body = [struct.pack(">HIH", f.cont_idx, f.time_base, len(f.pmus))]
+        body += [_encode_pmu_cfg3(p) for p in f.pmus]
+    else:
+        body = [struct.pack(">IH", f.time_base, len(f.pmus))]
+        body += [_encode_pmu_cfg12(p) for p in f.pmus]
+    body.append(struct.pack(">h", f.data_rate))
+    return _wrap(f.kind, f.version, f.idcode, f.soc, f.fracsec, f.tq, b"".join(body))
+
+
+def _ascii16(raw: bytes) -> str:
+    return raw.decode("latin-1").rstrip(" \x00")
+
+
+def _format_flags(fmt: int) -> dict[str, bool]:
+    return {"polar": bool(fmt & 1), "phasor_float": bool(fmt & 2), "analog_float": bool(fmt & 4),
+            "freq_float": bool(fmt & 8)}
+
+
+def _decode_pmu_cfg12(r: _Reader) -> PmuConfig:
+    station = _ascii16(r.take(16, "STN"))
+    idcode, fmt, phn, ann, dgn = r.unpack("HHHHH", "IDCODE/FORMAT/PHNMR/ANNMR/DGNMR")
+    nnames = phn + ann + 16 * dgn
+    raw = r.take(16 * nnames, f"PMU {idcode} CHNAM")
+    names = tuple(_ascii16(raw[16 * i:16 * i + 16]) for i in range(nnames))
+    phunit = r.unpack(f"{phn}I", f"PMU {idcode} PHUNIT")
+    anunit = r.unpack(f"{ann}I", f"PMU {idcode} ANUNIT")
+    dig = r.unpack(f"{2 * dgn}H", f"PMU {idcode} DIGUNIT")
+    fnom, cfgcnt = r.unpack("HH", f"PMU {idcode} FNOM/CFGCNT")
+    return PmuConfig(station=station, idcode=idcode, phasor_names=names[:phn],
+                     analog_names=names[phn:phn + ann], digital_names=names[phn + ann:],
+                     phunit=phunit, anunit=anunit, digunit=tuple(zip(dig[0::2], dig[1::2])),
+                     fnom=50 if fnom & 1 else 60, cfgcnt=cfgcnt, **_format_flags(fmt))
+
+
+def _lp_name(r: _Reader, what: str) -> str:
+    (n,) = r.unpack("B", what)
+    return r.take(n, what).decode("utf-8", errors="replace")
+
+
+def _decode_pmu_cfg3(r: _Reader) -> PmuConfig:
+    station = _lp_name(r, "STN")
+    (idcode,) = r.unpack("H", "IDCODE")
+    gid = r.take(16, f"PMU {idcode} G_PMU_ID")
+    fmt, phn, ann, dgn = r.unpack("HHHH", f"PMU {idcode} FORMAT/PHNMR/ANNMR/DGNMR")
+    names = tuple(_lp_name(r, f"PMU {idcode} CHNAM") for _ in range(phn + ann + 16 * dgn))
+    phscale = tuple(r.unpack("HBBff", f"PMU {idcode} PHSCALE") for _ in range(phn))
+    anscale = tuple(r.unpack("ff", f"PMU {idcode} ANSCALE") for _ in range(ann))
+    dig = r.unpack(f"{2 * dgn}H", f"PMU {idcode} DIGUNIT")
+    lat, lon, elev = r.unpack("fff", f"PMU {idcode} PMU_LAT/LON/ELEV")
+    svc = r.take(1, f"PMU {idcode} SVC_CLASS").decode("latin-1")
+    window, grp = r.unpack("ii", f"PMU {idcode} WINDOW/GRP_DLY")
+    fnom, cfgcnt = r.unpack("HH", f"PMU {idcode} FNOM/CFGCNT")
+    extra = Cfg3Extra(g_pmu_id=bytes(gid), phscale=phscale, anscale=anscale, lat=lat, lon=lon, elev=elev,
+                      svc_class=svc, window=window, grp_dly=grp)
+    phunit = tuple(((ty >> 3) & 1) << 24 for _, ty, _, _, _ in phscale)
+    return PmuConfig(station=station, idcode=idcode, phasor_names=names[:phn],
+                     analog_names=names[phn:phn + ann], digital_names=names[phn + ann:],
+                     phunit=phunit, anunit=(0,) * ann, digunit=tuple(zip(dig[0::2], dig[1::2])),
+                     fnom=50 if fnom & 1 else 60, cfgcnt=cfgcnt, cfg3=extra, **_format_flags(fmt))
+
+
+def _decode_config(buf: bytes, hdr: tuple) -> ConfigFrame:
+    ftype, version, idcode, soc, frac, tq = hdr
+    r = _Reader(buf, 14, len(buf) - 2)
+    cont = 0
+    if ftype == FrameType.CFG3:
+        if version < 2:
+            raise FrameError("CFG-3 frame with version 1 in SYNC")
+        (cont,) = r.unpack("H", "CONT_IDX")
+    tb_word, num_pmu = r.unpack("IH", "TIME_BASE/NUM_PMU")
+    time_base = tb_word & 0xFFFFFF
+    if time_base == 0:
+        raise FrameError("TIME_BASE is 0")
+    decode_pmu = _decode_pmu_cfg3 if ftype == FrameType.CFG3 else _decode_pmu_cfg12
+    pmus = tuple(decode_pmu(r) for _ in range(num_pmu))
+    (rate,) = r.unpack("h", "DATA_RATE")
+    if r.pos != r.end:
+        raise FrameError(f"{r.end - r.pos} unexpected bytes after DATA_RATE (NUM_PMU={num_pmu})")
+    if rate == 0:
+        raise FrameError("DATA_RATE is 0")
+    return ConfigFrame(idcode=idcode, pmus=pmus, data_rate=rate, time_base=time_base,
+                       kind=FrameType(ftype), soc=soc, fracsec=frac, tq=tq, version=version, cont_idx=cont)
+
+
+# --------------------------------------------------------------------------- data frames
+
+class DataCodec:
+    """Encoder/decoder of the data frames of one stream, compiled from its configuration.
+
+    One ``struct.Struct`` covers the whole frame (header, every PMU block, CHK), so a 50-PMU
+    frame is one ``pack``/``unpack`` call plus the CRC.
+
+    Parameters
+    ----------
+    cfg
+        The stream's CFG-2 (or CFG-1/CFG-3: only the PMU formats and counts matter).
+    """
+
+    def __init__(self, cfg: ConfigFrame) -> None:
+        self.cfg = cfg
+        body = "".join(p.block_struct for p in cfg.pmus)
+        self._body = struct.Struct(">" + body)
+        self._whole = struct.Struct(">BBHHII" + body + "H")
+        self._enc = struct.Struct(">BBHHII" + body)
+        self.size = 16 + self._body.size
+        self._counts = [(p.phnmr, p.annmr, p.dgnmr) for p in cfg.pmus]
+        self.offsets = []
+        off = 14
+        for p in cfg.pmus:
+            self.offsets.append((off, off + p.block_size))
+            off += p.block_size
+
+    def encode(self, frame: DataFrame) -> bytes:
+        """Encode ``frame``; raises :class:`FrameError` when it does not fit the configuration."""
+        pmus = frame.pmus
+        if len(pmus) != len(self._counts):
+            raise FrameError(f"data frame has {len(pmus)} PMU blocks, configuration has {len(self._counts)}")
+        flat: list = []
+        ext = flat.extend
+        for (phn, ann, dgn), d in zip(self._counts, pmus):
+            if len(d.phasors) != phn or len(d.analogs) != ann or len(d.digitals) != dgn:
+                raise FrameError(f"PMU block counts (phasors/analogs/digitals) do not match the configuration "
+                                 f"({phn}/{ann}/{dgn})")
+            flat.append(d.stat)
+            ext(chain.from_iterable(d.phasors))
+            flat.append(d.freq)
+            flat.append(d.dfreq)
+            ext(d.analogs)
+            ext(d.digitals)
+        version, tq, fracsec = frame.version, frame.tq, frame.fracsec
+        if version not in (1, 2) or not 0 <= fracsec <= 0xFFFFFF or not 0 <= tq <= 0x7F:
+            _check_common(FrameType.DATA, version, frame.idcode, frame.soc, fracsec, tq)
+        try:
+            msg = self._enc.pack(SYNC_BYTE, version, self.size, frame.idcode, frame.soc, (tq << 24) | fracsec, *flat)
+        except struct.error as exc:
+            raise FrameError(f"data value or header field (IDCODE, SOC) out of range: {exc}") from None
+        return msg + _CRC.pack(binascii.crc_hqx(msg, 0xFFFF))
+
+    def decode(self, buf: bytes, check: bool = True) -> DataFrame:
+        """Decode a data frame of this stream (SYNC, FRAMESIZE and CRC are checked unless ``check=False``)."""
+        if len(buf) != self.size:
+            if len(buf) >= 4 and buf[0] == SYNC_BYTE:
+                raise FrameError(f"data frame FRAMESIZE {len(buf)} does not match the configuration ({self.size})")
+            _check_frame(buf)
+            raise FrameError(f"data frame of {len(buf)} bytes does not match the configuration ({self.size})")
+        vals = self._whole.unpack(buf)
+        sync, tv, size, idcode, soc, frac = vals[:6]
+        if check:
+            if sync != SYNC_BYTE or tv & 0xF0 or (tv & 0x0F) not in (1, 2):
+                if (tv >> 4) & 0x7 != FrameType.DATA:
+                    _check_frame(buf)
+                    raise FrameError(f"expected a data frame, got frame type {(tv >> 4) & 0x7}")
+                _check_frame(buf)
+            if size != self.size:
+                raise FrameError(f"FRAMESIZE {size} does not match the {len(buf)} bytes given")
+            if binascii.crc_hqx(memoryview(buf)[:-2], 0xFFFF) != vals[-1]:
+                raise FrameError(f"CHK 0x{vals[-1]:04X} does not match CRC-CCITT")
+        pmus = []
+        i = 6
+        for phn, ann, dgn in self._counts:
+            j = i + 1 + 2 * phn
+            ph = vals[i + 1:j]
+            k = j + 2 + ann
+            pmus.append(PmuData(vals[i], tuple(zip(ph[0::2], ph[1::2])), vals[j], vals[j + 1], vals[j + 2:k],
+                                vals[k:k + dgn]))
+            i = k + dgn
+        return DataFrame(idcode, soc, frac & 0xFFFFFF, tuple(pmus), frac >> 24, tv & 0x0F)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+def encode_frame(frame: Frame, cfg: ConfigFrame | DataCodec | None = None) -> bytes:
+    """Encode any frame; data frames need their stream's configuration (or a :class:`DataCodec`)."""
+    if isinstance(frame, DataFrame):
+        if cfg is None:
+            raise FrameError("encoding a data frame needs the stream configuration")
+        codec = cfg if isinstance(cfg, DataCodec) else DataCodec(cfg)
+        return codec.encode(frame)
+    if isinstance(frame, ConfigFrame):
+        return _encode_config(frame)
+    if isinstance(frame, CommandFrame):
+        return _encode_command(frame)
+    if isinstance(frame, HeaderFrame):
+        return _encode_header(frame)
+    raise FrameError(f"not a C37.118 frame object: {type(frame).__name__}")
+
+
+def decode_frame(buf: bytes | bytearray | memoryview, cfg: ConfigFrame | DataCodec | None = None) -> Frame:
+    """Decode one complete frame.
+
+    Parameters
+    ----------
+    buf
+        Exactly one frame (SYNC .. CHK).
+    cfg
+        The stream's configuration; required for data frames.
+
+    Raises
+    ------
+    FrameError
+        On any malformed input (and only then): bad SYNC, version, FRAMESIZE, CRC or body.
+    """
+    buf = bytes(buf)
+    try:
+        hdr = _check_frame(buf)
+        ftype = hdr[0]
+        if ftype == FrameType.DATA:
+            if cfg is None:
+                raise FrameError("decoding a data frame needs the stream configuration")
+            codec = cfg if isinstance(cfg, DataCodec) else DataCodec(cfg)
+            return codec.decode(buf, check=False)
+        if ftype == FrameType.COMMAND:
+            return _decode_command(buf, hdr)
+        if ftype == FrameType.HEADER:
+            return _decode_header(buf, hdr)
+        return _decode_config(buf, hdr)
+    except FrameError:
+        raise
+    except (struct.error, ValueError, IndexError, OverflowError, UnicodeError) as exc:
+        raise FrameError(f"malformed frame: {exc}") from None
+
+
+# --------------------------------------------------------------------------- stream parser
+
+class StreamParser:
+    """Split a TCP byte stream into frames: handles frames split across reads or packed together.
+
+    ``feed`` never raises: bytes that cannot start a frame, and frames whose FRAMESIZE or CRC
+    is wrong, are skipped (the parser resynchronises on the next SYNC byte) and counted in
+    :attr:`skipped_bytes` and :attr:`bad_frames`.
+
+    Parameters
+    ----------
+    max_buffer
+        Upper bound of buffered bytes (a frame is at most 65535 bytes).
+    """
+
+    def __init__(self, max_buffer: int = 4 * MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self.max_buffer = max_buffer
+        self.skipped_bytes = 0
+        self.bad_frames = 0
+        self.frames = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Add received bytes; return the complete, CRC-valid frames now available, in order."""
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            if buf[pos] != SYNC_BYTE or buf[pos + 1] & 0x80 or (buf[pos + 1] & 0x0F) not in (1, 2):
+                nxt = buf.find(SYNC_BYTE, pos + 1)
+                nxt = n if nxt < 0 else nxt
+                self.skipped_bytes += nxt - pos
+                pos = nxt
+                continue
+            size = (buf[pos + 2] << 8) | buf[pos + 3]
+            if size < MIN_FRAME:
+                self.bad_frames += 1
+                self.skipped_bytes += 1
+                pos += 1
+                continue
+            if n - pos < size:
+                # Incomplete, or a false SYNC with a large FRAMESIZE: if a complete CRC-valid
+                # frame starts later in the buffer, the candidate was garbage; skip to it.
+                nxt = self._valid_frame_after(buf, pos + 1, n)
+                if nxt < 0:
+                    break
+                self.skipped_bytes += nxt - pos
+                self.bad_frames += 1
+                pos = nxt
+                continue
+            end = pos + size
+            if binascii.crc_hqx(memoryview(buf)[pos:end - 2], 0xFFFF) != ((buf[end - 2] << 8) | buf[end - 1]):
+                self.bad_frames += 1
+                self.skipped_bytes += 1
+                pos += 1
+                continue
+            out.append(bytes(buf[pos:end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+        if len(buf) > self.max_buffer:
+            self.skipped_bytes += len(buf)
+            buf.clear()
+        self.frames += len(out)
+        return out
+
+    @staticmethod
+    def _valid_frame_after(buf: bytearray, start: int, n: int) -> int:
+        """Offset of the first complete, CRC-valid frame at or after ``start``, or -1."""
+        pos = buf.find(SYNC_BYTE, start)
+        while 0 <= pos <= n - MIN_FRAME:
+            tv = buf[pos + 1]
+            if not tv & 0x80 and (tv & 0x0F) in (1, 2):
+                size = (buf[pos + 2] << 8) | buf[pos + 3]
+                end = pos + size
+                if MIN_FRAME <= size and end <= n and binascii.crc_hqx(
+                        memoryview(buf)[pos:end - 2], 0xFFFF) == ((buf[end - 2] << 8) | buf[end - 1]):
+                    return pos
+            pos = buf.find(SYNC_BYTE, pos + 1)
+        return -1
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buf)
+
+
+def iter_frames(data: bytes) -> Iterable[bytes]:
+    """Frames of a complete byte string (convenience wrapper around :class:`StreamParser`)."""
+    return StreamParser(max_buffer=max(len(data), 4 * MAX_FRAME)).feed(data)
+
+
+def default_pmu_config(station: str, idcode: int, phasor_names: Sequence[str], *, fnom: int = 50,
+                       polar: bool = False, phasor_float: bool = True, freq_float: bool = True,
+                       phunit: Sequence[int] = ()) -> PmuConfig:
+    """A PMU configuration with float phasors and no analogs/digitals (what labkit PMUs send)."""
+    return PmuConfig(station=station, idcode=idcode, phasor_names=tuple(phasor_names), polar=polar,
+                     phasor_float=phasor_float, analog_float=True, freq_float=freq_float,
+                     phunit=tuple(phunit), fnom=fnom)
+

@@ -1,0 +1,269 @@
+"""PDC configuration: the model and its sources (a file or a MySQL-protocol database).
+
+A PDC reads, at start, its IDCODE, inputs (PMUs or lower PDCs), wait window (openPDC's lag
+time), output port and reporting rate. Sources:
+
+* a file: ``.json``, ``.yaml``/``.yml`` or ``.toml`` with the keys of :class:`PdcConfig`
+  (``inputs`` is a list of ``{name, host, port, idcode}``);
+* a database URL ``mysql://user:password@host:port/database?name=<pdc name>`` read with PyMySQL
+  (MariaDB/Galera or Percona XtraDB). Tables (see :data:`SCHEMA_SQL`)::
+
+      pdc(name PRIMARY KEY, idcode, wait_window_ms, output_port, rate)
+      pdc_input(pdc_name, position, name, host, port, idcode)
+
+Every problem raises one :class:`PdcConfigError` naming the source and the bad field.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+__all__ = ["PdcConfig", "PdcInput", "PdcConfigError", "load_config", "from_mapping", "SCHEMA_SQL",
+           "write_mysql", "read_mysql"]
+
+
+class PdcConfigError(ValueError):
+    """The PDC configuration is missing, unreadable or invalid (the message says where and why)."""
+
+
+@dataclass(frozen=True)
+class PdcInput:
+    """One upstream C37.118 server (a PMU or a lower-level PDC)."""
+
+    name: str
+    host: str
+    port: int
+    idcode: int
+
+
+@dataclass(frozen=True)
+class PdcConfig:
+    """Everything a PDC needs at start.
+
+    Attributes
+    ----------
+    idcode
+        IDCODE of the concentrated output stream.
+    inputs
+        Upstream servers, in output order.
+    wait_window
+        Seconds after a timestamp before its frame is sent with whatever arrived (lag time).
+    output_port
+        TCP port of the output server (0 = any free port).
+    rate
+        Output frames per second.
+    output_host
+        Address to listen on.
+    backoff_min, backoff_max
+        Reconnect backoff bounds in seconds (doubling from min to max).
+    config_timeout
+        Seconds to wait for every input's CFG-2 before serving with the inputs known so far.
+    """
+
+    idcode: int
+    inputs: tuple[PdcInput, ...]
+    wait_window: float = 0.1
+    output_port: int = 4712
+    rate: int = 30
+    output_host: str = "127.0.0.1"
+    backoff_min: float = 0.1
+    backoff_max: float = 5.0
+    config_timeout: float = 5.0
+    name: str = "pdc"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_TOP_KEYS = {"name", "idcode", "inputs", "wait_window", "wait_window_ms", "output_port", "output_host", "rate",
+             "backoff_min", "backoff_max", "config_timeout"}
+
+
+def _need(d: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in d:
+        raise PdcConfigError(f"{where}: missing field {key!r}")
+    return _as(d[key], kind, f"{where}: field {key!r}")
+
+
+def _as(value: Any, kind: type, what: str) -> Any:
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PdcConfigError(f"{what} must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PdcConfigError(f"{what} must be a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise PdcConfigError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _range(value: float, lo: float, hi: float, what: str) -> None:
+    if not lo <= value <= hi:
+        raise PdcConfigError(f"{what} must be in [{lo}, {hi}], got {value!r}")
+
+
+def from_mapping(d: Mapping[str, Any], where: str = "config") -> PdcConfig:
+    """Validate a plain mapping into a :class:`PdcConfig` (raises :class:`PdcConfigError`)."""
+    if not isinstance(d, Mapping):
+        raise PdcConfigError(f"{where}: expected a mapping at top level, got {type(d).__name__}")
+    unknown = set(d) - _TOP_KEYS
+    if unknown:
+        raise PdcConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    idcode = _need(d, "idcode", int, where)
+    _range(idcode, 0, 65535, f"{where}: field 'idcode'")
+    raw_inputs = d.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise PdcConfigError(f"{where}: field 'inputs' must be a non-empty list, got {raw_inputs!r}")
+    inputs = []
+    for i, item in enumerate(raw_inputs):
+        w = f"{where}: inputs[{i}]"
+        if not isinstance(item, Mapping):
+            raise PdcConfigError(f"{w} must be a mapping with name, host, port, idcode")
+        extra = set(item) - {"name", "host", "port", "idcode"}
+        if extra:
+            raise PdcConfigError(f"{w}: unknown field(s) {sorted(extra)}")
+        port = _need(item, "port", int, w)
+        _range(port, 1, 65535, f"{w}: field 'port'")
+        code = _need(item, "idcode", int, w)
+        _range(code, 0, 65535, f"{w}: field 'idcode'")
+        inputs.append(PdcInput(name=_as(item.get("name", f"in{i}"), str, f"{w}: field 'name'"),
+                               host=_need(item, "host", str, w), port=port, idcode=code))
+    names = [i.name for i in inputs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise PdcConfigError(f"{where}: field 'inputs' has duplicate name(s) {dup}")
+    if "wait_window" in d and "wait_window_ms" in d:
+        raise PdcConfigError(f"{where}: give 'wait_window' (s) or 'wait_window_ms', not both")
+    wait = (_as(d["wait_window_ms"], float, f"{where}: field 'wait_window_ms'") / 1000.0
+            if "wait_window_ms" in d else _as(d.get("wait_window", 0.1), float, f"{where}: field 'wait_window'"))
+    _range(wait, 0.0, 60.0, f"{where}: wait window (s)")
+    port = _as(d.get("output_port", 4712), int, f"{where}: field 'output_port'")
+    _range(port, 0, 65535, f"{where}: field 'output_port'")
+    rate = _as(d.get("rate", 30), int, f"{where}: field 'rate'")
+    _range(rate, 1, 240, f"{where}: field 'rate'")
+    bmin = _as(d.get("backoff_min", 0.1), float, f"{where}: field 'backoff_min'")
+    bmax = _as(d.get("backoff_max", 5.0), float, f"{where}: field 'backoff_max'")
+    if not 0 < bmin <= bmax:
+        raise PdcConfigError(f"{where}: need 0 < backoff_min <= backoff_max, got {bmin} and {bmax}")
+    cto = _as(d.get("config_timeout", 5.0), float, f"{where}: field 'config_timeout'")
+    _range(cto, 0.0, 3600.0, f"{where}: field 'config_timeout'")
+    return PdcConfig(idcode=idcode, inputs=tuple(inputs), wait_window=wait, output_port=port, rate=rate,
+                     output_host=_as(d.get("output_host", "127.0.0.1"), str, f"{where}: field 'output_host'"),
+                     backoff_min=bmin, backoff_max=bmax, config_timeout=cto,
+                     name=_as(d.get("name", "pdc"), str, f"{where}: field 'name'"))
+
+
+def _read_file(path: Path) -> Mapping[str, Any]:
+    if not path.exists():
+        raise PdcConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text)
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise PdcConfigError(f"config file {path} is not valid {path.suffix[1:]}: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise PdcConfigError(f"config file {path} cannot be parsed: {exc}") from None
+    raise PdcConfigError(f"config file {path}: unsupported extension {path.suffix!r} (json, yaml, yml, toml)")
+
+
+SCHEMA_SQL = (
+    "CREATE TABLE IF NOT EXISTS pdc (name VARCHAR(64) PRIMARY KEY, idcode INT NOT NULL, "
+    "wait_window_ms DOUBLE NOT NULL DEFAULT 100, output_port INT NOT NULL, rate INT NOT NULL DEFAULT 30)",
+    "CREATE TABLE IF NOT EXISTS pdc_input (pdc_name VARCHAR(64) NOT NULL, position INT NOT NULL, "
+    "name VARCHAR(64) NOT NULL, host VARCHAR(255) NOT NULL, port INT NOT NULL, idcode INT NOT NULL, "
+    "PRIMARY KEY (pdc_name, position))",
+)
+
+
+def _mysql_params(url: str) -> tuple[dict[str, Any], str]:
+    u = urlparse(url)
+    if u.scheme not in ("mysql", "mysql+pymysql", "mariadb"):
+        raise PdcConfigError(f"config URL {url!r}: scheme must be mysql:// or mariadb://")
+    db = u.path.lstrip("/")
+    name = parse_qs(u.query).get("name", [None])[0]
+    if not db:
+        raise PdcConfigError(f"config URL {_redact(url)}: missing database name in the path")
+    if not name:
+        raise PdcConfigError(f"config URL {_redact(url)}: missing '?name=<pdc name>'")
+    try:
+        port = u.port or 3306
+    except ValueError:
+        raise PdcConfigError(f"config URL {_redact(url)}: bad port") from None
+    params = {"host": u.hostname or "127.0.0.1", "port": port, "user": unquote(u.username or "root"),
+              "password": unquote(u.password or ""), "database": db, "connect_timeout": 5}
+    return params, name
+
+
+def _redact(url: str) -> str:
+    u = urlparse(url)
+    return url.replace(f":{u.password}@", ":***@") if u.password else url
+
+
+def read_mysql(url: str) -> PdcConfig:
+    """Read the configuration of PDC ``?name=`` from a MySQL-protocol database URL."""
+    import pymysql
+
+    params, name = _mysql_params(url)
+    try:
+        conn = pymysql.connect(**params)
+    except pymysql.MySQLError as exc:
+        raise PdcConfigError(f"config database {_redact(url)}: cannot connect: {exc}") from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT name, idcode, wait_window_ms, output_port, rate FROM pdc WHERE name=%s", (name,))
+            row = cur.fetchone()
+            if row is None:
+                raise PdcConfigError(f"config database {_redact(url)}: no row for PDC {name!r} in table pdc")
+            cur.execute("SELECT name, host, port, idcode FROM pdc_input WHERE pdc_name=%s ORDER BY position", (name,))
+            inputs = [{"name": r[0], "host": r[1], "port": int(r[2]), "idcode": int(r[3])} for r in cur.fetchall()]
+    except pymysql.MySQLError as exc:
+        raise PdcConfigError(f"config database {_redact(url)}: query failed: {exc}") from None
+    finally:
+        conn.close()
+    d = {"name": row[0], "idcode": int(row[1]), "wait_window_ms": float(row[2]), "output_port": int(row[3]),
+         "rate": int(row[4]), "inputs": inputs}
+    return from_mapping(d, where=f"config database {_redact(url)} (PDC {name!r})")
+
+
+def write_mysql(conn: Any, cfg: PdcConfig) -> None:
+    """Create the tables if needed and store ``cfg`` (replacing that PDC's rows); commits."""
+    with conn.cursor() as cur:
+        for stmt in SCHEMA_SQL:
+            cur.execute(stmt)
+        cur.execute("REPLACE INTO pdc (name, idcode, wait_window_ms, output_port, rate) VALUES (%s,%s,%s,%s,%s)",
+                    (cfg.name, cfg.idcode, cfg.wait_window * 1000.0, cfg.output_port, cfg.rate))
+        cur.execute("DELETE FROM pdc_input WHERE pdc_name=%s", (cfg.name,))
+        for pos, inp in enumerate(cfg.inputs):
+            cur.execute("INSERT INTO pdc_input (pdc_name, position, name, host, port, idcode) "
+                        "VALUES (%s,%s,%s,%s,%s,%s)", (cfg.name, pos, inp.name, inp.host, inp.port, inp.idcode))
+    conn.commit()
+
+
+def load_config(source: str | Path) -> PdcConfig:
+    """Load a PDC configuration from a file path or a ``mysql://`` URL."""
+    text = str(source)
+    if "://" in text:
+        return read_mysql(text)
+    path = Path(text)
+    return from_mapping(_read_file(path), where=f"config file {path}")
+
+
+def to_mapping(cfg: PdcConfig) -> dict[str, Any]:
+    """Plain mapping of ``cfg`` (what a JSON/YAML config file holds)."""
+    return {"name": cfg.name, "idcode": cfg.idcode, "wait_window": cfg.wait_window, "output_port": cfg.output_port,
+            "output_host": cfg.output_host, "rate": cfg.rate, "backoff_min": cfg.backoff_min,
+            "backoff_max": cfg.backoff_max, "config_timeout": cfg.config_timeout,
+            "inputs": [{"name": i.name, "host": i.host, "port": i.port, "idcode": i.idcode} for i in cfg.inputs]}

@@ -1,0 +1,176 @@
+"""Record every data frame of a C37.118 stream, per PMU, to parquet.
+
+The recorder is a client of a PMU or PDC (it reconnects with backoff like a PDC input). For
+each data frame and each PMU block in it, it writes one row:
+
+=================  ========  ===================================================================
+column             dtype     meaning
+=================  ========  ===================================================================
+``stream_idcode``  uint16    IDCODE of the stream (the PMU or PDC the recorder listens to)
+``pmu_idcode``     uint16    IDCODE of the PMU block (from the stream's CFG-2)
+``station``        string    STN of the PMU block
+``soc``            uint32    SOC of the frame
+``fracsec``        uint32    24-bit fraction-of-second count (FRACSEC bits 23-0)
+``time_base``      uint32    TIME_BASE of the stream's CFG-2
+``frame_time``     float64   ``soc + fracsec / time_base`` (UNIX seconds)
+``arrival``        float64   local clock (UNIX seconds) when the frame was received
+``stat``           uint16    the block's STAT word (bits 15-14 = 10: absent data inserted by a PDC)
+=================  ========  ===================================================================
+
+Rows are written in row groups every ``flush_every`` seconds and at exit, so a killed run
+keeps what was flushed. :mod:`labkit.measure.stream` turns these rows into downtime and gaps.
+
+CLI::
+
+    python -m labkit.grid.recorder --port 4712 --idcode 100 --out frames.parquet [--duration 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import struct
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from labkit.grid import c37118 as c
+from labkit.grid.pdc import StreamClient
+
+__all__ = ["Recorder", "SCHEMA", "main"]
+
+log = logging.getLogger("labkit.grid.recorder")
+
+#: Arrow schema of the recorder's parquet file.
+SCHEMA = pa.schema([("stream_idcode", pa.uint16()), ("pmu_idcode", pa.uint16()), ("station", pa.string()),
+                    ("soc", pa.uint32()), ("fracsec", pa.uint32()), ("time_base", pa.uint32()),
+                    ("frame_time", pa.float64()), ("arrival", pa.float64()), ("stat", pa.uint16())])
+_TS = struct.Struct(">HII")
+
+
+class Recorder:
+    """Client that records per-PMU frame timestamps and arrival times.
+
+    Parameters
+    ----------
+    host, port, idcode
+        The stream to record.
+    out
+        Parquet file to write.
+    flush_every
+        Seconds between row-group writes.
+    """
+
+    def __init__(self, host: str, port: int, idcode: int, out: str | Path, flush_every: float = 1.0,
+                 backoff_min: float = 0.1, backoff_max: float = 2.0) -> None:
+        self.out = Path(out)
+        self.flush_every = flush_every
+        self.client = StreamClient(host, port, idcode, on_frame=self._on_frame, on_config=self._on_config,
+                                   backoff_min=backoff_min, backoff_max=backoff_max, name=f"recorder {host}:{port}")
+        self._cols: dict[str, list] = {f.name: [] for f in SCHEMA}
+        self._blocks: list[tuple[int, int, str]] = []   # (stat offset, pmu idcode, station)
+        self._time_base = 1_000_000
+        self._writer: pq.ParquetWriter | None = None
+        self._flusher: asyncio.Task | None = None
+        self.frames = 0
+
+    def _on_config(self, cfg: c.ConfigFrame) -> None:
+        codec = c.DataCodec(cfg)
+        self._blocks = [(start, p.idcode, p.station) for (start, _), p in zip(codec.offsets, cfg.pmus)]
+        self._time_base = cfg.time_base
+
+    def _on_frame(self, raw: bytes) -> None:
+        arrival = time.time()
+        stream, soc, frac = _TS.unpack_from(raw, 4)
+        frac &= 0xFFFFFF
+        ft = soc + frac / self._time_base
+        cols = self._cols
+        for off, pid, station in self._blocks:
+            cols["stream_idcode"].append(stream)
+            cols["pmu_idcode"].append(pid)
+            cols["station"].append(station)
+            cols["soc"].append(soc)
+            cols["fracsec"].append(frac)
+            cols["time_base"].append(self._time_base)
+            cols["frame_time"].append(ft)
+            cols["arrival"].append(arrival)
+            cols["stat"].append((raw[off] << 8) | raw[off + 1])
+        self.frames += 1
+
+    def flush(self) -> int:
+        """Write buffered rows as one row group; return how many rows were written."""
+        n = len(self._cols["soc"])
+        if self._writer is None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.out, SCHEMA)
+        if n:
+            table = pa.table({k: pa.array(v, type=SCHEMA.field(k).type) for k, v in self._cols.items()}, schema=SCHEMA)
+            self._writer.write_table(table)
+            self._cols = {f.name: [] for f in SCHEMA}
+        return n
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_every)
+            self.flush()
+
+    def start(self) -> None:
+        """Start recording (in the running event loop)."""
+        self.client.start()
+        self._flusher = asyncio.ensure_future(self._flush_loop())
+
+    async def close(self) -> None:
+        """Stop the client, write the remaining rows and close the file."""
+        await self.client.close()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from labkit.grid.pmu import wait_port_file
+
+    port = args.port if args.port_file is None else await wait_port_file(args.port_file)
+    rec = Recorder(args.host, port, args.idcode, args.out, args.flush_every)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    rec.start()
+    print(f"recording {args.host}:{port} -> {args.out}", flush=True)
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=args.duration)
+    except asyncio.TimeoutError:
+        pass
+    await rec.close()
+    log.info("recorded %d frames", rec.frames)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: ``python -m labkit.grid.recorder``."""
+    ap = argparse.ArgumentParser(prog="python -m labkit.grid.recorder", description="C37.118 frame recorder")
+    ap.add_argument("--host", default="127.0.0.1")
+    port = ap.add_mutually_exclusive_group(required=True)
+    port.add_argument("--port", type=int, help="server port")
+    port.add_argument("--port-file", help="read the server port from this file (waits until it exists)")
+    ap.add_argument("--idcode", type=int, required=True, help="IDCODE put in command frames")
+    ap.add_argument("--out", required=True, help="parquet file to write")
+    ap.add_argument("--duration", type=float, default=None, help="seconds to record (default: until SIGTERM)")
+    ap.add_argument("--flush-every", type=float, default=1.0)
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(_run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

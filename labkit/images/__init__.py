@@ -1,0 +1,79 @@
+"""Images (``labkit.images``): OCI archives built without Docker, imported into containerd.
+
+Three images, all under the never-pulled registry name ``labkit.local``:
+
+``pause`` (``labkit.local/pause:1``)
+    One layer: a static, stripped Go binary (``go/pause``) that waits for SIGTERM/SIGINT and
+    reaps children. Use it as containerd's ``sandbox_image`` and the kubelet's
+    ``--pod-infra-container-image``.
+``runtime`` (``labkit.local/runtime:<labkit version>``)
+    Debian bookworm rootfs (mmdebstrap: python3, venv, iproute2, ping) + a layer with the kit's
+    pinned dependencies in ``/opt/labkit/venv`` + a small layer with the labkit wheel, so a code
+    change rebuilds and re-imports only that last layer.
+``galera`` (``labkit.local/galera:10.11``)
+    Debian bookworm rootfs with mariadb-server and galera-4 (``mariadbd``, ``galera_new_cluster``).
+
+Stable API used by other parts of the kit: :func:`build` (name -> archive path) and
+:func:`import_archive` (archive, containerd socket, namespace). See ``docs/images.md``.
+"""
+
+from __future__ import annotations
+
+from labkit.images.build import (
+    IMAGES,
+    REGISTRY,
+    ImageSpec,
+    binary_image_spec,
+    build,
+    build_image,
+    build_spec,
+    gc,
+    images_dir,
+    is_built,
+    spec,
+)
+from labkit.images.containerd import ImageRecord, archive_ref, import_archive, list_images
+from labkit.images.sources import ImageError
+
+#: Debian packages the images need on the build/test host, with the reason for each.
+APT_PACKAGES: dict[str, str] = {
+    "mmdebstrap": "builds the Debian bookworm rootfs of the runtime and galera images",
+    "containerd": "ctr(1) imports the OCI archives into each node's containerd",
+}
+
+
+def image_ref(name: str) -> str:
+    """The reference pods and containerd use for image ``name``, e.g. ``labkit.local/pause:1``."""
+    return spec(name).ref
+
+
+def setup_steps() -> list:  # list[labkit.install.Step]; imported lazily (install may import us)
+    """Setup steps building every image (pause first; runtime and galera need root).
+
+    Returns
+    -------
+    list[labkit.install.Step]
+        One step per image; ``check`` is true when the archive for the current inputs is
+        cached, ``run`` builds it.
+    """
+    from labkit.install import Step
+
+    def step(name: str, what: str) -> Step:
+        return Step(name=f"image-{name}", what=what, check=lambda: is_built(name),
+                    run=lambda log: build(name, log), needs_root=spec_needs_root(name))
+
+    return [
+        step("pause", f"{image_ref('pause')}: static pause binary (Go) as a one-layer OCI archive"),
+        step("runtime", "labkit runtime image: bookworm rootfs + pinned Python deps + labkit wheel"),
+        step("galera", f"{REGISTRY}/galera image: bookworm + mariadb-server + galera-4"),
+    ]
+
+
+def spec_needs_root(name: str) -> bool:
+    """Whether building image ``name`` needs root (rootfs images do)."""
+    return spec(name).needs_root
+
+
+__all__ = ["APT_PACKAGES", "IMAGES", "REGISTRY", "ImageError", "ImageRecord", "ImageSpec", "archive_ref",
+           "binary_image_spec", "build", "build_image", "build_spec", "gc", "image_ref", "images_dir", "import_archive", "is_built", "list_images",
+           "setup_steps", "spec", "spec_needs_root"]

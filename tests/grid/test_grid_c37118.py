@@ -1,0 +1,216 @@
+"""labkit.grid.c37118: frames, helpers, stream parser and the parser's robustness."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labkit.grid import c37118 as c
+
+pytestmark = pytest.mark.unit
+
+
+def _cfg() -> c.ConfigFrame:
+    p1 = c.default_pmu_config("STATION A", 7, ["V:1", "I:line:0:f"])
+    p2 = c.PmuConfig("B", 8, ("VA", "VB"), polar=True, phasor_float=False, analog_float=False, freq_float=False,
+                     analog_names=("A1",), digital_names=tuple(f"D{i}" for i in range(16)), phunit=(915527, 915527),
+                     fnom=60, cfgcnt=3)
+    p3 = c.PmuConfig("C", 9, ("IA",), polar=False, phasor_float=False, phunit=((1 << 24) | 100,))
+    return c.ConfigFrame(idcode=99, pmus=(p1, p2, p3), data_rate=30, soc=1_700_000_000, fracsec=123)
+
+
+def _data(cfg: c.ConfigFrame) -> c.DataFrame:
+    p1, p2, p3 = cfg.pmus
+    return c.DataFrame(99, 1_700_000_000, 333_333, (
+        p1.to_wire([1 + 1j, 2 - 1j], 50.01, 0.2, stat=c.make_stat(time_quality=2)),
+        p2.to_wire([100 * np.exp(0.3j), 200], 60.02, 0.1, [5], [3]),
+        p3.to_wire([-3 + 4j], 50.0)), tq=c.make_tq(quality=5))
+
+
+def test_crc_is_crc_ccitt_false() -> None:
+    assert c.crc_ccitt(b"123456789") == 0x29B1
+
+
+def test_config_frames_round_trip_cfg1_cfg2_cfg3() -> None:
+    cfg = _cfg()
+    for kind in (c.FrameType.CFG1, c.FrameType.CFG2):
+        frame = cfg.as_kind(kind)
+        raw = c.encode_frame(frame)
+        assert raw[:2] == bytes([0xAA, (int(kind) << 4) | 1])
+        assert struct.unpack(">H", raw[2:4])[0] == len(raw)
+        assert c.decode_frame(raw) == frame
+    cfg3 = cfg.as_kind(c.FrameType.CFG3)
+    raw3 = c.encode_frame(cfg3)
+    back = c.decode_frame(raw3)
+    assert back.kind == c.FrameType.CFG3 and back.version == 2
+    assert [p.phasor_names for p in back.pmus] == [p.phasor_names for p in cfg.pmus]
+    assert back.pmus[0].cfg3 is not None and back.pmus[0].cfg3.phscale[1][1] == 8  # current phasor type bit
+    assert c.encode_frame(back) == raw3
+
+
+def test_cfg3_needs_version_2() -> None:
+    cfg3 = c.ConfigFrame(idcode=1, pmus=_cfg().pmus, kind=c.FrameType.CFG3, version=1)
+    with pytest.raises(c.FrameError, match="version 2"):
+        c.encode_frame(cfg3)
+
+
+def test_data_frame_round_trip_and_engineering_values() -> None:
+    cfg = _cfg()
+    codec = c.DataCodec(cfg)
+    raw = codec.encode(_data(cfg))
+    assert len(raw) == cfg.data_frame_size == codec.size
+    back = codec.decode(raw)
+    assert codec.encode(back) == raw
+    assert back.tq == c.make_tq(quality=5) and back.fracsec == 333_333
+    p1, p2, p3 = cfg.pmus
+    np.testing.assert_allclose(p1.phasor_values(back.pmus[0]), [1 + 1j, 2 - 1j], rtol=1e-6)
+    half_bit = 0.5 * 9.15527 * np.sqrt(2)  # PHUNIT 915527 = 9.15527 V per bit, polar rounding
+    np.testing.assert_allclose(p2.phasor_values(back.pmus[1]), [100 * np.exp(0.3j), 200], atol=half_bit)
+    np.testing.assert_allclose(p3.phasor_values(back.pmus[2]), [-3 + 4j], atol=1e-3)
+    assert p2.freq_hz(back.pmus[1]) == pytest.approx(60.02) and p2.rocof(back.pmus[1]) == pytest.approx(0.1)
+    assert p1.freq_hz(back.pmus[0]) == pytest.approx(50.01, abs=1e-5)
+    assert back.pmus[1].analogs == (5,) and back.pmus[1].digitals == (3,)
+
+
+def test_absent_values_round_trip_as_nan() -> None:
+    cfg = _cfg()
+    blocks = tuple(p.absent_block() for p in cfg.pmus)
+    raw = c.DataCodec(cfg).encode(c.DataFrame(99, 1, 0, blocks))
+    back = c.decode_frame(raw, cfg)
+    for p, d in zip(cfg.pmus, back.pmus):
+        assert d.stat & c.Stat.DATA_ERROR_MASK == c.Stat.TEST_OR_ABSENT
+        assert np.isnan(p.phasor_values(d)).all()
+
+
+def test_command_and_header_frames() -> None:
+    cmd = c.CommandFrame(7, c.Command.EXTENDED, 5, 6, extended=b"\x01\x02")
+    assert c.decode_frame(c.encode_frame(cmd)) == cmd
+    hdr = c.HeaderFrame(7, "a PMU", 5, 6)
+    assert c.decode_frame(c.encode_frame(hdr)) == hdr
+    with pytest.raises(c.FrameError, match="ASCII"):
+        c.encode_frame(c.HeaderFrame(7, "PMU \u00e9"))
+
+
+def test_helpers_time_stat_tq() -> None:
+    assert c.split_time(10.9999999) == (11, 0)
+    assert c.split_time(5.25, 1000) == (5, 250)
+    assert c.frame_time(5, 250, 1000) == 5.25
+    tq = c.make_tq(leap_direction=1, leap_occurred=True, leap_pending=False, quality=11)
+    assert c.parse_tq(tq) == {"leap_direction": 1, "leap_occurred": True, "leap_pending": False, "quality": 11}
+    assert c.make_stat(data_error=2, config_change=True, time_quality=7) == 0x8000 | 0x0400 | (7 << 6)
+    with pytest.raises(c.FrameError, match="time_quality"):
+        c.make_stat(time_quality=8)
+    with pytest.raises(c.FrameError, match="quality"):
+        c.make_tq(quality=16)
+
+
+def test_errors_name_the_bad_field() -> None:
+    cfg = _cfg()
+    raw = bytearray(c.DataCodec(cfg).encode(_data(cfg)))
+    bad_crc = bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    with pytest.raises(c.FrameError, match="CHK"):
+        c.decode_frame(bad_crc, cfg)
+    with pytest.raises(c.FrameError, match="SYNC"):
+        c.decode_frame(b"\xab" + bytes(raw[1:]), cfg)
+    with pytest.raises(c.FrameError, match="FRAMESIZE"):
+        c.decode_frame(bytes(raw) + b"\x00", cfg)
+    with pytest.raises(c.FrameError, match="configuration"):
+        c.decode_frame(bytes(raw))
+    other = c.ConfigFrame(idcode=99, pmus=cfg.pmus[:1])
+    with pytest.raises(c.FrameError, match="FRAMESIZE"):
+        c.decode_frame(bytes(raw), other)
+    with pytest.raises(c.FrameError, match="IDCODE"):
+        c.encode_frame(c.CommandFrame(70000, 1))
+    with pytest.raises(c.FrameError, match="unique"):
+        c.ConfigFrame(idcode=1, pmus=(cfg.pmus[0], cfg.pmus[0]))
+    with pytest.raises(c.FrameError, match="PHUNIT"):
+        c.PmuConfig("X", 1, ("V",), phunit=(1, 2))
+
+
+def test_stream_parser_handles_split_packed_and_garbage() -> None:
+    cfg = _cfg()
+    codec = c.DataCodec(cfg)
+    frames = [c.encode_frame(cfg)] + [codec.encode(_data(cfg)) for _ in range(3)]
+    stream = b"\x00\xaa\x01junk" + frames[0] + frames[1] + b"\xaa\x31\x00" + frames[2] + frames[3]
+    for chunk in (1, 3, 7, 64, len(stream)):
+        parser = c.StreamParser()
+        got = []
+        for i in range(0, len(stream), chunk):
+            got += parser.feed(stream[i:i + chunk])
+        assert got == frames, chunk
+        assert parser.skipped_bytes > 0 and parser.buffered == 0
+
+
+def test_stream_parser_skips_corrupted_frame_and_resyncs() -> None:
+    cfg = _cfg()
+    codec = c.DataCodec(cfg)
+    good = codec.encode(_data(cfg))
+    bad = bytearray(good)
+    bad[20] ^= 0xFF
+    parser = c.StreamParser()
+    assert parser.feed(bytes(bad) + good) == [good]
+    assert parser.bad_frames >= 1
+
+
+_CFG_FOR_FUZZ = _cfg()
+_TEMPLATES = [c.encode_frame(_CFG_FOR_FUZZ.as_kind(k)) for k in (c.FrameType.CFG1, c.FrameType.CFG2, c.FrameType.CFG3)]
+_TEMPLATES += [c.DataCodec(_CFG_FOR_FUZZ).encode(_data(_CFG_FOR_FUZZ)),
+               c.encode_frame(c.CommandFrame(7, 8, extended=b"xyz")), c.encode_frame(c.HeaderFrame(7, "hdr"))]
+#: Byte strings checked per hypothesis example; 1,000 examples x 100 = 100,000 cases in CI.
+CASES_PER_EXAMPLE = 100
+FUZZ_EXAMPLES = int(os.environ.get("LABKIT_FUZZ_EXAMPLES", "1000"))
+
+
+def _fix_crc(data: bytearray) -> bytes:
+    if len(data) >= 4:
+        data[2:4] = struct.pack(">H", len(data) & 0xFFFF)
+    if len(data) >= 2:
+        data[-2:] = struct.pack(">H", c.crc_ccitt(bytes(data[:-2])))
+    return bytes(data)
+
+
+def _mutant(rng: random.Random) -> bytes:
+    """A byte string derived from a valid frame: random bytes, flips, cuts, field overwrites, CRC fixed or not."""
+    roll = rng.random()
+    if roll < 0.1:
+        return rng.randbytes(rng.randrange(0, 200))
+    data = bytearray(rng.choice(_TEMPLATES))
+    for _ in range(rng.randrange(1, 6)):
+        op = rng.randrange(4)
+        if op == 0 and data:  # flip a byte
+            data[rng.randrange(len(data))] ^= rng.randrange(1, 256)
+        elif op == 1 and data:  # cut
+            del data[rng.randrange(len(data)):]
+        elif op == 2:  # insert random bytes
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = rng.randbytes(rng.randrange(1, 40))
+        elif len(data) > 22:  # overwrite a 16-bit count/format field in the body with an extreme value
+            at = rng.randrange(14, len(data) - 3)
+            data[at:at + 2] = struct.pack(">H", rng.choice([0, 1, 0x7FFF, 0x8000, 0xFFFF, rng.randrange(65536)]))
+    return _fix_crc(data) if rng.random() < 0.7 else bytes(data)
+
+
+def _must_be_frame_error(data: bytes, cfg: c.ConfigFrame | None) -> None:
+    try:
+        c.decode_frame(data, cfg)
+    except c.FrameError:
+        pass
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(st.integers(0, 2**64 - 1), st.binary(max_size=64))
+def test_parser_raises_only_frame_error_on_any_bytes(seed: int, raw: bytes) -> None:
+    """Decoder and stream parser on 100 byte strings per example (mutated valid frames + raw bytes)."""
+    rng = random.Random(seed)
+    parser = c.StreamParser()
+    cases = [raw] + [_mutant(rng) for _ in range(CASES_PER_EXAMPLE - 1)]
+    for i, data in enumerate(cases):
+        _must_be_frame_error(data, _CFG_FOR_FUZZ if i % 2 else None)
+        for frame in parser.feed(data):
+            _must_be_frame_error(frame, _CFG_FOR_FUZZ)

@@ -1,0 +1,104 @@
+"""labkit.grid.recorder and labkit.measure.stream: frames on disk, downtime and gaps."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from labkit.grid.config import from_mapping
+from labkit.grid.pdc import Pdc
+from labkit.grid.pmu import PmuServer
+from labkit.grid.recorder import SCHEMA, Recorder
+from labkit.measure.stream import load_frames, stream_downtime, stream_gaps, stream_rate
+from labkit.results import KEY_COLUMNS
+
+pytestmark = pytest.mark.unit
+
+HOST = "127.0.0.1"
+
+
+def _frames(times: list[float], pmu: int = 1, stat: list[int] | None = None) -> pd.DataFrame:
+    return pd.DataFrame({"pmu_idcode": pmu, "frame_time": times, "arrival": np.asarray(times) + 0.01,
+                         "stat": stat if stat is not None else [0] * len(times)})
+
+
+def test_downtime_is_last_old_to_first_new_timestamp() -> None:
+    k = np.arange(0, 300)
+    k = k[(k < 100) | (k >= 160)]             # 60 frames (2 s) missing after frame 99
+    f = _frames(list(k / 30))
+    dt = stream_downtime(f, run_id="r", scenario="pod-failure", step="measure", cluster="root")
+    assert list(dt.columns[:8]) == list(KEY_COLUMNS)
+    assert len(dt) == 1
+    row = dt.iloc[0]
+    assert row["metric"] == "stream_downtime" and row["unit"] == "s"
+    assert row["value"] == pytest.approx(160 / 30 - 99 / 30)
+    assert row["last_old"] == pytest.approx(99 / 30) and row["first_new"] == pytest.approx(160 / 30)
+    assert row["missing_frames"] == 60 and row["pmu_idcode"] == 1
+    assert row["t"] == pd.Timestamp(160 / 30, unit="s", tz="UTC")
+
+
+def test_gaps_skip_absent_blocks_and_short_gaps_are_not_downtime() -> None:
+    k = np.arange(0, 100)
+    stat = [0x8000 if 40 <= i < 45 else 0 for i in k]   # a PDC inserted absent data for 5 frames
+    f = pd.concat([_frames(list(k / 30), 1, stat), _frames([i / 30 for i in k if i != 70], 2)])
+    gaps = stream_gaps(f)
+    assert sorted(zip(gaps["pmu_idcode"], gaps["missing_frames"])) == [(1, 5), (2, 1)]
+    assert stream_downtime(f).empty                      # all shorter than 0.5 s
+    assert len(stream_downtime(f, threshold=0.1)) == 1
+    rate = stream_rate(f)
+    fr = rate[rate["metric"] == "frame_rate"].set_index("pmu_idcode")["value"]
+    assert fr.loc[2] == pytest.approx(98 / (99 / 30))
+    with pytest.raises(ValueError, match="threshold"):
+        stream_downtime(f, threshold=0)
+
+
+def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
+    """PMU -> PDC -> recorder; the PDC is stopped for ~1 s and restarted on the same port."""
+    from labkit.grid.phasors import network_model
+
+    network_model("case14")
+    out = tmp_path / "frames.parquet"
+
+    async def scenario() -> Pdc:
+        pmu = PmuServer(1, "case14", [0, 1], seed=1)
+        pport = await pmu.start(HOST, 0)
+        cfg = from_mapping({"idcode": 50, "wait_window": 0.05, "output_port": 0, "backoff_min": 0.05,
+                            "backoff_max": 0.2, "inputs": [{"name": "pmu", "host": HOST, "port": pport, "idcode": 1}]})
+        pdc = Pdc(cfg)
+        port = await pdc.start()
+        rec = Recorder(HOST, port, 50, out, flush_every=0.3, backoff_min=0.05, backoff_max=0.2)
+        rec.start()
+        try:
+            await asyncio.sleep(1.5)
+            await pdc.close()                   # the PDC "pod" dies
+            await asyncio.sleep(1.0)
+            pdc = Pdc(cfg)                      # and is rescheduled with the same config
+            await pdc.start(HOST, port)
+            await asyncio.sleep(1.5)
+        finally:
+            await rec.close()
+            await pdc.close()
+            await pmu.close()
+        return pdc
+
+    pdc = asyncio.run(asyncio.wait_for(scenario(), 30))
+    frames = load_frames(out)
+    assert pa_schema_names(out) == SCHEMA.names
+    assert set(frames["pmu_idcode"]) == {1, 2}
+    dt = stream_downtime(frames)
+    assert sorted(dt["pmu_idcode"]) == [1, 2]
+    assert dt["value"].between(1.0, 3.0).all()   # 1 s down + restart + reconnect (bounded by backoff_max)
+    restart = [e for e in pdc.events if e["input"] == "output"][0]
+    assert (dt["first_new"] - restart["frame_time"]).abs().max() < 1e-6   # the first frame it logged
+    rate = stream_rate(frames)
+    assert (rate.loc[rate["metric"] == "frame_rate", "value"] > 20).all()
+
+
+def pa_schema_names(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
