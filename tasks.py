@@ -63,6 +63,80 @@ def figures(c: Context, run: str = "") -> None:
     print(f"[figures] {len(written)} figure file(s) written to figures/")
 
 
+@task(help={"env": "env name in envs/ (default: embedded)",
+            "dry_run": "print what would be created or run, per host, and touch nothing"})
+def up(c: Context, env: str = "embedded", dry_run: bool = False) -> None:
+    """Bring a test bed up. Embedded: runs until Ctrl-C, then tears down. VMs: installs and returns."""
+    from labkit.config import ConfigError, load_env
+    from labkit.testbed import TestbedError, create
+
+    try:
+        model = load_env(env)
+        if dry_run:
+            print(_plan_text(model))
+            return
+        testbed = create(model)
+        testbed.up(model)
+    except (ConfigError, TestbedError, PermissionError) as err:
+        raise Exit(f"up: {err}", code=1) from None
+    print(f"[up] {env}: clusters {', '.join(testbed.clusters())} are up")
+    if model.backend.kind == "embedded":
+        _hold(testbed)
+
+
+def _plan_text(model: "Env") -> str:  # noqa: F821  (typing only)
+    """What ``up --dry-run`` prints: the per-host command plan (vms) or the VMs and CIDRs (embedded)."""
+    if model.backend.kind == "vms":
+        from labkit.testbed.vms import dry_run
+
+        return dry_run(model)
+    from labkit.testbed.embedded.spec import from_env
+
+    spec = from_env(model)
+    lines = [f"embedded test bed {model.name}: {len(spec.clusters)} clusters (Kubernetes v1.24.17)"]
+    for cl in spec.clusters:
+        lines.append(f"  cluster {cl.name}: pods {cl.pod_cidr}, services {cl.service_cidr}")
+        lines += [f"    VM {vm.name} (network namespace lkt-vm-{vm.name}): labels {vm.labels}" for vm in cl.vms]
+    return "\n".join(lines)
+
+
+def _hold(testbed: object) -> None:
+    """Keep an embedded test bed up until Ctrl-C, then tear it down."""
+    import time
+
+    print("[up] embedded test bed runs in this process; Ctrl-C tears it down")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("[up] tearing down")
+    finally:
+        testbed.down()  # type: ignore[attr-defined]
+
+
+@task(help={"env": "env name in envs/ (default: embedded)"})
+def down(c: Context, env: str = "embedded") -> None:
+    """Tear a test bed down: embedded removes every leftover of the kit (also after a crash); VMs uninstall."""
+    from labkit.config import ConfigError, load_env
+    from labkit.testbed import TestbedError
+
+    try:
+        model = load_env(env)
+        if model.backend.kind == "embedded":
+            from labkit.host import require_root
+            from labkit.testbed.embedded import sweep
+
+            require_root("removing the embedded test bed")
+            found = sweep()
+            print(f"[down] removed: {found}")
+        else:
+            from labkit.testbed.vms import VmsTestbed
+
+            VmsTestbed().teardown(model)
+    except (ConfigError, TestbedError, PermissionError) as err:
+        raise Exit(f"down: {err}", code=1) from None
+
+
 @task(help={"env": "env name in envs/ to validate (default: every env file)"})
 def validate(c: Context, env: str = "") -> None:
     """Validate env files and print a one-line summary of each."""

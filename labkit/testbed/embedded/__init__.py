@@ -1,0 +1,298 @@
+"""Embedded testbed: real Kubernetes v1.24.17 clusters in network-namespace VMs on one machine.
+
+:class:`EmbeddedTestbed` implements :class:`labkit.testbed.base.Testbed`. See
+``docs/embedded.md`` for what is real, the versions, and the measured numbers.
+
+Example
+-------
+>>> env = EmbeddedEnv(clusters=(ClusterSpec("c1", (VmSpec("c1-a"), VmSpec("c1-b"))),))
+>>> tb = EmbeddedTestbed()
+>>> try:
+...     tb.up(env)
+...     nodes = kubernetes.client.CoreV1Api(tb.kube("c1")).list_node()
+... finally:
+...     tb.down()
+"""
+
+from __future__ import annotations
+
+import atexit
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from labkit.host import require_root
+from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
+from labkit.testbed.embedded import vm as vmlib
+from labkit.testbed.embedded.binaries import Binaries, find_binaries
+from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node
+from labkit.config import Env
+from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, Tuning, VmSpec, from_env
+from labkit.testbed.embedded.supervisor import Supervisor
+
+__all__ = ["ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages", "Tuning", "VmSpec",
+           "leftovers", "sweep"]
+
+Log = Callable[[str], None]
+leftovers = vmlib.leftovers
+sweep = vmlib.sweep
+
+
+class LabkitImages:
+    """:class:`~.cluster.ImageSource` backed by :mod:`labkit.images` (pause image, ``ctr`` import)."""
+
+    def pause(self) -> tuple[Path, str]:
+        """Build (or reuse) the pause image archive; return it with its reference."""
+        from labkit import images
+        return images.build("pause"), images.image_ref("pause")
+
+    def import_archive(self, archive: Path, socket: Path) -> None:
+        """Import ``archive`` into the containerd at ``socket`` (namespace ``k8s.io``)."""
+        from labkit import images
+        images.import_archive(archive, socket)
+
+
+class _PauseOnce:
+    """Resolves the pause image once (clusters start in parallel threads)."""
+
+    def __init__(self, images: ImageSource) -> None:
+        self._images = images
+        self._pause = images.pause()
+
+    def pause(self) -> tuple[Path, str]:
+        return self._pause
+
+    def import_archive(self, archive: Path, socket: Path) -> None:
+        self._images.import_archive(archive, socket)
+
+
+class EmbeddedHost:
+    """A network-namespace VM as a :class:`labkit.testbed.base.Host`."""
+
+    def __init__(self, vm: vmlib.Vm, routes: Callable[[], dict[str, str]]) -> None:
+        self._vm = vm
+        self._routes = routes
+        self.name = vm.name
+        self.address = vm.address
+
+    def run(self, argv: Sequence[str], timeout: float = 60.0) -> CommandResult:
+        """Run ``argv`` inside the VM (its network and mount namespaces, its cgroup)."""
+        name = self.name
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=lambda: vmlib.enter(name))
+        return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def ping(self, target: str, count: int = 1, interval: float = 0.2, timeout: float = 5.0) -> PingResult:
+        """Ping ``target`` from the VM with ``ping -n``."""
+        return ping_with(self.run, target, count, interval, timeout)
+
+    def iface_down(self) -> None:
+        """Unplug the VM from the lab network (its eth0 loses carrier)."""
+        vmlib.set_link(self._vm, up=False)
+
+    def iface_up(self) -> None:
+        """Plug the VM back in and make sure its pod routes are there."""
+        vmlib.set_link(self._vm, up=True)
+        routes = self._routes()
+        if routes:
+            vmlib.set_routes(self._vm, routes)
+
+
+class EmbeddedTestbed:
+    """Real Kubernetes v1.24.17 clusters on network-namespace VMs (needs root).
+
+    Parameters
+    ----------
+    images
+        Source of the pause image and archive import (default: :class:`LabkitImages`).
+    binaries
+        Programs to run (default: :func:`~.binaries.find_binaries`).
+    log
+        Where progress lines go.
+    """
+
+    def __init__(self, images: ImageSource | None = None, binaries: Binaries | None = None,
+                 log: Log = print) -> None:
+        self._images = images or LabkitImages()
+        self._binaries = binaries
+        self._log = log
+        self._clusters: dict[str, Cluster] = {}
+        self._vms: dict[str, vmlib.Vm] = {}
+        self._sup: Supervisor | None = None
+        self._apis: dict[str, object] = {}
+        self.timings: dict[str, float] = {}
+        self._atexit = False
+
+    # --- Testbed protocol ----------------------------------------------------------------------
+
+    def up(self, env: Env | EmbeddedEnv, timeout: float = 180.0) -> None:
+        """Create the VMs, start every cluster in parallel, wait until every node is Ready.
+
+        ``env`` is an env file's model (converted with :func:`~.spec.from_env`) or a
+        hand-made :class:`~.spec.EmbeddedEnv`.
+
+        Raises
+        ------
+        labkit.host.PrivilegeError
+            When not root.
+        TestbedError
+            When a component does not start (the message names it and its log).
+        """
+        require_root("bringing up the embedded testbed")
+        if isinstance(env, Env):
+            env = from_env(env)
+        binaries = self._binaries or find_binaries()
+        if not self._atexit:
+            atexit.register(self._down_at_exit)
+            self._atexit = True
+        try:
+            self._up(env, binaries, timeout)
+        except BaseException:
+            self._log("[embedded] up() failed: tearing down what was started")
+            self._quietly(self.down)
+            raise
+
+    def _up(self, env: EmbeddedEnv, binaries: Binaries, timeout: float) -> None:
+        start = time.monotonic()
+        vmlib.sweep()  # leftovers of a crashed run would collide with our names
+        images = _PauseOnce(self._images)
+        self._sup = Supervisor(vmlib.STATE_ROOT / "supervisor.log")
+        index = 0
+        for spec in env.clusters:
+            nodes = []
+            subnets = spec.pod_subnets()
+            for vm_spec in spec.vms:
+                vm = vmlib.Vm(vm_spec.name, index)
+                index += 1
+                vmlib.create(vm)
+                self._vms[vm.name] = vm
+                nodes.append(Node(vm, dict(vm_spec.labels), subnets[vm.name]))
+            self._clusters[spec.name] = Cluster(spec, nodes, env.tuning, binaries, images, self._sup,
+                                                self._log)
+        self.timings["vms_s"] = time.monotonic() - start
+        self._log(f"[embedded] {len(self._vms)} VMs in {self.timings['vms_s']:.1f} s")
+        with ThreadPoolExecutor(max_workers=len(self._clusters)) as pool:
+            for future in [pool.submit(c.start, timeout) for c in self._clusters.values()]:
+                future.result()
+        self.timings["processes_s"] = time.monotonic() - start
+        self._wait_ready(start + timeout)
+        self.timings["ready_s"] = time.monotonic() - start
+        self._log(f"[embedded] {len(self._vms)} nodes Ready in {self.timings['ready_s']:.1f} s")
+        if env.dns:
+            self._deploy_dns(binaries)
+
+    def down(self) -> None:
+        """Stop everything and remove every trace (also of a crashed or killed run).
+
+        Order: stop the kubelets (no restarts), kill the pods' tasks through containerd,
+        SIGKILL what is left in each VM's cgroup tree while the supervisor (a subreaper)
+        reaps, stop the supervisor, then remove mount namespaces, netns, links, cgroups and
+        state; finally sweep everything named ``lkt-*``.
+        """
+        require_root("tearing down the embedded testbed")
+        start = time.monotonic()
+        steps: dict[str, object] = {}
+
+        def mark(step: str) -> None:
+            steps[step] = round(time.monotonic() - start, 1)
+
+        if self._sup is not None:
+            for cluster in self._clusters.values():
+                for node in cluster.nodes:
+                    self._quietly(lambda n=node: self._sup.request(op="signal", name=f"{n.vm.name}/kubelet"))
+            mark("kubelets")
+            with ThreadPoolExecutor(max_workers=max(1, len(self._clusters))) as pool:
+                list(pool.map(lambda c: self._quietly(c.kill_pods), self._clusters.values()))
+            mark("pods")
+        for name in list(self._vms):
+            self._quietly(lambda n=name: vmlib.kill_cgroup(vmlib.cgroup_name(n)))
+        mark("cgroups killed")
+        if self._sup is not None:
+            self._sup.close()
+            self._sup = None
+        mark("supervisor")
+        # in parallel: deleting unpacked image layers dominates on a disk mounted with `discard`
+        with ThreadPoolExecutor(max_workers=max(1, len(self._vms))) as pool:
+            list(pool.map(lambda v: self._quietly(lambda: steps.update({v.name: vmlib.destroy(v.name, v.index)})),
+                          self._vms.values()))
+        mark("VMs removed")
+        self._vms.clear()
+        self._clusters.clear()
+        for api in self._apis.values():
+            self._quietly(api.close)  # type: ignore[attr-defined]
+        self._apis.clear()
+        vmlib.sweep()
+        mark("swept")
+        self.timings["down_s"] = time.monotonic() - start
+        self._log(f"[embedded] down in {self.timings['down_s']:.1f} s ({steps})")
+        rest = vmlib.leftovers()
+        if not rest.empty():
+            raise TestbedError(f"down() left {rest}")
+
+    def _quietly(self, action: Callable[[], object]) -> None:
+        """Run a teardown action; log and continue when it fails (down() must complete)."""
+        try:
+            action()
+        except Exception as exc:
+            self._log(f"[embedded] down: {type(exc).__name__}: {exc}")
+
+    def _down_at_exit(self) -> None:
+        if self._vms or self._sup is not None:
+            self.down()
+
+    def kube(self, cluster: str):  # noqa: ANN201 (kubernetes.client.ApiClient)
+        """A ``kubernetes.client.ApiClient`` authenticated as the cluster's admin."""
+        if cluster not in self._clusters:
+            raise TestbedError(f"no cluster {cluster!r}; clusters: {sorted(self._clusters)}")
+        if cluster not in self._apis:
+            from kubernetes import client
+            ca, crt, key = self._clusters[cluster].admin_files()
+            conf = client.Configuration()
+            conf.host = self._clusters[cluster].server
+            conf.ssl_ca_cert, conf.cert_file, conf.key_file = str(ca), str(crt), str(key)
+            self._apis[cluster] = client.ApiClient(conf)
+        return self._apis[cluster]
+
+    def host(self, vm: str) -> EmbeddedHost:
+        """The VM ``vm`` as a :class:`~labkit.testbed.base.Host`."""
+        if vm not in self._vms:
+            raise TestbedError(f"no VM {vm!r}; VMs: {sorted(self._vms)}")
+        cluster = next(c for c in self._clusters.values() if any(n.vm.name == vm for n in c.nodes))
+        return EmbeddedHost(self._vms[vm], lambda: cluster.routes_of(vm))
+
+    def clusters(self) -> list[str]:
+        """Names of the clusters that are up."""
+        return list(self._clusters)
+
+    def cluster(self, name: str) -> Cluster:
+        """The running :class:`~.cluster.Cluster` (for tests and diagnostics)."""
+        return self._clusters[name]
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _wait_ready(self, deadline: float) -> None:
+        from kubernetes import client
+        pending = {name: {n.vm.name for n in c.nodes} for name, c in self._clusters.items()}
+        while pending:
+            for name in list(pending):
+                try:
+                    nodes = client.CoreV1Api(self.kube(name)).list_node().items
+                except Exception:  # apiserver busy
+                    continue
+                ready = {n.metadata.name for n in nodes
+                         if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])}
+                pending[name] -= ready
+                if not pending[name]:
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                raise TestbedError(f"nodes not Ready in time: {pending}; see {vmlib.STATE_ROOT}/<vm>/logs/kubelet.log")
+            time.sleep(0.5)
+
+    def _deploy_dns(self, binaries: Binaries) -> None:
+        from labkit.testbed.embedded.addons import coredns_archive, deploy_coredns
+        archive = coredns_archive(binaries.coredns)
+        for name, cluster in self._clusters.items():
+            cluster.import_image(archive)
+            deploy_coredns(self.kube(name), cluster.spec.service_ip(10))

@@ -1,0 +1,125 @@
+"""The plain input of the embedded testbed: clusters of VMs, CIDRs and the timers (``labkit.config.Tuning``).
+
+``labkit.topology`` turns an env file into these; tests build them by hand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from labkit.config import Env, Tuning
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """An embedded testbed spec is inconsistent; the message names the field."""
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """One VM (= one Kubernetes node).
+
+    Attributes
+    ----------
+    name
+        DNS label, unique across the whole env; also the node name.
+    labels
+        Node labels (e.g. ``{"topology.labkit.io/station": "primary"}``).
+    """
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One Kubernetes cluster; its first VM is the root VM that runs etcd and the control plane.
+
+    Attributes
+    ----------
+    name
+        DNS label.
+    vms
+        Its VMs (one node each), at least one.
+    pod_cidr, service_cidr
+        Distinct per cluster when clusters are peered; each VM gets the next /24 of ``pod_cidr``.
+    """
+
+    name: str
+    vms: tuple[VmSpec, ...]
+    pod_cidr: str = "10.42.0.0/16"
+    service_cidr: str = "10.43.0.0/16"
+
+    def pod_subnets(self) -> dict[str, str]:
+        """The /24 of ``pod_cidr`` each VM's pods get."""
+        subnets = ipaddress.ip_network(self.pod_cidr).subnets(new_prefix=24)
+        return {vm.name: str(next(subnets)) for vm in self.vms}
+
+    def service_ip(self, offset: int) -> str:
+        """The ``offset``-th address of the service CIDR (1: ``kubernetes``, 10: DNS)."""
+        return str(ipaddress.ip_network(self.service_cidr).network_address + offset)
+
+
+@dataclass(frozen=True)
+class EmbeddedEnv:
+    """Everything :meth:`EmbeddedTestbed.up` needs."""
+
+    clusters: tuple[ClusterSpec, ...]
+    tuning: Tuning = field(default_factory=Tuning)
+    dns: bool = True
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(env: EmbeddedEnv) -> None:
+    """Check names and CIDRs.
+
+    Raises
+    ------
+    SpecError
+        On a bad or duplicate name, a bad CIDR, or overlapping pod/service CIDRs within a cluster.
+    """
+    if not env.clusters:
+        raise SpecError("clusters: at least one cluster is needed")
+    seen: set[str] = set()
+    for cluster in env.clusters:
+        if not _DNS_LABEL.match(cluster.name):
+            raise SpecError(f"clusters[{cluster.name!r}].name must be a DNS label of at most 40 characters")
+        if not cluster.vms:
+            raise SpecError(f"clusters[{cluster.name!r}].vms: at least one VM is needed")
+        try:
+            pods = ipaddress.ip_network(cluster.pod_cidr)
+            services = ipaddress.ip_network(cluster.service_cidr)
+        except ValueError as exc:
+            raise SpecError(f"clusters[{cluster.name!r}]: {exc}") from exc
+        if pods.overlaps(services):
+            raise SpecError(f"clusters[{cluster.name!r}]: pod_cidr {pods} overlaps service_cidr {services}")
+        if pods.prefixlen > 24 - max(1, len(cluster.vms) - 1).bit_length():
+            raise SpecError(f"clusters[{cluster.name!r}].pod_cidr {pods} has no /24 for each of its VMs")
+        for vm in cluster.vms:
+            if not _DNS_LABEL.match(vm.name):
+                raise SpecError(f"VM name {vm.name!r} must be a DNS label of at most 40 characters")
+            if vm.name in seen:
+                raise SpecError(f"VM name {vm.name!r} is used twice")
+            seen.add(vm.name)
+
+
+def from_env(env: Env) -> EmbeddedEnv:
+    """The embedded spec of an env: its clusters and VMs, with the topology's CIDRs and node labels."""
+    from labkit.topology import plan
+
+    topo = plan(env)
+    clusters = tuple(
+        ClusterSpec(
+            name=c.name,
+            vms=tuple(VmSpec(n.name, dict(topo.node_labels[c.name][n.name])) for n in c.nodes),
+            pod_cidr=str(topo.cidrs[c.name].pod),
+            service_cidr=str(topo.cidrs[c.name].service),
+        )
+        for c in env.clusters
+    )
+    return EmbeddedEnv(clusters=clusters, tuning=env.tuning)

@@ -1,0 +1,233 @@
+"""Process supervisor of the embedded testbed, run as a child subreaper.
+
+Started by :class:`Supervisor` as ``python -m labkit.testbed.embedded.supervisor``. It
+adopts every orphan of the VMs (container processes whose shim died) and reaps it, so
+nothing stays a zombie holding a cgroup. It talks JSON lines over stdin/stdout:
+
+``{"op": "spawn", "name": ..., "vm": ..., "argv": [...], "log": ..., "env": {...}}``
+    start ``argv`` inside VM ``vm`` (its netns, mount namespace and cgroup), output to ``log``;
+``{"op": "status"}``
+    ``{"procs": {name: {"pid": int, "exit": int | null}}}``;
+``{"op": "signal", "name": ..., "signal": 9}``
+    send a signal (default SIGKILL) to one process;
+``{"op": "stop", "name": ...}``
+    SIGTERM, then SIGKILL after 5 s;
+``{"op": "exit"}`` or end of input
+    stop every process it started and exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from labkit.testbed.embedded import linux, vm
+
+SUPERVISOR_CGROUP = f"/{vm.PREFIX}-supervisor"
+
+
+class SupervisorError(RuntimeError):
+    """The supervisor refused a request or died; the message says which."""
+
+
+# --- the supervisor process -----------------------------------------------------------------
+
+def _preexec(vm_name: str | None):  # noqa: ANN202
+    def enter() -> None:
+        os.setsid()
+        if vm_name:
+            vm.enter(vm_name)
+    return enter
+
+
+def _spawn(req: dict[str, Any]) -> int:
+    log = Path(req["log"])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(req["argv"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **req.get("env", {})}, preexec_fn=_preexec(req.get("vm")),
+                                close_fds=True)
+    # Popen's handle is dropped: this process reaps every child itself.
+    proc.returncode = 0
+    return proc.pid
+
+
+def _reap(procs: dict[str, dict[str, Any]]) -> None:
+    by_pid = {p["pid"]: p for p in procs.values()}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in by_pid and by_pid[pid]["exit"] is None:
+            by_pid[pid]["exit"] = os.waitstatus_to_exitcode(status)
+
+
+def _stop(procs: dict[str, dict[str, Any]], names: list[str], grace: float = 5.0) -> None:
+    live = [procs[n] for n in names if n in procs and procs[n]["exit"] is None]
+    for p in live:
+        _signal(p["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(p["exit"] is None for p in live):
+        _reap(procs)
+        time.sleep(0.05)
+    for p in live:
+        if p["exit"] is None:
+            _signal(p["pid"], signal.SIGKILL)
+    while any(p["exit"] is None for p in live):
+        _reap(procs)
+        time.sleep(0.05)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def serve() -> None:
+    """Run the supervisor loop on stdin/stdout until ``exit`` or end of input."""
+    linux.set_child_subreaper()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    procs: dict[str, dict[str, Any]] = {}
+    out = sys.stdout
+    buffer = b""
+    while True:
+        _reap(procs)
+        ready, _, _ = select.select([sys.stdin.buffer], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(sys.stdin.fileno(), 65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            req = json.loads(line)
+            op = req.get("op")
+            try:
+                if op == "spawn":
+                    reply: dict[str, Any] = {"ok": True, "pid": _spawn(req)}
+                    procs[req["name"]] = {"pid": reply["pid"], "exit": None}
+                elif op == "status":
+                    reply = {"ok": True, "procs": procs}
+                elif op == "signal":
+                    proc = procs.get(req["name"])
+                    if proc and proc["exit"] is None:
+                        _signal(proc["pid"], int(req.get("signal", signal.SIGKILL)))
+                    reply = {"ok": True}
+                elif op == "stop":
+                    _stop(procs, [req["name"]])
+                    reply = {"ok": True}
+                elif op == "exit":
+                    _stop(procs, list(procs), grace=2.0)
+                    out.write(json.dumps({"ok": True}) + "\n")
+                    out.flush()
+                    return
+                else:
+                    reply = {"ok": False, "error": f"unknown op {op!r}"}
+            except Exception as exc:  # reported to the caller, the supervisor keeps running
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            out.write(json.dumps(reply) + "\n")
+            out.flush()
+    _stop(procs, list(procs), grace=2.0)
+
+
+# --- the client side --------------------------------------------------------------------------
+
+class Supervisor:
+    """Handle on a running supervisor child process (thread-safe).
+
+    Parameters
+    ----------
+    log
+        Where the supervisor's own stderr goes.
+    """
+
+    def __init__(self, log: Path) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        for directory in vm._cgroup_dirs(SUPERVISOR_CGROUP):  # noqa: SLF001 (same package)
+            directory.mkdir(exist_ok=True)
+            if "cpuset" in directory.parts:
+                for knob in ("cpuset.cpus", "cpuset.mems"):
+                    (directory / knob).write_text((directory.parent / knob).read_text())
+        self._lock = threading.Lock()
+        with log.open("ab") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "labkit.testbed.embedded.supervisor"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=err, start_new_session=True,
+                preexec_fn=lambda: _join(SUPERVISOR_CGROUP))
+
+    @property
+    def pid(self) -> int:
+        """Process id of the supervisor."""
+        return self._proc.pid
+
+    def request(self, **req: Any) -> dict[str, Any]:
+        """Send one request and return the reply.
+
+        Raises
+        ------
+        SupervisorError
+            When the supervisor is gone or refuses the request.
+        """
+        with self._lock:
+            if self._proc.poll() is not None:
+                raise SupervisorError(f"supervisor exited with {self._proc.returncode}")
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._proc.stdin.write((json.dumps(req) + "\n").encode())
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+        if not line:
+            raise SupervisorError("supervisor closed its output")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise SupervisorError(f"{req.get('op')} {req.get('name', '')}: {reply.get('error')}")
+        return reply
+
+    def spawn(self, name: str, vm_name: str | None, argv: list[str], log: Path,
+              env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` in VM ``vm_name``; return its pid."""
+        return self.request(op="spawn", name=name, vm=vm_name, argv=[str(a) for a in argv], log=str(log),
+                            env=env or {})["pid"]
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Pid and exit code (``None`` while running) of every process started."""
+        return self.request(op="status")["procs"]
+
+    def stop(self, name: str) -> None:
+        """Stop one process (SIGTERM, SIGKILL after 5 s)."""
+        self.request(op="stop", name=name)
+
+    def close(self, timeout: float = 20.0) -> None:
+        """Stop every process and the supervisor itself (SIGKILL if it does not exit)."""
+        if self._proc.poll() is None:
+            try:
+                self.request(op="exit")
+            except (SupervisorError, OSError, ValueError):
+                pass
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def _join(cgroup: str) -> None:
+    for directory in vm._cgroup_dirs(cgroup):  # noqa: SLF001 (same package)
+        (directory / "cgroup.procs").write_text(str(os.getpid()))
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,501 @@
+"""Network-namespace "VMs": a network namespace, a mount namespace and a cgroup root each.
+
+Layout (every name carries the kit's prefix ``lkt`` so :func:`sweep` finds leftovers):
+
+- the lab network (Crownlabs' internal network) is the bridge ``lkt-lab0`` with
+  ``10.250.0.1/24`` in the host namespace, so the kit can reach each apiserver; the host
+  does not forward (no VM has a default route), so nothing leaves the kit's namespaces;
+- VM ``n`` is the network namespace ``lkt-<name>`` whose ``eth0`` is a veth to the bridge
+  (host side ``lkt-h<n>``); a link fault sets the host side down, like pulling the cable;
+- its mount namespace is kept in ``/run/lkt/ns/<name>.mnt`` and gives the VM private
+  ``/var/lib/kubelet``, ``/var/lib/containerd``, ``/run/containerd``, ``/var/log/pods``,
+  ``/var/log/containers``, ``/etc/cni/net.d``, ``/var/lib/cni``, ``/etc/kubernetes``,
+  ``/var/lib/etcd`` and ``/run/netns`` (bound from ``/var/lib/lkt/<name>/``);
+- its cgroup root is ``/lkt-<name>`` under every cgroup v1 controller (daemons in
+  ``/lkt-<name>/system``, pods in ``/lkt-<name>/kubepods`` made by the kubelet).
+
+A process enters a VM with :func:`enter` (``setns`` into the network and mount namespaces,
+join the cgroups); ``/sys`` is never remounted, so the cgroup mounts stay visible.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyroute2 import IPRoute, NetNS, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from labkit.testbed.embedded import linux
+
+PREFIX = "lkt"
+#: Prefix of this backend's VM namespaces and cgroups: the kit's prefix plus ``vm``, so the
+#: sweeper removes only what the embedded testbed made (other parts of the kit use ``lkt-``).
+VM_PREFIX = f"{PREFIX}-vm-"
+
+
+def netns_name(vm_name: str) -> str:
+    """Network namespace of VM ``vm_name``."""
+    return f"{VM_PREFIX}{vm_name}"
+
+
+def cgroup_name(vm_name: str) -> str:
+    """Cgroup root of VM ``vm_name`` (the same path under every hierarchy)."""
+    return f"/{VM_PREFIX}{vm_name}"
+
+
+#: This backend's host links: the lab bridge and the host ends of the VMs' veths.
+_OWN_LINK = re.compile(rf"^{PREFIX}-(lab0|h\d+)$")
+LAB_BRIDGE = f"{PREFIX}-lab0"
+LAB_NETWORK = ipaddress.ip_network("10.250.0.0/24")
+LAB_GATEWAY = str(LAB_NETWORK.network_address + 1)
+STATE_ROOT = Path("/var/lib") / PREFIX
+NS_DIR = Path("/run") / PREFIX / "ns"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "systemd")
+#: Hierarchies searched on teardown: runc and the kubelet also make cgroups in the (otherwise
+#: unused) cgroup2 hierarchy mounted at ``unified`` on a hybrid host.
+HIERARCHIES = (*CONTROLLERS, "unified")
+
+#: Directories private to each VM (inside the VM -> under its state directory).
+PRIVATE_DIRS = {
+    "/var/lib/kubelet": "kubelet",
+    "/var/lib/containerd": "containerd",
+    "/run/containerd": "run-containerd",
+    "/var/log/pods": "log-pods",
+    "/var/log/containers": "log-containers",
+    "/etc/cni/net.d": "cni-conf",
+    "/var/lib/cni": "cni-state",
+    "/etc/kubernetes": "etc-kubernetes",
+    "/var/lib/etcd": "etcd",
+    "/var/lib/labkit": "labkit",
+}
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+class VmError(RuntimeError):
+    """A VM could not be created, entered or removed; the message says what and why."""
+
+
+@dataclass(frozen=True)
+class Vm:
+    """One network-namespace VM.
+
+    Attributes
+    ----------
+    name
+        DNS-label name; also the Kubernetes node name.
+    index
+        Position on the lab network (address ``10.250.0.<index + 10>``).
+    """
+
+    name: str
+    index: int
+    routes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise VmError(f"VM name {self.name!r} must be a DNS label of at most 40 characters")
+        if not 0 <= self.index < 240:
+            raise VmError(f"VM index {self.index} out of range 0..239 (lab network {LAB_NETWORK})")
+
+    @property
+    def netns(self) -> str:
+        """Name of the network namespace (``lkt-<name>``)."""
+        return netns_name(self.name)
+
+    @property
+    def address(self) -> str:
+        """Address on the lab network."""
+        return str(LAB_NETWORK.network_address + 10 + self.index)
+
+    @property
+    def host_link(self) -> str:
+        """Host side of the VM's veth (on the lab bridge)."""
+        return f"{PREFIX}-h{self.index}"
+
+    @property
+    def cgroup(self) -> str:
+        """Cgroup root of the VM, the same path under every controller."""
+        return cgroup_name(self.name)
+
+    @property
+    def state_dir(self) -> Path:
+        """Host directory holding everything private to the VM."""
+        return STATE_ROOT / self.name
+
+    @property
+    def mnt_file(self) -> Path:
+        """File the VM's mount namespace is bound to."""
+        return NS_DIR / f"{self.name}.mnt"
+
+    def host_path(self, vm_path: str) -> Path:
+        """Host path of a path inside the VM's private directories (for writing configs)."""
+        for inside, sub in sorted(PRIVATE_DIRS.items(), key=lambda kv: -len(kv[0])):
+            if vm_path == inside or vm_path.startswith(inside + "/"):
+                return self.state_dir / sub / vm_path[len(inside):].lstrip("/")
+        raise VmError(f"{vm_path} is not in a VM-private directory ({', '.join(PRIVATE_DIRS)})")
+
+
+# --- the lab network --------------------------------------------------------------------------
+
+def ensure_lab_network() -> None:
+    """Create the lab bridge with the host's address on it (idempotent)."""
+    with IPRoute() as ip:
+        if not ip.link_lookup(ifname=LAB_BRIDGE):
+            ip.link("add", ifname=LAB_BRIDGE, kind="bridge")
+        idx = ip.link_lookup(ifname=LAB_BRIDGE)[0]
+        have = {a.get("address") for a in ip.get_addr(index=idx)}
+        if LAB_GATEWAY not in have:
+            ip.addr("add", index=idx, address=LAB_GATEWAY, prefixlen=LAB_NETWORK.prefixlen)
+        ip.link("set", index=idx, state="up")
+
+
+# --- creating a VM ----------------------------------------------------------------------------
+
+def create(vm: Vm) -> None:
+    """Create the VM: network namespace + veth + addresses, cgroup root, mount namespace."""
+    ensure_lab_network()
+    _create_netns(vm)
+    _create_cgroups(vm)
+    _create_mount_ns(vm)
+
+
+def _create_netns(vm: Vm) -> None:
+    if vm.netns not in netns.listnetns():
+        netns.create(vm.netns)
+    with IPRoute() as ip:
+        if not ip.link_lookup(ifname=vm.host_link):
+            ip.link("add", ifname=vm.host_link, kind="veth", peer={"ifname": f"{PREFIX}-p{vm.index}",
+                                                                    "net_ns_fd": vm.netns})
+        host = ip.link_lookup(ifname=vm.host_link)[0]
+        bridge = ip.link_lookup(ifname=LAB_BRIDGE)[0]
+        ip.link("set", index=host, master=bridge, state="up")
+    with NetNS(vm.netns) as ns:
+        peer = ns.link_lookup(ifname=f"{PREFIX}-p{vm.index}")
+        if peer:
+            ns.link("set", index=peer[0], ifname="eth0")
+        eth0 = ns.link_lookup(ifname="eth0")[0]
+        if vm.address not in {a.get("address") for a in ns.get_addr(index=eth0)}:
+            ns.addr("add", index=eth0, address=vm.address, prefixlen=LAB_NETWORK.prefixlen)
+        ns.link("set", index=eth0, state="up")
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+    write_sysctl(vm, "net/ipv4/ip_forward", "1")
+
+
+def write_sysctl(vm: Vm, key: str, value: str) -> None:
+    """Write a per-network-namespace sysctl (``net/...``) inside the VM."""
+    run_in_netns(vm.netns, lambda: Path("/proc/sys", key).write_text(value))
+
+
+def run_in_netns(name: str, func) -> None:  # noqa: ANN001 (a no-argument callable)
+    """Run ``func()`` in a forked child that entered network namespace ``name``.
+
+    Raises
+    ------
+    VmError
+        When the child fails.
+    """
+    pid = os.fork()
+    if pid == 0:  # child: only system calls and file writes, then _exit
+        code = 1
+        try:
+            linux.setns(f"/run/netns/{name}", linux.CLONE_NEWNET)
+            func()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise VmError(f"operation in network namespace {name} failed")
+
+
+def _cgroup_dirs(vm_cgroup: str, hierarchies: tuple[str, ...] = CONTROLLERS) -> list[Path]:
+    return [CGROUP_ROOT / c / vm_cgroup.lstrip("/") for c in hierarchies if (CGROUP_ROOT / c).is_dir()]
+
+
+def _create_cgroups(vm: Vm) -> None:
+    for directory in _cgroup_dirs(vm.cgroup):
+        for sub in (directory, directory / "system"):
+            sub.mkdir(exist_ok=True)
+            if directory.parent.name == "cpuset":  # an empty cpuset admits no task: inherit the parent's
+                for knob in ("cpuset.cpus", "cpuset.mems"):
+                    target = sub / knob
+                    if target.exists() and not target.read_text().strip():
+                        target.write_text((sub.parent / knob).read_text())
+
+
+def _ensure_private_ns_dir() -> None:
+    NS_DIR.mkdir(parents=True, exist_ok=True)
+    if not linux.is_mount_point(NS_DIR):
+        linux.mount(NS_DIR, NS_DIR, flags=linux.MS_BIND)
+        linux.mount(None, NS_DIR, flags=linux.MS_PRIVATE)
+
+
+def _create_mount_ns(vm: Vm) -> None:
+    """Create the VM's mount namespace and bind it to :attr:`Vm.mnt_file`."""
+    if vm.mnt_file.exists() and linux.is_mount_point(vm.mnt_file):
+        return
+    _ensure_private_ns_dir()
+    vm.mnt_file.touch()
+    binds = []
+    for inside, sub in PRIVATE_DIRS.items():
+        source = vm.state_dir / sub
+        source.mkdir(parents=True, exist_ok=True)
+        Path(inside).mkdir(parents=True, exist_ok=True)
+        binds.append((source, inside))
+    Path("/run/netns").mkdir(parents=True, exist_ok=True)
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: build the namespace, wait until the parent has bound it, exit
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            linux.unshare(linux.CLONE_NEWNS)
+            linux.mount(None, "/", flags=linux.MS_REC | linux.MS_PRIVATE)
+            for point in linux.mount_points("/run/netns") + linux.mount_points(str(NS_DIR.parent)):
+                try:
+                    linux.umount(point)
+                except OSError:
+                    pass
+            linux.mount(f"{PREFIX}-netns", "/run/netns", "tmpfs", 0, "mode=755,size=1m")
+            for source, inside in binds:
+                linux.mount(source, inside, flags=linux.MS_BIND)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise VmError(f"could not create the mount namespace of VM {vm.name}")
+        linux.mount(f"/proc/{pid}/ns/mnt", vm.mnt_file, flags=linux.MS_BIND)
+    finally:
+        os.write(done_w, b"1")
+        os.close(done_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+
+
+# --- entering a VM ----------------------------------------------------------------------------
+
+def enter(vm_name: str, cgroup: str | None = None) -> None:
+    """Move the calling (freshly forked, single-threaded) process into VM ``vm_name``.
+
+    Joins the cgroup ``cgroup`` (default ``/lkt-<vm>/system``) under every controller,
+    then the VM's network and mount namespaces; never remounts ``/sys``.
+    """
+    pid = str(os.getpid())
+    for directory in _cgroup_dirs(cgroup or f"{cgroup_name(vm_name)}/system"):
+        (directory / "cgroup.procs").write_text(pid)
+    linux.setns(f"/run/netns/{netns_name(vm_name)}", linux.CLONE_NEWNET)
+    linux.setns(NS_DIR / f"{vm_name}.mnt", linux.CLONE_NEWNS)
+    os.chdir("/")
+
+
+# --- links and routes -------------------------------------------------------------------------
+
+def set_routes(vm: Vm, routes: dict[str, str]) -> None:
+    """Make the VM route each destination CIDR via the given lab address (replace, idempotent)."""
+    with NetNS(vm.netns) as ns:
+        for dst, via in routes.items():
+            ns.route("replace", dst=dst, gateway=via)
+
+
+def set_link(vm: Vm, up: bool) -> None:
+    """Set the host side of the VM's lab link up or down (the VM's eth0 loses carrier)."""
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=vm.host_link)
+        if not idx:
+            raise VmError(f"VM {vm.name} has no lab link {vm.host_link}")
+        ip.link("set", index=idx[0], state="up" if up else "down")
+
+
+# --- tearing down -----------------------------------------------------------------------------
+
+def cgroup_pids(vm_cgroup: str) -> set[int]:
+    """Every pid in the cgroup tree ``vm_cgroup`` under any controller."""
+    pids: set[int] = set()
+    for directory in _cgroup_dirs(vm_cgroup, HIERARCHIES):
+        if not directory.is_dir():
+            continue
+        for procs in directory.rglob("cgroup.procs"):
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                pass
+    return pids
+
+
+def kill_cgroup(vm_cgroup: str, timeout: float = 10.0) -> None:
+    """SIGKILL every process in the cgroup tree until it is empty (or ``timeout`` passes).
+
+    Raises
+    ------
+    VmError
+        When processes survive ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = cgroup_pids(vm_cgroup)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap_children()
+        if time.monotonic() > deadline:
+            raise VmError(f"processes {sorted(pids)} in cgroup {vm_cgroup} survived SIGKILL")
+        time.sleep(0.1)
+
+
+def _reap_children() -> None:
+    """Reap any of our exited children (we may be their subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def remove_cgroup(vm_cgroup: str) -> None:
+    """Remove the cgroup tree ``vm_cgroup`` under every hierarchy, deepest first."""
+    for directory in _cgroup_dirs(vm_cgroup, HIERARCHIES):
+        if not directory.is_dir():
+            continue
+        for sub in sorted((p for p in directory.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            _rmdir(sub)
+        _rmdir(directory)
+
+
+def _rmdir(path: Path) -> None:
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise VmError(f"cannot remove cgroup {path} (processes still in it?)")
+
+
+def destroy(name: str, index: int | None = None) -> dict[str, float]:
+    """Remove everything of VM ``name``: processes, mount namespace, netns, links, cgroups, state.
+
+    Returns
+    -------
+    dict[str, float]
+        Seconds each phase took (for diagnosing slow teardowns).
+    """
+    cg = cgroup_name(name)
+    mnt = NS_DIR / f"{name}.mnt"
+    took: dict[str, float] = {}
+
+    def phase(label: str, action) -> None:  # noqa: ANN001
+        start = time.monotonic()
+        action()
+        took[label] = round(time.monotonic() - start, 2)
+
+    phase("kill", lambda: kill_cgroup(cg))
+    phase("mount ns", lambda: _unbind(mnt))
+    phase("netns", lambda: netns.remove(netns_name(name)) if netns_name(name) in netns.listnetns() else None)
+    phase("links", lambda: _remove_links([f"{PREFIX}-h{index}"]) if index is not None else None)
+    phase("cgroups", lambda: remove_cgroup(cg))
+    phase("state", lambda: shutil.rmtree(STATE_ROOT / name, ignore_errors=True))
+    return took
+
+
+def _unbind(mnt: Path) -> None:
+    if linux.is_mount_point(mnt):
+        linux.umount(mnt)
+    mnt.unlink(missing_ok=True)
+
+
+def _remove_links(names: Iterable[str]) -> None:
+    with IPRoute() as ip:
+        for link in names:
+            idx = ip.link_lookup(ifname=link)
+            if idx:
+                try:
+                    ip.link("del", index=idx[0])
+                except NetlinkError as exc:  # a veth goes away with its peer's netns
+                    if exc.code != errno.ENODEV:
+                        raise
+
+
+@dataclass
+class Leftovers:
+    """What of the kit exists on this host (all found by the ``lkt`` prefix)."""
+
+    netns: list[str]
+    links: list[str]
+    mounts: list[str]
+    cgroups: list[str]
+    pids: list[int]
+    state: list[str]
+
+    def empty(self) -> bool:
+        """Whether nothing is left."""
+        return not (self.netns or self.links or self.mounts or self.cgroups or self.pids)
+
+
+def leftovers() -> Leftovers:
+    """Everything of this backend on the host, found by name (for the sweeper and the tests).
+
+    Only names this backend makes count: netns and cgroups ``lkt-vm-*`` (and the supervisor's
+    cgroup ``lkt-supervisor``), links ``lkt-lab0`` and ``lkt-h<n>``, mounts under ``/run/lkt``
+    and of ``lkt-vm-*`` netns; other parts of the kit may use other ``lkt-`` names.
+    """
+    with IPRoute() as ip:
+        links = [lk.get("ifname") for lk in ip.get_links() if _OWN_LINK.match(lk.get("ifname") or "")]
+    own_cgroups = (VM_PREFIX.lstrip("/") + "*", f"{PREFIX}-supervisor")
+    cgroups = sorted({p.name for c in HIERARCHIES if (CGROUP_ROOT / c).is_dir()
+                      for pattern in own_cgroups for p in (CGROUP_ROOT / c).glob(pattern) if p.is_dir()})
+    pids = sorted({pid for cg in cgroups for pid in cgroup_pids("/" + cg)})
+    mounts = [m for m in linux.mount_points("/")
+              if m.startswith(str(NS_DIR.parent)) or m.startswith(f"/run/netns/{VM_PREFIX}")]
+    state = sorted(p.name for p in STATE_ROOT.iterdir()) if STATE_ROOT.is_dir() else []
+    return Leftovers(netns=sorted(n for n in netns.listnetns() if n.startswith(VM_PREFIX)), links=links,
+                     mounts=mounts, cgroups=cgroups, pids=pids, state=state)
+
+
+def sweep() -> Leftovers:
+    """Remove everything :func:`leftovers` finds; return what was found before.
+
+    Order: kill every process in the kit's cgroups, unmount the VM mount namespaces,
+    delete the network namespaces, the links, the cgroups and the state directories.
+    """
+    found = leftovers()
+    for cg in found.cgroups:
+        kill_cgroup("/" + cg)
+    for point in linux.mount_points(str(NS_DIR)):
+        try:
+            linux.umount(point)
+        except OSError:
+            pass
+    for name in found.netns:
+        netns.remove(name)
+    _remove_links([lk for lk in found.links if lk != LAB_BRIDGE] + ([LAB_BRIDGE] if LAB_BRIDGE in found.links else []))
+    for cg in found.cgroups:
+        remove_cgroup("/" + cg)
+    shutil.rmtree(STATE_ROOT, ignore_errors=True)
+    shutil.rmtree(NS_DIR.parent, ignore_errors=True)
+    return found

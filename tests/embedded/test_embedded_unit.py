@@ -1,0 +1,73 @@
+"""Pure parts of the embedded testbed: specs, certificates, config documents, build flags."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography import x509
+
+from labkit.testbed.embedded import binaries, cluster, pki
+from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, SpecError, Tuning, VmSpec
+from labkit.testbed.embedded.vm import Vm, VmError
+
+pytestmark = pytest.mark.unit
+
+
+def test_pod_subnets_and_service_ips() -> None:
+    spec = ClusterSpec("c1", (VmSpec("a"), VmSpec("b")), pod_cidr="10.42.0.0/16", service_cidr="10.43.0.0/16")
+    assert spec.pod_subnets() == {"a": "10.42.0.0/24", "b": "10.42.1.0/24"}
+    assert spec.service_ip(1) == "10.43.0.1" and spec.service_ip(10) == "10.43.0.10"
+
+
+@pytest.mark.parametrize(("clusters", "message"), [
+    ((), "at least one cluster"),
+    ((ClusterSpec("Bad_Name", (VmSpec("a"),)),), "DNS label"),
+    ((ClusterSpec("c", ()),), "at least one VM"),
+    ((ClusterSpec("c", (VmSpec("a"),), pod_cidr="10.0.0.0/8", service_cidr="10.1.0.0/16"),), "overlaps"),
+    ((ClusterSpec("c", (VmSpec("a"),)), ClusterSpec("d", (VmSpec("a"),))), "used twice"),
+])
+def test_bad_specs_are_refused(clusters: tuple[ClusterSpec, ...], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        EmbeddedEnv(clusters=clusters)
+
+
+def test_vm_names_and_addresses() -> None:
+    vm = Vm("root-vm", 3)
+    assert (vm.netns, vm.address, vm.host_link, vm.cgroup) == ("lkt-vm-root-vm", "10.250.0.13", "lkt-h3",
+                                                             "/lkt-vm-root-vm")
+    assert vm.host_path("/etc/kubernetes/pki/ca.crt").as_posix().endswith("root-vm/etc-kubernetes/pki/ca.crt")
+    with pytest.raises(VmError):
+        vm.host_path("/etc/passwd")
+    with pytest.raises(VmError):
+        Vm("UPPER", 0)
+
+
+def test_certificates_carry_kubernetes_identities() -> None:
+    ca = pki.CertificateAuthority("labkit-c1-ca")
+    pair = ca.issue("system:node:a", ("system:nodes",), client=True)
+    cert = x509.load_pem_x509_certificate(pair.cert)
+    assert cert.subject.rfc4514_string() == "CN=system:node:a,O=system:nodes"
+    assert cert.issuer == ca.cert.subject
+    serving = x509.load_pem_x509_certificate(ca.issue("api", server=True, dns=("kubernetes",), ips=("10.0.0.1",)).cert)
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "kubernetes" in sans.get_values_for_type(x509.DNSName)
+
+
+def test_table_7_1_in_component_configs() -> None:
+    spec = ClusterSpec("c1", (VmSpec("a"),))
+    kubelet = cluster.kubelet_config(Vm("a", 0), spec, Tuning())
+    assert kubelet["nodeStatusUpdateFrequency"] == "5s"
+    assert kubelet["cgroupRoot"] == "/lkt-vm-a" and kubelet["clusterDNS"] == ["10.43.0.10"]
+    assert "restrict_oom_score_adj = true" in cluster.containerd_config("labkit.local/pause:1", "runc", "/usr/lib/cni")
+    cni = json.loads(cluster.cni_config("10.42.0.0/24"))
+    assert cni["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.42.0.0/24"}]]
+
+
+def test_version_ldflags_stamp_v1_24_17() -> None:
+    flags = binaries.version_ldflags()
+    assert "-X k8s.io/component-base/version.gitVersion=v1.24.17" in flags
+    assert "-X k8s.io/component-base/version.gitMinor=24" in flags
+    assert flags.startswith("-s -w")
+    assert set(binaries.APT_PACKAGES) >= {"etcd-server", "containerd", "runc", "containernetworking-plugins"}
+    assert [s.name for s in binaries.setup_steps()] == ["apt", "kubernetes", "coredns"]
