@@ -44,6 +44,10 @@ class PingCollector(BackgroundCollector):
                       value=float(rtt), seq=seq, **labels)
         self.emit(t=datetime.now(timezone.utc), metric="loss", unit="ratio", value=result.loss, seq=-1, **labels)
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Wait for the probes to finish (``count * interval`` plus a margin)."""
+        super().stop(timeout if timeout is not None else self.count * self.interval + 60)
+
     def collect(self) -> pd.DataFrame:
         """Tidy rows (see the class docstring)."""
         return tidy(self.frame(), cluster=self.cluster, **self.keys)

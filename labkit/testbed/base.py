@@ -122,3 +122,10 @@ class Testbed(Protocol):
     def clusters(self) -> list[str]:
         """Names of the clusters that are up."""
         ...
+
+    def load_image(self, cluster: str, name: str) -> str:
+        """Make the kit's image ``name`` (``labkit.images``) available on every node of ``cluster``.
+
+        Returns the image reference pods use (with ``imagePullPolicy: Never``).
+        """
+        ...

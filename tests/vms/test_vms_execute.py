@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from labkit.testbed.base import CommandResult, TestbedError
-from labkit.testbed.vms import parse_ping, detached
+from labkit.testbed.base import parse_ping
+from labkit.testbed.vms import detached
 from labkit.testbed.vms.commands import STAGING, CommandPlan, Put, Ref, Run, Stage
 from labkit.testbed.vms.execute import Executor, PlanError
 

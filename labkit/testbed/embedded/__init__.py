@@ -266,6 +266,15 @@ class EmbeddedTestbed:
         """Names of the clusters that are up."""
         return list(self._clusters)
 
+    def load_image(self, cluster: str, name: str) -> str:
+        """Build (or reuse) image ``name`` and import it into every node of ``cluster``."""
+        from labkit import images
+
+        if cluster not in self._clusters:
+            raise TestbedError(f"no cluster {cluster!r}; clusters: {sorted(self._clusters)}")
+        self._clusters[cluster].import_image(images.build(name, self._log))
+        return images.image_ref(name)
+
     def cluster(self, name: str) -> Cluster:
         """The running :class:`~.cluster.Cluster` (for tests and diagnostics)."""
         return self._clusters[name]

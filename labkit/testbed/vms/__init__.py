@@ -281,6 +281,16 @@ class VmsTestbed:
 
     # --- internals -----------------------------------------------------------------------------
 
+    def load_image(self, cluster: str, name: str) -> str:
+        """The reference of image ``name``: ``up()`` imports every image of the options on every VM."""
+        from labkit import images
+
+        ref = images.image_ref(name)
+        if ref not in self.image_digests:
+            raise TestbedError(f"image {name!r} is not among the images up() imported ({sorted(self.image_digests)}); "
+                               "add it to VmsOptions.images")
+        return ref
+
     def _connect(self, env: Env) -> None:
         """Open the SSH pool for ``env``'s inventory (once)."""
         if self._pool is not None and self._connected is env:

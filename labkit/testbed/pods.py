@@ -1,0 +1,92 @@
+"""Pods as lab hosts: run commands and ping from inside a pod, on either backend.
+
+Works through the Kubernetes API only (exec), so the same code measures pod-to-pod RTT on
+the embedded test bed and on real VMs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
+
+
+class PodHost:
+    """A running pod seen as a :class:`~labkit.testbed.base.Host` (``run`` and ``ping`` only)."""
+
+    def __init__(self, api: Any, namespace: str, pod: str, address: str, container: str | None = None) -> None:
+        self.api, self.namespace, self.name, self.address, self.container = api, namespace, pod, address, container
+
+    def run(self, argv: Sequence[str], timeout: float = 60.0) -> CommandResult:
+        """Exec ``argv`` in the pod and wait for it (exit code from the exec status channel)."""
+        from kubernetes.stream import stream
+
+        kwargs = {"container": self.container} if self.container else {}
+        resp = stream(self.api.connect_get_namespaced_pod_exec, self.name, self.namespace, command=list(argv),
+                      stderr=True, stdout=True, stdin=False, tty=False, _preload_content=False, **kwargs)
+        out, err = [], []
+        deadline = time.monotonic() + timeout
+        while resp.is_open() and time.monotonic() < deadline:
+            resp.update(timeout=1)
+            out.append(resp.read_stdout() if resp.peek_stdout() else "")
+            err.append(resp.read_stderr() if resp.peek_stderr() else "")
+        timed_out = resp.is_open()
+        resp.close()
+        code = resp.returncode if not timed_out else 124
+        return CommandResult(tuple(argv), code if code is not None else 1, "".join(out), "".join(err))
+
+    def ping(self, target: str, count: int = 1, interval: float = 0.2, timeout: float = 5.0) -> PingResult:
+        """Ping ``target`` from inside the pod (its image must have iputils ``ping``)."""
+        return ping_with(self.run, target, count, interval, timeout)
+
+
+def probe_pod(name: str, image: str, node: str | None = None, affinity: Mapping[str, Any] | None = None,
+              labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A pod that idles so commands can be exec'd in it; pinned to ``node`` or placed by ``affinity``."""
+    spec: dict[str, Any] = {
+        "containers": [{"name": "probe", "image": image, "imagePullPolicy": "Never",
+                        "command": ["sleep", "infinity"]}],
+        "terminationGracePeriodSeconds": 0,
+    }
+    if node:
+        spec["nodeName"] = node
+    if affinity:
+        spec["affinity"] = dict(affinity)
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "labkit-probe", **(labels or {})}},
+            "spec": spec}
+
+
+def ensure_namespace(api: Any, namespace: str) -> None:
+    """Create ``namespace`` unless it exists."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def start_pods(api: Any, namespace: str, pods: Sequence[Mapping[str, Any]], timeout: float = 300.0) -> list[PodHost]:
+    """Create ``pods`` in ``namespace`` and wait until each runs with an IP; return them as hosts."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    ensure_namespace(api, namespace)
+    for pod in pods:
+        core.create_namespaced_pod(namespace, dict(pod))
+    names = [p["metadata"]["name"] for p in pods]
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {n: core.read_namespaced_pod(n, namespace).status for n in names}
+        running = {n: s.pod_ip for n, s in states.items() if s.phase == "Running" and s.pod_ip}
+        if len(running) == len(names):
+            return [PodHost(api, namespace, n, running[n]) for n in names]
+        if time.monotonic() > deadline:
+            waiting = {n: s.phase for n, s in states.items() if n not in running}
+            raise TestbedError(f"pods not running after {timeout:.0f} s in {namespace}: {waiting}")
+        time.sleep(0.5)

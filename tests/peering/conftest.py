@@ -1,0 +1,50 @@
+"""Fixtures of the peering tests: two real clusters peered with the kit's Liqo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "embedded"))
+
+#: Cluster labels the provider advertises (as labkit.topology would).
+LEAF_LABELS = {"topology.labkit.io/cluster": "leaf1", "topology.labkit.io/role": "leaf"}
+
+
+def require_peering() -> None:
+    """Skip when the embedded testbed or the virtual kubelet is not available."""
+    from embedded_helpers import require_embedded
+    require_embedded()
+    from labkit.testbed.embedded.liqo import build
+    if not build.vk_cached():
+        pytest.skip(f"virtual kubelet not built in {build.vk_dir()}: run build.build_vk()")
+    if os.system("command -v wireguard-go >/dev/null") != 0:
+        pytest.skip("wireguard-go not installed")
+
+
+@pytest.fixture(scope="module")
+def peered() -> Iterator[tuple[object, object]]:
+    """Clusters ``root`` (consumer, 1 VM) and ``leaf1`` (provider, 2 VMs), ``root`` peered to ``leaf1``."""
+    require_peering()
+    from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec
+    from labkit.testbed.embedded.liqo import Liqo
+    env = EmbeddedEnv(clusters=(
+        ClusterSpec("root", (VmSpec("root-a"),), pod_cidr="10.42.0.0/16", service_cidr="10.43.0.0/16"),
+        ClusterSpec("leaf1", (VmSpec("leaf1-a"), VmSpec("leaf1-b")), pod_cidr="10.44.0.0/16",
+                    service_cidr="10.45.0.0/16"),
+    ), dns=False)
+    tb = EmbeddedTestbed()
+    liqo = None
+    try:
+        tb.up(env)
+        liqo = Liqo(tb, cluster_labels={"leaf1": LEAF_LABELS})
+        liqo.peer_all([("root", "leaf1")])
+        yield tb, liqo
+    finally:
+        if liqo is not None:
+            liqo.down()
+        tb.down()
