@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from labkit.grid import c37118 as c
+from labkit.grid import cli
 from labkit.grid.config import PdcConfig, PdcConfigError, load_config
 from labkit.grid.pmu import FrameServer, serve_until_signal
 
@@ -482,9 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=None, help="override the output port (0 = any free port)")
     ap.add_argument("--host", default=None, help="override the output address")
     ap.add_argument("--port-file", default=None, help="write the bound output port to this file")
-    ap.add_argument("--log-level", default="INFO")
+    cli.add_logging(ap)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cli.setup_logging(args)
     try:
         cfg = load_config(args.config)
     except PdcConfigError as exc:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from labkit.grid import c37118 as c
+from labkit.grid import cli
 
 __all__ = ["FrameServer", "PmuServer", "build_config", "main", "RATES"]
 
@@ -346,9 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--format", dest="fmt", choices=("float", "int"), default="float")
     ap.add_argument("--polar", action="store_true")
-    ap.add_argument("--log-level", default="INFO")
+    cli.add_logging(ap)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cli.setup_logging(args)
     try:
         pmu = PmuServer(args.idcode, args.network, args.bus or [0], args.rate, args.seed, args.fmt, args.polar)
     except ValueError as exc:

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labkit.grid import c37118 as c
+from labkit.grid import cli
 from labkit.grid.pdc import StreamClient
 
 __all__ = ["Recorder", "SCHEMA", "main"]
@@ -157,17 +158,13 @@ async def _run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``python -m labkit.grid.recorder``."""
     ap = argparse.ArgumentParser(prog="python -m labkit.grid.recorder", description="C37.118 frame recorder")
-    ap.add_argument("--host", default="127.0.0.1")
-    port = ap.add_mutually_exclusive_group(required=True)
-    port.add_argument("--port", type=int, help="server port")
-    port.add_argument("--port-file", help="read the server port from this file (waits until it exists)")
-    ap.add_argument("--idcode", type=int, required=True, help="IDCODE put in command frames")
+    cli.add_upstream(ap)
     ap.add_argument("--out", required=True, help="parquet file to write")
     ap.add_argument("--duration", type=float, default=None, help="seconds to record (default: until SIGTERM)")
     ap.add_argument("--flush-every", type=float, default=1.0)
-    ap.add_argument("--log-level", default="INFO")
+    cli.add_logging(ap)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cli.setup_logging(args)
     asyncio.run(_run(args))
     return 0
 

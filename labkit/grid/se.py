@@ -48,6 +48,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from labkit.grid import c37118 as c
+from labkit.grid import cli
 from labkit.grid.phasors import SIGMA_ANG, SIGMA_MAG, Channel, NetworkModel, network_model
 
 __all__ = ["LinearPmuEstimator", "Estimate", "StateEstimator", "pandapower_wls", "errors", "main"]
@@ -307,17 +308,13 @@ async def _run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``python -m labkit.grid.se``."""
     ap = argparse.ArgumentParser(prog="python -m labkit.grid.se", description="linear PMU state estimation")
-    ap.add_argument("--host", default="127.0.0.1")
-    port = ap.add_mutually_exclusive_group(required=True)
-    port.add_argument("--port", type=int, help="server port")
-    port.add_argument("--port-file", help="read the server port from this file (waits until it exists)")
-    ap.add_argument("--idcode", type=int, required=True, help="IDCODE put in command frames")
+    cli.add_upstream(ap)
     ap.add_argument("--network", default="case14")
     ap.add_argument("--out", default=None, help="parquet file for the per-frame rows")
     ap.add_argument("--duration", type=float, default=None, help="seconds to run (default: until SIGTERM)")
-    ap.add_argument("--log-level", default="INFO")
+    cli.add_logging(ap)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cli.setup_logging(args)
     asyncio.run(_run(args))
     return 0
 
