@@ -60,3 +60,12 @@ def test_tunnel_inner_addresses_are_disjoint() -> None:
     assert wireguard.inner_addresses(1) == ("169.254.100.5/30", "169.254.100.6/30")
     with pytest.raises(wireguard.WireGuardError):
         wireguard.inner_addresses(10_000)
+
+
+def test_nat_external_cidrs_avoid_taken_ranges() -> None:
+    from labkit.testbed.embedded.liqo import nat
+    assert nat.overlaps("10.42.0.0/16", "10.42.3.0/24")
+    assert nat.allocate("10.42.0.0/16", ["10.42.0.0/16", "10.200.0.0/16"]) == "10.201.0.0/16"
+    rules = nat.ruleset("lkt-wg0", "10.42.0.0/16", "10.201.0.0/16")
+    assert 'iifname "lkt-wg0" ip daddr 10.201.0.0/16 dnat ip prefix to 10.42.0.0/16' in rules
+    assert 'oifname "lkt-wg0" ip saddr 10.42.0.0/16 snat ip prefix to 10.201.0.0/16' in rules

@@ -498,4 +498,6 @@ def sweep() -> Leftovers:
         remove_cgroup("/" + cg)
     shutil.rmtree(STATE_ROOT, ignore_errors=True)
     shutil.rmtree(NS_DIR.parent, ignore_errors=True)
+    for sock in Path("/var/run/wireguard").glob(f"{PREFIX}-wg*.sock"):  # the gateways' wireguard-go sockets
+        sock.unlink(missing_ok=True)
     return found

@@ -59,7 +59,7 @@ def build_vk(log: Log = print) -> Path:
     labkit.install.SetupError
         When Go is missing or the build fails (with the last output lines).
     """
-    go = binaries._require_go()
+    go = binaries.require_go()
     target = vk_dir()
     if vk_cached(target):
         return target / VK_BINARY
@@ -68,7 +68,7 @@ def build_vk(log: Log = print) -> Path:
     log(f"  go build {module_dir()} (virtual-kubelet {VK_LIBRARY_VERSION}, client-go v0.29.1; "
         "about 4 min cold on 2 cores)")
     tmp = target / f"{VK_BINARY}.tmp"
-    binaries._stream([str(go), "build", "-v", "-ldflags", "-s -w", "-o", str(tmp), "."], log, cwd=module_dir(),
+    binaries.run_go([str(go), "build", "-v", "-ldflags", "-s -w", "-o", str(tmp), "."], log, cwd=module_dir(),
                      label="vk", extra_env={"CGO_ENABLED": "0"})
     tmp.replace(target / VK_BINARY)
     size = (target / VK_BINARY).stat().st_size / 2**20

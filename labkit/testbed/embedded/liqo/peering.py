@@ -6,8 +6,8 @@
 
 1. the CRDs (TunnelEndpoint, NamespaceOffloading) in both clusters;
 2. the network, once per pair of clusters: a WireGuard tunnel between the two root VMs
-   (the gateways), routes for the peer's pod and service CIDRs (root VM: into the tunnel;
-   other VMs: via the root VM), a TunnelEndpoint in each tenant namespace and the gateway
+   (the gateways), routes for the peer's pod CIDR (root VM: into the tunnel; other VMs: via
+   the root VM), a TunnelEndpoint in each tenant namespace and the gateway
    health check (2 s x 5) publishing to it;
 3. the identity: a client certificate the provider's CA signs for ``liqo-<consumer>``, with
    RBAC in the provider limited to reading Nodes and the offloaded namespaces;
@@ -41,7 +41,7 @@ from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import pki
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.cluster import API_PORT, PKI
-from labkit.testbed.embedded.liqo import build, crds, health, identity, wireguard
+from labkit.testbed.embedded.liqo import build, crds, health, identity, nat, wireguard
 
 Log = Callable[[str], None]
 
@@ -134,6 +134,8 @@ class Liqo:
         self._gateway_tunnels: dict[str, list[dict[str, str]]] = {}
         self._ready: set[str] = set()
         self._image: tuple[Any, str] | None = None
+        #: pair -> {cluster: external CIDR the other side knows its pods by}, when pod CIDRs collide
+        self.external: dict[frozenset[str], dict[str, str]] = {}
 
     # --- public ----------------------------------------------------------------------------
 
@@ -243,9 +245,13 @@ class Liqo:
             index = self._tunnel_index
             self._tunnel_index += 1
             ports = [self._next_port(self.tb.cluster(c).root.name) for c in (consumer, provider)]
+            self._plan_remap(consumer, provider)
             tunnel = self._make_tunnel(index, consumer, provider, ports)
             self.tunnels[key] = tunnel
         tunnel.up()
+        for name, side, ifname in ((consumer, tunnel.a, tunnel.ifnames[0]), (provider, tunnel.b, tunnel.ifnames[1])):
+            if key in self.external:
+                nat.apply(side.netns, ifname, self.tb.cluster(name).spec.pod_cidr, self.external[key][name])
         for here, there in ((consumer, provider), (provider, consumer)):
             self._relay_routes(here, there)
         peer_ips = dict(zip((consumer, provider), tunnel.peer_ips))
@@ -253,6 +259,23 @@ class Liqo:
             self._tunnel_endpoint(here, there, tunnel)
             self._gateway_add(here, {"namespace": tenant_namespace(there), "name": f"tep-{there}",
                                      "peer": peer_ips[here]})
+
+    def _plan_remap(self, a: str, b: str) -> None:
+        """Pick external CIDRs for both sides when their pod CIDRs collide (lock held)."""
+        pa, pb = self.tb.cluster(a).spec.pod_cidr, self.tb.cluster(b).spec.pod_cidr
+        if not nat.overlaps(pa, pb):
+            return
+        taken = [self.tb.cluster(c).spec.pod_cidr for c in self.tb.clusters()]
+        taken += [cidr for ext in self.external.values() for cidr in ext.values()]
+        ea = nat.allocate(pa, taken)
+        eb = nat.allocate(pb, taken + [ea])
+        self.external[frozenset((a, b))] = {a: ea, b: eb}
+        self.log(f"[liqo] pod CIDRs of {a} and {b} collide ({pa}): {b} sees {a} as {ea}, {a} sees {b} as {eb}")
+
+    def pod_cidr_seen(self, here: str, there: str) -> str:
+        """The CIDR ``here`` reaches ``there``'s pods at (remapped when the pod CIDRs collide)."""
+        ext = self.external.get(frozenset((here, there)))
+        return ext[there] if ext else self.tb.cluster(there).spec.pod_cidr
 
     def _next_port(self, vm_name: str) -> int:
         port = self._ports.get(vm_name, wireguard.LIQO_PORT)
@@ -263,19 +286,19 @@ class Liqo:
         sides = []
         for name, other, port in ((consumer, provider, ports[0]), (provider, consumer, ports[1])):
             root = self.tb.cluster(name).root
-            spec = self.tb.cluster(other).spec
-            sides.append(wireguard.Side(root.netns, root.address, port, (spec.pod_cidr, spec.service_cidr),
+            # Only pod CIDRs cross the tunnel: Services are reflected (clients use local ClusterIPs),
+            # as in Liqo, so clusters may share a service CIDR (they do in the thesis' env).
+            sides.append(wireguard.Side(root.netns, root.address, port, (self.pod_cidr_seen(name, other),),
                                         enter=_vm_enter(root.name)))
         return wireguard.Tunnel(index, sides[0], sides[1], self.tb.cluster(consumer).root.state_dir / "logs")
 
     def _relay_routes(self, here: str, there: str) -> None:
-        """Non-root VMs of ``here`` reach ``there``'s pod and service CIDRs (and the tunnels' inner
-        addresses, the source of the gateway's own packets) via the root VM."""
-        cluster, spec = self.tb.cluster(here), self.tb.cluster(there).spec
+        """Non-root VMs of ``here`` reach ``there``'s pod CIDR (and the tunnels' inner addresses,
+        the source of the gateway's own packets) via the root VM."""
+        cluster = self.tb.cluster(here)
         via = cluster.root.address
         for node in cluster.nodes[1:]:
-            vmlib.set_routes(node.vm, {spec.pod_cidr: via, spec.service_cidr: via,
-                                       str(wireguard.TUNNEL_NETWORK): via})
+            vmlib.set_routes(node.vm, {self.pod_cidr_seen(here, there): via, str(wireguard.TUNNEL_NETWORK): via})
 
     def _tunnel_endpoint(self, here: str, there: str, tunnel: wireguard.Tunnel) -> None:
         api = self.tb.kube(here)
@@ -336,8 +359,13 @@ class Liqo:
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]})
         _, ref = self._vk_image()
         root = self.tb.cluster(consumer).root
+        remap = []
+        ext = self.external.get(frozenset((consumer, provider)))
+        if ext:
+            remap = [f"--remote-pod-cidr-remap={prov.spec.pod_cidr}={ext[provider]}",
+                     f"--local-pod-cidr-remap={self.tb.cluster(consumer).spec.pod_cidr}={ext[consumer]}"]
         _apply(apps.create_namespaced_deployment, ns, vk_deployment(
-            consumer, provider, ref, self.labels.get(provider, {}), self.vk_timers, root.address))
+            consumer, provider, ref, self.labels.get(provider, {}), self.vk_timers, root.address, remap))
         return f"liqo-{provider}"
 
     def _wait_node_ready(self, cluster: str, node: str, deadline: float) -> None:
@@ -392,18 +420,19 @@ def vk_cluster_role() -> dict[str, Any]:
 
 
 def vk_deployment(consumer: str, provider: str, image: str, labels: dict[str, str], timers: VkTimers,
-                  api_address: str) -> dict[str, Any]:
+                  api_address: str, extra_args: list[str] | None = None) -> dict[str, Any]:
     """The virtual kubelet's Deployment in ``liqo-tenant-<provider>`` of ``consumer``.
 
     Host network (as the gateway's peers, it reaches the provider's API server on the lab
     network); the consumer's API server is reached at ``api_address`` (the in-cluster
-    variables are overridden so kube-proxy is not on the path).
+    variables are overridden so kube-proxy is not on the path). ``extra_args`` carries the
+    pod-CIDR remapping flags when the two clusters' pod CIDRs collide.
     """
     name = f"virtual-kubelet-{provider}"
     extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     args = [f"--foreign-cluster-id={provider}", f"--home-cluster-id={consumer}", f"--nodename=liqo-{provider}",
             f"--tenant-namespace={tenant_namespace(provider)}", "--foreign-kubeconfig=/etc/liqo/kubeconfig",
-            *timers.flags()] + ([f"--node-extra-labels={extra}"] if extra else [])
+            *timers.flags(), *(extra_args or [])] + ([f"--node-extra-labels={extra}"] if extra else [])
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "virtual-kubelet",
