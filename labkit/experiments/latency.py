@@ -23,6 +23,7 @@ from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
+from labkit.testbed import off_event_loop, running
 from labkit.testbed.pods import probe_pod, start_pods
 
 NAMESPACE = "labkit-latency"
@@ -73,6 +74,14 @@ def measure_single_cluster(testbed: Any, env: Env, *, leaves: int, count: int, i
     pod_rows = ping_each(list(zip(leaf_pods, leaves_vms)), root_pod.address, step="pod-same-cluster",
                          count=count, interval=interval, **keys)
     return pd.concat([vm_rows, pod_rows], ignore_index=True)
+
+
+@off_event_loop
+def run_single_cluster(env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
+    """Bring up :func:`single_cluster` of ``env``, measure Tables 7.2 and 7.3, always tear down."""
+    single = single_cluster(env, leaves)
+    with running(single) as testbed:
+        return measure_single_cluster(testbed, single, leaves=leaves, count=count, interval=interval, **keys)
 
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:
