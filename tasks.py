@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke import Context, Exit, task
+
+if TYPE_CHECKING:
+    from labkit.config import Env
 
 ROOT = Path(__file__).resolve().parent
 TIERS = ("unit", "notebook", "embedded", "vms")
@@ -84,7 +88,7 @@ def up(c: Context, env: str = "embedded", dry_run: bool = False) -> None:
         _hold(testbed)
 
 
-def _plan_text(model: "Env") -> str:  # noqa: F821  (typing only)
+def _plan_text(model: Env) -> str:
     """What ``up --dry-run`` prints: the per-host command plan (vms) or the VMs and CIDRs (embedded)."""
     if model.backend.kind == "vms":
         from labkit.testbed.vms import dry_run

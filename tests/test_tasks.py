@@ -51,3 +51,17 @@ def test_figures_names_a_missing_run() -> None:
 def test_tasks_are_documented() -> None:
     for name in ("setup", "lab", "figures", "validate", "test"):
         assert getattr(tasks, name).__doc__, name
+
+
+def test_up_dry_run_prints_the_plan_of_each_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    tasks.up(MockContext(), env="thesis", dry_run=True)
+    out = capsys.readouterr().out
+    assert "embedded test bed thesis: 5 clusters" in out and "VM leaf-2 (network namespace lkt-vm-leaf-2)" in out
+    tasks.up(MockContext(), env="crownlabs", dry_run=True)
+    out = capsys.readouterr().out
+    assert "== stage 1/" in out and "liqoctl offload namespace test" in out
+
+
+def test_up_names_a_bad_env() -> None:
+    with pytest.raises(Exit, match=r"up: .*nowhere.yaml"):
+        tasks.up(MockContext(), env="nowhere", dry_run=True)
