@@ -14,7 +14,10 @@ from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_wi
 
 
 class PodHost:
-    """A running pod seen as a :class:`~labkit.testbed.base.Host` (``run`` and ``ping`` only)."""
+    """A running pod seen as a :class:`~labkit.testbed.base.Host` (``run`` and ``ping`` only).
+
+    ``core`` is a ``kubernetes.client.CoreV1Api`` of the pod's cluster.
+    """
 
     def __init__(self, api: Any, namespace: str, pod: str, address: str, container: str | None = None) -> None:
         self.api, self.namespace, self.name, self.address, self.container = api, namespace, pod, address, container
@@ -85,7 +88,7 @@ def start_pods(api: Any, namespace: str, pods: Sequence[Mapping[str, Any]], time
         states = {n: core.read_namespaced_pod(n, namespace).status for n in names}
         running = {n: s.pod_ip for n, s in states.items() if s.phase == "Running" and s.pod_ip}
         if len(running) == len(names):
-            return [PodHost(api, namespace, n, running[n]) for n in names]
+            return [PodHost(core, namespace, n, running[n]) for n in names]
         if time.monotonic() > deadline:
             waiting = {n: s.phase for n, s in states.items() if n not in running}
             raise TestbedError(f"pods not running after {timeout:.0f} s in {namespace}: {waiting}")
