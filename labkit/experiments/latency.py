@@ -134,7 +134,7 @@ def plot(summary: pd.DataFrame, rows: pd.DataFrame, path: Any) -> Any:
         ax.bar(x - 0.2, ours["mean"], 0.4, yerr=ours["std"], capsize=3, label="labkit")
         ax.bar(x + 0.2, [t[0] for t in thesis], 0.4, yerr=[t[1] for t in thesis], capsize=3, label="thesis")
         ax.set_xticks(x, ours.index)
-        ax.set(title=f"{TABLES[step].replace('_', ' ')[:9].title()}: {step}", ylabel="RTT (ms)")
+        ax.set(title=f"Table 7.{TABLES[step].split('_')[2]}: {step}", ylabel="RTT (ms)")
         ax.legend(fontsize=8)
     sns.ecdfplot(rows[rows["metric"] == "rtt"], x="value", hue="step", ax=axes[-1])
     axes[-1].set(xlabel="RTT (ms)", title="every probe", xscale="log")
