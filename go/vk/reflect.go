@@ -137,32 +137,14 @@ func (r *reflectors) configMap(ctx context.Context, m metav1.Object, remote stri
 	home := m.(*corev1.ConfigMap)
 	want := &corev1.ConfigMap{ObjectMeta: r.meta(m, remote), Data: home.Data, BinaryData: home.BinaryData}
 	api := r.foreign.CoreV1().ConfigMaps(remote)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	} else if err != nil {
-		return err
-	}
-	want.ResourceVersion = cur.ResourceVersion
-	_, err = api.Update(ctx, want, metav1.UpdateOptions{})
-	return err
+	return upsert(ctx, api, want, nil)
 }
 
 func (r *reflectors) secret(ctx context.Context, m metav1.Object, remote string) error {
 	home := m.(*corev1.Secret)
 	want := &corev1.Secret{ObjectMeta: r.meta(m, remote), Type: home.Type, Data: home.Data}
 	api := r.foreign.CoreV1().Secrets(remote)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	} else if err != nil {
-		return err
-	}
-	want.ResourceVersion = cur.ResourceVersion
-	_, err = api.Update(ctx, want, metav1.UpdateOptions{})
-	return err
+	return upsert(ctx, api, want, nil)
 }
 
 // service reflects a Service without selector: the reflected EndpointSlices fill it.
@@ -182,17 +164,10 @@ func (r *reflectors) service(ctx context.Context, m metav1.Object, remote string
 		want.Spec.ClusterIP = corev1.ClusterIPNone
 	}
 	api := r.foreign.CoreV1().Services(remote)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = api.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	} else if err != nil {
-		return err
-	}
-	want.ResourceVersion = cur.ResourceVersion
-	want.Spec.ClusterIP, want.Spec.ClusterIPs = cur.Spec.ClusterIP, cur.Spec.ClusterIPs
-	_, err = api.Update(ctx, want, metav1.UpdateOptions{})
-	return err
+	// the provider allocated the ClusterIP, which is immutable: keep it on update
+	return upsert(ctx, api, want, func(cur *corev1.Service) {
+		want.Spec.ClusterIP, want.Spec.ClusterIPs = cur.Spec.ClusterIP, cur.Spec.ClusterIPs
+	})
 }
 
 // providerView is the address the provider reaches a home endpoint at: an offloaded pod's
@@ -220,14 +195,30 @@ func (r *reflectors) endpointSlice(ctx context.Context, m metav1.Object, remote 
 	}
 	want := &discoveryv1.EndpointSlice{ObjectMeta: meta, AddressType: home.AddressType, Endpoints: eps, Ports: home.Ports}
 	api := r.foreign.DiscoveryV1().EndpointSlices(remote)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+	return upsert(ctx, api, want, nil)
+}
+
+// objectAPI is the part of a typed client-go client that upsert needs.
+type objectAPI[T metav1.Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// upsert creates want in the provider, or updates the existing object to it; keep copies
+// fields of the current object that must survive the update (nil: none).
+func upsert[T metav1.Object](ctx context.Context, api objectAPI[T], want T, keep func(cur T)) error {
+	cur, err := api.Get(ctx, want.GetName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = api.Create(ctx, want, metav1.CreateOptions{})
 		return err
 	} else if err != nil {
 		return err
 	}
-	want.ResourceVersion = cur.ResourceVersion
+	want.SetResourceVersion(cur.GetResourceVersion())
+	if keep != nil {
+		keep(cur)
+	}
 	_, err = api.Update(ctx, want, metav1.UpdateOptions{})
 	return err
 }
