@@ -217,37 +217,40 @@ def _link_down(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> T
     return sorted(set(touched)), undo
 
 
-def _pods(testbed: Any, spec: FaultSpec) -> list[str]:
+def _core(testbed: Any, spec: FaultSpec) -> Any:
+    """A ``CoreV1Api`` of the selected cluster."""
     from kubernetes import client
 
-    api = client.CoreV1Api(testbed.kube(spec.selector.cluster))
-    pods = api.list_namespaced_pod(spec.selector.namespace, label_selector=spec.selector.label_selector()).items
+    return client.CoreV1Api(testbed.kube(spec.selector.cluster))
+
+
+def _running_pods(core: Any, spec: FaultSpec) -> list[str]:
+    """Names of the running pods the selector matches."""
+    pods = core.list_namespaced_pod(spec.selector.namespace, label_selector=spec.selector.label_selector()).items
     return [p.metadata.name for p in pods if p.status and p.status.phase == "Running"]
 
 
 def _pod_kill(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> Targets:
     """Delete the chosen pods with no grace period."""
-    from kubernetes import client
-
-    api = client.CoreV1Api(testbed.kube(spec.selector.cluster))
-    targets = choose(_pods(testbed, spec), spec, rng)
+    core = _core(testbed, spec)
+    targets = choose(_running_pods(core, spec), spec, rng)
     for pod in targets:
-        api.delete_namespaced_pod(pod, spec.selector.namespace, grace_period_seconds=0)
+        core.delete_namespaced_pod(pod, spec.selector.namespace, grace_period_seconds=0)
     return targets, lambda: None  # the controller recreates the pods: nothing to undo
 
 
 def _liveness(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> Targets:
     """Once a chosen pod has run ``params.after_s`` seconds, make its liveness probe fail."""
-    from kubernetes import client
-    from kubernetes.stream import stream
+    from labkit.testbed.pods import PodHost
 
-    api = client.CoreV1Api(testbed.kube(spec.selector.cluster))
+    core = _core(testbed, spec)
     after_s = float(spec.params.get("after_s", 60.0))
-    targets = choose(_pods(testbed, spec), spec, rng)
+    targets = choose(_running_pods(core, spec), spec, rng)
     for pod in targets:
-        _wait_running_for(api, pod, spec.selector.namespace, after_s)
-        stream(api.connect_get_namespaced_pod_exec, pod, spec.selector.namespace,
-               command=["touch", UNHEALTHY_FILE], stderr=True, stdout=True, stdin=False, tty=False)
+        _wait_running_for(core, pod, spec.selector.namespace, after_s)
+        res = PodHost(core, spec.selector.namespace, pod, address="").run(["touch", UNHEALTHY_FILE])
+        if not res.ok:
+            raise FaultError(f"pod-liveness-fail on {spec.selector.namespace}/{pod}: touch failed: {res.stderr.strip()}")
     return targets, lambda: None  # the restarted container starts healthy
 
 

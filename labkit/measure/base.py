@@ -107,6 +107,21 @@ class BackgroundCollector:
             if self._thread.is_alive():
                 raise CollectorError(f"{self.name}: did not stop within {timeout} s")
 
+    def watch(self, list_fn: Callable[..., object], *args: object, **kwargs: object) -> Iterator[dict]:
+        """Events of a Kubernetes watch on ``list_fn`` until stopped, re-opening it every second.
+
+        The short server timeout bounds how long :meth:`stop` waits for an idle watch.
+        """
+        from kubernetes import watch
+
+        while not self.stopping.is_set():
+            w = watch.Watch()
+            for event in w.stream(list_fn, *args, timeout_seconds=1, **kwargs):
+                yield event
+                if self.stopping.is_set():
+                    w.stop()
+                    return
+
     def frame(self) -> pd.DataFrame:
         """The rows recorded so far, as a DataFrame (re-raises a thread error)."""
         if self._error is not None:

@@ -66,15 +66,8 @@ class NodeReadyWatch(_NodeCollector):
     method = "watch"
 
     def run(self) -> None:
-        from kubernetes import watch
-
-        while not self.stopping.is_set():
-            w = watch.Watch()
-            for event in w.stream(self.api.list_node, timeout_seconds=1):
-                self.record(event["object"], _now())
-                if self.stopping.is_set():
-                    w.stop()
-                    break
+        for event in self.watch(self.api.list_node):
+            self.record(event["object"], _now())
 
 
 @register("node_ready_poll")

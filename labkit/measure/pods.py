@@ -36,18 +36,10 @@ class PodEvents(BackgroundCollector):
         self.api, self.cluster, self.namespace, self.selector, self.keys = core_api, cluster, namespace, label_selector, keys
 
     def run(self) -> None:
-        from kubernetes import watch
-
-        while not self.stopping.is_set():
-            w = watch.Watch()
-            for event in w.stream(self.api.list_namespaced_pod, self.namespace, label_selector=self.selector,
-                                  timeout_seconds=1):
-                state = pod_state(event["object"])
-                ready = state.pop("ready")
-                self.emit(t=datetime.now(timezone.utc), value=1.0 if ready else 0.0, event=event["type"], **state)
-                if self.stopping.is_set():
-                    w.stop()
-                    break
+        for event in self.watch(self.api.list_namespaced_pod, self.namespace, label_selector=self.selector):
+            state = pod_state(event["object"])
+            ready = state.pop("ready")
+            self.emit(t=datetime.now(timezone.utc), value=1.0 if ready else 0.0, event=event["type"], **state)
 
     def collect(self) -> pd.DataFrame:
         """Tidy rows: metric ``pod_ready``, unit ``bool``."""
