@@ -118,8 +118,9 @@ def _hold(testbed: object) -> None:
         testbed.down()  # type: ignore[attr-defined]
 
 
-@task(help={"env": "env name in envs/ (default: embedded)"})
-def down(c: Context, env: str = "embedded") -> None:
+@task(help={"env": "env name in envs/ (default: embedded)",
+            "force": "embedded: sweep even while a running process holds the test bed"})
+def down(c: Context, env: str = "embedded", force: bool = False) -> None:
     """Tear a test bed down: embedded removes every leftover of the kit (also after a crash); VMs uninstall."""
     from labkit.config import ConfigError, load_env
     from labkit.testbed import TestbedError
@@ -128,9 +129,13 @@ def down(c: Context, env: str = "embedded") -> None:
         model = load_env(env)
         if model.backend.kind == "embedded":
             from labkit.host import require_root
-            from labkit.testbed.embedded import sweep
+            from labkit.testbed.embedded import MachineLock, sweep
 
             require_root("removing the embedded test bed")
+            holder = MachineLock().holder()
+            if holder and not force:
+                raise Exit(f"down: the embedded test bed of {holder} is running; stop that process "
+                           "(it tears down) or pass --force", code=1)
             found = sweep()
             print(f"[down] removed: {found}")
         else:

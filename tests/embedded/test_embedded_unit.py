@@ -71,3 +71,48 @@ def test_version_ldflags_stamp_v1_24_17() -> None:
     assert flags.startswith("-s -w")
     assert set(binaries.APT_PACKAGES) >= {"etcd-server", "containerd", "runc", "containernetworking-plugins"}
     assert [s.name for s in binaries.setup_steps()] == ["apt", "kubernetes", "coredns"]
+
+
+def test_from_env_carries_the_plans_peerings_and_offloads() -> None:
+    from labkit.config import load_env
+    from labkit.testbed.embedded.spec import from_env
+
+    spec = from_env(load_env("thesis"))
+    assert len(spec.peerings) == 4 + 6  # the partial mesh star of the thesis (eq. 5.1: 6 leaf links)
+    assert ("root", "leaf-1") in spec.peerings and ("leaf-1", "root") not in spec.peerings
+    assert [(o.namespace, o.consumer, o.strategy) for o in spec.offloads] == [("test", "root", "Remote")]
+    assert spec.cluster_labels["leaf-2"]["topology.labkit.io/cluster"] == "leaf-2"
+
+
+def test_a_peering_must_name_two_clusters() -> None:
+    with pytest.raises(SpecError, match="peerings"):
+        EmbeddedEnv(clusters=(ClusterSpec("c", (VmSpec("a"),)),), peerings=(("c", "nowhere"),))
+
+
+def test_machine_lock_names_its_holder_and_waits_for_it(tmp_path) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+    import time
+
+    from labkit.testbed.base import TestbedError
+    from labkit.testbed.embedded import MachineLock
+
+    path = tmp_path / "embedded.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from labkit.testbed.embedded import MachineLock; "
+        f"lock = MachineLock(Path({str(path)!r})); lock.acquire(0, print); print('held', flush=True); "
+        "time.sleep(1.5); lock.release(); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = MachineLock(path)
+        assert f"pid {holder.pid}" in (lock.holder() or "")
+        with pytest.raises(TestbedError, match=f"pid {holder.pid}.*LABKIT_EMBEDDED_WAIT"):
+            lock.acquire(0, print)
+        start = time.monotonic()
+        lock.acquire(20, print)  # the holder releases after 1.5 s
+        assert time.monotonic() - start < 15
+        assert f"pid {holder.pid}" not in path.read_text()
+        lock.release()
+        assert lock.holder() is None
+    finally:
+        holder.kill()

@@ -17,11 +17,15 @@ Example
 from __future__ import annotations
 
 import atexit
+import fcntl
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit.host import require_root
 from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
@@ -29,15 +33,91 @@ from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
 from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node
 from labkit.config import Env
-from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, Tuning, VmSpec, from_env
+from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, OffloadSpec, Tuning, VmSpec, from_env
 from labkit.testbed.embedded.supervisor import Supervisor
 
-__all__ = ["ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages", "Tuning", "VmSpec",
-           "leftovers", "sweep"]
+if TYPE_CHECKING:
+    from labkit.testbed.embedded.liqo import Liqo
+    from labkit.topology import Plan
+
+__all__ = ["ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages", "MachineLock", "OffloadSpec", "Tuning",
+           "VmSpec", "leftovers", "sweep"]
 
 Log = Callable[[str], None]
 leftovers = vmlib.leftovers
 sweep = vmlib.sweep
+
+#: One embedded testbed per machine (names, the lab bridge and /var/lib/lkt are shared): this lock says whose it is.
+LOCK_FILE = Path("/run/labkit-embedded.lock")
+#: Seconds ``up()`` waits for another testbed to finish before giving up (default 0: fail at once).
+WAIT_ENV = "LABKIT_EMBEDDED_WAIT"
+
+
+class MachineLock:
+    """An exclusive ``flock`` on :data:`LOCK_FILE`; the kernel drops it when its holder exits."""
+
+    def __init__(self, path: Path = LOCK_FILE) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, wait_s: float, log: Log) -> None:
+        """Take the lock, waiting up to ``wait_s`` seconds for its holder.
+
+        Raises
+        ------
+        TestbedError
+            When another process holds it longer (the message names that process).
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline, told = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = self.path.read_text().strip() or "unknown process"
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise TestbedError(f"another embedded testbed is running on this machine ({holder}); "
+                                       f"stop it (`invoke down`) or wait: set {WAIT_ENV}=<seconds>") from None
+                if not told:
+                    log(f"[embedded] waiting up to {wait_s:.0f} s for the testbed of {holder}")
+                    told = True
+                time.sleep(2.0)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n".encode())
+        self._fd = fd
+
+    def holder(self) -> str | None:
+        """Who holds the lock now (``None``: nobody, an embedded testbed may be started)."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        except BlockingIOError:
+            return self.path.read_text().strip() or "unknown process"
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def wait_seconds() -> float:
+    """How long ``up()`` waits for the machine lock (:data:`WAIT_ENV`, default 0)."""
+    raw = os.environ.get(WAIT_ENV, "0")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise TestbedError(f"{WAIT_ENV}={raw!r}: expected a number of seconds") from None
 
 
 class LabkitImages:
@@ -124,31 +204,44 @@ class EmbeddedTestbed:
         self._apis: dict[str, object] = {}
         self.timings: dict[str, float] = {}
         self._atexit = False
+        self._lock = MachineLock()
+        #: The Liqo-compatible peering (``None`` until ``up()`` peers something).
+        self.liqo: Liqo | None = None
+        #: The topology plan when ``up()`` was given an env file's model.
+        self.plan: Plan | None = None
 
     # --- Testbed protocol ----------------------------------------------------------------------
 
     def up(self, env: Env | EmbeddedEnv, timeout: float = 180.0) -> None:
         """Create the VMs, start every cluster in parallel, wait until every node is Ready.
 
-        ``env`` is an env file's model (converted with :func:`~.spec.from_env`) or a
-        hand-made :class:`~.spec.EmbeddedEnv`.
+        ``env`` is an env file's model (converted with :func:`~.spec.from_env`: the
+        topology's CIDRs, labels, peerings and offloads) or a hand-made
+        :class:`~.spec.EmbeddedEnv`. Then peers the env's pairs and offloads its namespaces.
+        Only one embedded testbed runs per machine: ``up()`` waits ``$LABKIT_EMBEDDED_WAIT``
+        seconds (default 0) for another one to finish.
 
         Raises
         ------
         labkit.host.PrivilegeError
             When not root.
         TestbedError
-            When a component does not start (the message names it and its log).
+            When another testbed holds the machine, or a component does not start (the
+            message names it and its log).
         """
         require_root("bringing up the embedded testbed")
         if isinstance(env, Env):
+            from labkit.topology import plan
+            self.plan = plan(env)
             env = from_env(env)
         binaries = self._binaries or find_binaries()
+        self._lock.acquire(wait_seconds(), self._log)
         if not self._atexit:
             atexit.register(self._down_at_exit)
             self._atexit = True
         try:
             self._up(env, binaries, timeout)
+            self._peer(env)
         except BaseException:
             self._log("[embedded] up() failed: tearing down what was started")
             self._quietly(self.down)
@@ -183,6 +276,27 @@ class EmbeddedTestbed:
         if env.dns:
             self._deploy_dns(binaries)
 
+    def _peer(self, env: EmbeddedEnv) -> None:
+        """Peer ``env.peerings`` and offload ``env.offloads`` (Liqo-compatible, :mod:`.liqo`)."""
+        if not env.peerings:
+            return
+        from labkit.testbed.embedded.liqo import Liqo, offload
+        from labkit.testbed.embedded.liqo.peering import timers
+
+        start = time.monotonic()
+        vk_timers, gw_timers = timers(env.tuning.liqo)
+        self.liqo = Liqo(self, cluster_labels=env.cluster_labels, vk_timers=vk_timers, gateway_timers=gw_timers,
+                         log=self._log)
+        self.liqo.peer_all(env.peerings)
+        self.timings["peering_s"] = time.monotonic() - start
+        for off in env.offloads:
+            providers = {p: env.cluster_labels.get(p, {}) for c, p in env.peerings if c == off.consumer}
+            offload(self, off.consumer, off.namespace, providers, strategy=off.strategy, mapping=off.mapping,
+                    cluster_selector=[dict(t) for t in off.cluster_selector])
+        self.timings["offloading_s"] = time.monotonic() - start - self.timings["peering_s"]
+        self._log(f"[embedded] {len(env.peerings)} peerings in {self.timings['peering_s']:.1f} s, "
+                  f"{len(env.offloads)} namespaces offloaded")
+
     def down(self) -> None:
         """Stop everything and remove every trace (also of a crashed or killed run).
 
@@ -197,6 +311,11 @@ class EmbeddedTestbed:
 
         def mark(step: str) -> None:
             steps[step] = round(time.monotonic() - start, 1)
+
+        if self.liqo is not None:
+            self._quietly(self.liqo.down)
+            self.liqo = None
+            mark("peering")
 
         if self._sup is not None:
             for cluster in self._clusters.values():
@@ -228,6 +347,7 @@ class EmbeddedTestbed:
         self.timings["down_s"] = time.monotonic() - start
         self._log(f"[embedded] down in {self.timings['down_s']:.1f} s ({steps})")
         rest = vmlib.leftovers()
+        self._lock.release()
         if not rest.empty():
             raise TestbedError(f"down() left {rest}")
 

@@ -64,12 +64,52 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class OffloadSpec:
+    """A namespace a consumer offloads (Liqo's NamespaceOffloading ``offloading``).
+
+    Attributes
+    ----------
+    namespace, consumer
+        The namespace and the cluster that owns it.
+    strategy, mapping
+        Liqo's ``podOffloadingStrategy`` and ``namespaceMappingStrategy``.
+    cluster_selector
+        ``clusterSelector.nodeSelectorTerms`` over the providers' cluster labels (empty: every peer).
+    """
+
+    namespace: str
+    consumer: str
+    strategy: str = "LocalAndRemote"
+    mapping: str = "EnforceSameName"
+    cluster_selector: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
 class EmbeddedEnv:
-    """Everything :meth:`EmbeddedTestbed.up` needs."""
+    """Everything :meth:`EmbeddedTestbed.up` needs.
+
+    Attributes
+    ----------
+    clusters
+        The clusters and their VMs.
+    tuning
+        Kubernetes' and Liqo's timers.
+    dns
+        Deploy CoreDNS in every cluster.
+    peerings
+        ``(consumer, provider)`` pairs to peer once the clusters are Ready (unidirectional).
+    cluster_labels
+        Labels each cluster advertises on its virtual nodes (``labkit.topology``'s cluster labels).
+    offloads
+        Namespaces to offload once peered.
+    """
 
     clusters: tuple[ClusterSpec, ...]
     tuning: Tuning = field(default_factory=Tuning)
     dns: bool = True
+    peerings: tuple[tuple[str, str], ...] = ()
+    cluster_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    offloads: tuple[OffloadSpec, ...] = ()
 
     def __post_init__(self) -> None:
         validate(self)
@@ -106,10 +146,17 @@ def validate(env: EmbeddedEnv) -> None:
             if vm.name in seen:
                 raise SpecError(f"VM name {vm.name!r} is used twice")
             seen.add(vm.name)
+    names = {c.name for c in env.clusters}
+    for consumer, provider in env.peerings:
+        if consumer not in names or provider not in names or consumer == provider:
+            raise SpecError(f"peerings: ({consumer!r}, {provider!r}) must name two different clusters of {sorted(names)}")
+    for off in env.offloads:
+        if off.consumer not in names:
+            raise SpecError(f"offloads[{off.namespace!r}].consumer {off.consumer!r} is not a cluster")
 
 
 def from_env(env: Env) -> EmbeddedEnv:
-    """The embedded spec of an env: its clusters and VMs, with the topology's CIDRs and node labels."""
+    """The embedded spec of an env: its clusters and VMs, with the topology's CIDRs, labels, peerings and offloads."""
     from labkit.topology import plan
 
     topo = plan(env)
@@ -122,4 +169,8 @@ def from_env(env: Env) -> EmbeddedEnv:
         )
         for c in env.clusters
     )
-    return EmbeddedEnv(clusters=clusters, tuning=env.tuning)
+    offloads = tuple(OffloadSpec(o.namespace, o.consumer, o.pod_strategy, o.mapping_strategy,
+                                 tuple(dict(t) for t in o.cluster_selector)) for o in topo.offloads)
+    return EmbeddedEnv(clusters=clusters, tuning=env.tuning,
+                       peerings=tuple((v.consumer, v.provider) for v in topo.virtual_nodes),
+                       cluster_labels={k: dict(v) for k, v in topo.cluster_labels.items()}, offloads=offloads)

@@ -332,12 +332,17 @@ def cgroup_pids(vm_cgroup: str) -> set[int]:
     for directory in _cgroup_dirs(vm_cgroup, HIERARCHIES):
         if not directory.is_dir():
             continue
-        for procs in directory.rglob("cgroup.procs"):
+        for procs in _procs_files(directory):
             try:
                 pids.update(int(p) for p in procs.read_text().split())
             except OSError:
                 pass
     return pids
+
+
+def _procs_files(directory: Path) -> list[Path]:
+    """Every ``cgroup.procs`` under ``directory`` (``os.walk`` skips pod cgroups that vanish mid-walk)."""
+    return [Path(root) / "cgroup.procs" for root, _, files in os.walk(directory) if "cgroup.procs" in files]
 
 
 def kill_cgroup(vm_cgroup: str, timeout: float = 10.0) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from labkit.config import LiqoTuning
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import pki
 from labkit.testbed.embedded import vm as vmlib
@@ -76,6 +77,13 @@ class GatewayTimers:
 
     ping_interval_s: float = health.PING_INTERVAL_S
     ping_loss_threshold: int = health.PING_LOSS_THRESHOLD
+
+
+def timers(tuning: LiqoTuning) -> tuple[VkTimers, GatewayTimers]:
+    """The virtual kubelet's and the gateway's timers from an env's ``tuning.liqo``."""
+    vk = VkTimers(node_ping_interval_s=tuning.node_ping_interval_s, node_ping_timeout_s=tuning.node_ping_timeout_s,
+                  node_lease_duration_s=int(tuning.node_lease_duration_s))
+    return vk, GatewayTimers(tuning.gateway_ping_interval_s, tuning.gateway_ping_loss_threshold)
 
 
 @dataclass
