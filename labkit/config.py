@@ -362,8 +362,29 @@ class Addressing(Model):
 # --------------------------------------------------------------------------- the env
 
 
+class Bound(Model):
+    """A limit a run must respect: a metric an experiment records (``labkit.bounds``) and its range.
+
+    ``metric`` is ``<experiment>.<name>``, e.g. ``pod_failure.downtime_s_median``; at least one of
+    ``min``/``max`` is given; ``why`` says where the limit comes from.
+    """
+
+    metric: str = Field(pattern=r"^[a-z0-9_-]+\.[A-Za-z0-9_.-]+$")
+    min: float | None = None
+    max: float | None = None
+    why: str = ""
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError(f"bound on {self.metric!r} needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"bound on {self.metric!r}: min {self.min} > max {self.max}")
+        return self
+
+
 class Env(Model):
-    """A whole test bed: topology, workload, timers and backend."""
+    """A whole test bed: topology, workload, timers, backend and the bounds its runs must respect."""
 
     name: Name
     description: str = ""
@@ -378,6 +399,7 @@ class Env(Model):
     peerings: list[Peering] | None = None
     addressing: Addressing = Field(default_factory=Addressing)
     grid: Grid = Field(default_factory=Grid)
+    bounds: list[Bound] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> Env:

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labkit import paths
-from labkit.config import ConfigError, Problem, load_env
+from labkit import bounds, paths
+from labkit.config import ConfigError, Env, Problem, load_env
 from labkit.install import KERNEL_NAME
 from labkit.manifest import Manifest, NotebookRecord, new_run_id, utcnow
 
@@ -174,6 +174,7 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
     try:
         _run_records(manifest, nb_dir, run_dir, progress, log)
         _write_reports(entries, run_dir / "notebooks", figures, log)
+        _check_bounds(manifest, env_model, run_dir, log)
         manifest.status = "ok"
     except PipelineError as err:
         manifest.status, manifest.error = "failed", str(err)
@@ -216,6 +217,17 @@ def _run_records(manifest: Manifest, nb_dir: Path, run_dir: Path, progress: bool
         record.status = "ok"
         log(f"[lab] {record.notebook}: ok in {record.seconds:.1f} s")
         manifest.write(run_dir)
+
+
+def _check_bounds(manifest: Manifest, env: Env, run_dir: Path, log: Callable[[str], None]) -> None:
+    """Check the env's bounds against the run's metrics; record the verdicts; fail on a broken bound."""
+    verdicts = bounds.check(env.bounds, run_dir)
+    manifest.thresholds = [v.as_dict() for v in verdicts]
+    for verdict in verdicts:
+        log(f"[lab] bound {verdict}")
+    broken = bounds.failed(verdicts)
+    if broken:
+        raise PipelineError(f"{len(broken)} bound(s) of env {env.name!r} failed: " + "; ".join(map(str, broken)))
 
 
 def _write_reports(entries: Sequence[Entry], executed_dir: Path, figures: Path, log: Callable[[str], None]) -> None:
