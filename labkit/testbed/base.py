@@ -103,8 +103,12 @@ class Testbed(Protocol):
     killed ``up()``.
     """
 
+    #: Seconds per phase of the last ``up()``: ``ready_s``, ``peering_s``, ``offloading_s`` (and more per backend).
+    timings: dict[str, float]
+
     def up(self, env: Any) -> None:
-        """Bring up every cluster of ``env`` and wait until each node is Ready."""
+        """Bring up every cluster of ``env``, wait until each node is Ready, then peer the
+        clusters and offload the namespaces that ``labkit.topology.plan(env)`` plans."""
         ...
 
     def down(self) -> None:

@@ -203,3 +203,17 @@ def test_a_missing_key_fails_at_once_naming_it(tmp_path: Path) -> None:
                    retries=3, retry_delay=30)
     with pytest.raises(SshError, match=r"SSH key .*id_missing does not exist \(backend.ssh_key"):
         asyncio.run(host.run(["true"]))
+
+
+def test_stage_durations_give_the_embedded_phase_timings() -> None:
+    from labkit.testbed.vms import phase_timings
+
+    names = ["k3s.install", "k3s.ready", "images", "liqo.peer-info", "liqo.peer", "liqo.virtual-nodes", "liqo.offload"]
+    plan = CommandPlan(tuple(Stage(n, (Run("a", "x", (n,)),)) for n in names))
+    durations: dict[str, float] = {}
+    run(plan, FakeTransport(delay=0.02), durations=durations)
+    assert list(durations) == names and all(d >= 0.02 for d in durations.values())
+    timings = phase_timings(durations)
+    assert timings["ready_s"] == pytest.approx(durations["k3s.install"] + durations["k3s.ready"])
+    assert timings["peering_s"] == pytest.approx(sum(durations[n] for n in names[3:6]))
+    assert timings["offloading_s"] == durations["liqo.offload"]

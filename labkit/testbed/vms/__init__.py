@@ -170,6 +170,19 @@ class VmsHost:
         return result.ok
 
 
+def phase_timings(durations: dict[str, float]) -> dict[str, float]:
+    """The embedded backend's ``timings`` keys from the command plan's stage durations.
+
+    ``ready_s``: every stage up to ``k3s.ready``; ``peering_s``: ``liqo.peer*`` and
+    ``liqo.virtual-nodes``; ``offloading_s``: ``liqo.offload``.
+    """
+    names = list(durations)
+    ready = names[: names.index("k3s.ready") + 1] if "k3s.ready" in names else []
+    return {"ready_s": sum(durations[n] for n in ready),
+            "peering_s": sum(v for n, v in durations.items() if n.startswith("liqo.peer") or n == "liqo.virtual-nodes"),
+            "offloading_s": durations.get("liqo.offload", 0.0)}
+
+
 def detached(script: str, echo_pid: bool = False) -> str:
     """A shell line starting ``script`` in its own session, surviving the SSH session and the link."""
     line = f"nohup setsid sh -c {shlex.quote(script)} </dev/null >/dev/null 2>&1 &"
@@ -209,6 +222,9 @@ class VmsTestbed:
         self._kubeconfigs: dict[str, Path] = {}
         self._apis: dict[str, Any] = {}
         self._hosts: dict[str, VmsHost] = {}
+        #: Seconds per phase of the last ``up()`` (``ready_s``, ``peering_s``, ``offloading_s``), as on embedded.
+        self.timings: dict[str, float] = {}
+        self._durations: dict[str, float] = {}
 
     @property
     def state_dir(self) -> Path:
@@ -232,6 +248,7 @@ class VmsTestbed:
         plan = up_plan(env, topo, self.options, archives)
         start = time.monotonic()
         captures = self._run(plan)
+        self.timings = phase_timings(self._durations)
         self._write_kubeconfigs(env, captures)
         vms = len(inventory(env).hosts)
         self.log(f"[vms] up: {len(env.clusters)} cluster(s) on {vms} VM(s) in {time.monotonic() - start:.0f} s; "
@@ -310,7 +327,7 @@ class VmsTestbed:
         """Run ``plan`` on the pool."""
         assert self._pool is not None and self._loop is not None
         executor = Executor(SshTransport(self._pool), retry_delay=self.options.retry_delay_s, log=self.log,
-                            keep_going=keep_going)
+                            keep_going=keep_going, durations=self._durations)
         return self._loop.call(executor.run_plan(plan))
 
     def _build_images(self) -> dict[str, Path]:

@@ -12,6 +12,8 @@ in real runs and a fake in the unit tests.
 
 from __future__ import annotations
 
+import time
+
 import asyncio
 import json
 from collections.abc import Callable, Mapping
@@ -109,6 +111,8 @@ class Executor:
     keep_going: bool = False
     captures: dict[str, dict[str, str]] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
+    #: Seconds each stage took, by stage name (filled by :meth:`run_plan`).
+    durations: dict[str, float] = field(default_factory=dict)
 
     async def run_plan(self, plan: CommandPlan) -> dict[str, dict[str, str]]:
         """Run every stage in order; return the captures.
@@ -125,12 +129,15 @@ class Executor:
         first: PlanError | None = None
         for number, stage in enumerate(plan.stages, start=1):
             self.log(f"[vms] stage {number}/{len(plan.stages)} {stage.name} on {', '.join(stage.hosts())}")
+            started = time.monotonic()
             try:
                 await self.run_stage(stage)
             except PlanError as err:
                 if not self.keep_going:
                     raise
                 first = first or err
+            finally:
+                self.durations[stage.name] = round(time.monotonic() - started, 3)
         if first is not None:
             raise first
         return self.captures
