@@ -29,6 +29,8 @@ const (
 	reasonTunnelDown     = "LiqoTunnelDisconnected"
 	reasonReady          = "KubeletReady"
 	tunnelConnected      = "Connected"
+	// capacityTimeout bounds one read of the provider's nodes.
+	capacityTimeout = 5 * time.Second
 )
 
 // tunnelEndpointGVR is Liqo's TunnelEndpoint (net.liqo.io/v1alpha1).
@@ -147,11 +149,13 @@ func (p *nodeProvider) providerCapacity(ctx context.Context) (corev1.ResourceLis
 	return total, nil
 }
 
-// run watches the TunnelEndpoint and refreshes the capacity until ctx ends.
+// run watches the TunnelEndpoint (every second) and refreshes the capacity until ctx ends.
+// The two loops are independent: a capacity read that hangs on an unreachable provider must not
+// delay the tunnel check, which is what marks the node NotReady in that very case.
 func (p *nodeProvider) run(ctx context.Context) {
+	go p.refreshCapacity(ctx)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	lastCapacity := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -161,18 +165,34 @@ func (p *nodeProvider) run(ctx context.Context) {
 		if p.o.checkNetwork {
 			p.setTunnel(ctx, p.tunnelConnected(ctx))
 		}
-		if time.Since(lastCapacity) >= p.o.capacityInterval {
-			lastCapacity = time.Now()
-			if c, err := p.providerCapacity(ctx); err == nil {
-				p.update(func(n *corev1.Node) bool {
-					if resourceListEqual(n.Status.Capacity, c) {
-						return false
-					}
-					n.Status.Capacity, n.Status.Allocatable = c, c.DeepCopy()
-					return true
-				})
-			}
+	}
+}
+
+// refreshCapacity reads the provider's capacity every capacityInterval (each read bounded by
+// capacityTimeout) and pushes it to the node when it changed.
+func (p *nodeProvider) refreshCapacity(ctx context.Context) {
+	tick := time.NewTicker(p.o.capacityInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
+		cctx, cancel := context.WithTimeout(ctx, capacityTimeout)
+		c, err := p.providerCapacity(cctx)
+		cancel()
+		if err != nil {
+			log.G(ctx).WithError(err).Debug("cannot read the provider's capacity")
+			continue
+		}
+		p.update(func(n *corev1.Node) bool {
+			if resourceListEqual(n.Status.Capacity, c) {
+				return false
+			}
+			n.Status.Capacity, n.Status.Allocatable = c, c.DeepCopy()
+			return true
+		})
 	}
 }
 
