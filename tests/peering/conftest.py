@@ -31,20 +31,15 @@ def peered() -> Iterator[tuple[object, object]]:
     """Clusters ``root`` (consumer, 1 VM) and ``leaf1`` (provider, 2 VMs), ``root`` peered to ``leaf1``."""
     require_peering()
     from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec
-    from labkit.testbed.embedded.liqo import Liqo
     env = EmbeddedEnv(clusters=(
         ClusterSpec("root", (VmSpec("root-a"),), pod_cidr="10.42.0.0/16", service_cidr="10.43.0.0/16"),
         ClusterSpec("leaf1", (VmSpec("leaf1-a"), VmSpec("leaf1-b")), pod_cidr="10.44.0.0/16",
                     service_cidr="10.45.0.0/16"),
-    ), dns=False)
+    ), peerings=(("root", "leaf1"),), cluster_labels={"leaf1": LEAF_LABELS})
     tb = EmbeddedTestbed()
-    liqo = None
     try:
-        tb.up(env)
-        liqo = Liqo(tb, cluster_labels={"leaf1": LEAF_LABELS})
-        liqo.peer_all([("root", "leaf1")])
-        yield tb, liqo
+        tb.up(env)  # clusters, then the peering (up() peers env.peerings)
+        assert tb.liqo is not None and set(tb.liqo.peerings) == {("root", "leaf1")}
+        yield tb, tb.liqo
     finally:
-        if liqo is not None:
-            liqo.down()
         tb.down()

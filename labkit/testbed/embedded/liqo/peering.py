@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -408,6 +410,28 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=3)
+
+
+def vk_memory() -> list[tuple[str, float]]:
+    """``(provider cluster id, resident MiB)`` of every virtual kubelet running on this machine.
+
+    The virtual kubelets run in their consumers' VMs, which are processes of this machine; each
+    is found by its ``--foreign-cluster-id=`` flag.
+    """
+    out: list[tuple[str, float]] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if not argv or not argv[0].endswith(b"/vk"):
+                continue
+            foreign = next(a.split(b"=", 1)[1].decode() for a in argv if a.startswith(b"--foreign-cluster-id="))
+            rss_kib = int(re.search(r"VmRSS:\s+(\d+) kB", (proc / "status").read_text()).group(1))
+        except (OSError, StopIteration, AttributeError):
+            continue
+        out.append((foreign, rss_kib / 1024))
+    return sorted(out)
 
 
 def vk_cluster_role() -> dict[str, Any]:
