@@ -116,3 +116,32 @@ def test_machine_lock_names_its_holder_and_waits_for_it(tmp_path) -> None:  # no
         assert lock.holder() is None
     finally:
         holder.kill()
+
+
+def test_down_leaves_another_processs_testbed_alone(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A testbed whose up() never got the lock must not sweep the lock holder's VMs."""
+    import subprocess
+    import sys
+
+    import labkit.testbed.embedded as embedded
+
+    path = tmp_path / "embedded.lock"
+    swept: list[str] = []
+    monkeypatch.setattr(embedded, "require_root", lambda why: None)
+    monkeypatch.setattr(embedded.vmlib, "sweep", lambda: swept.append("sweep"))
+    monkeypatch.setattr(embedded.vmlib, "leftovers", lambda: embedded.vmlib.Leftovers([], [], [], [], [], []))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from labkit.testbed.embedded import MachineLock; "
+        f"MachineLock(Path({str(path)!r})).acquire(0, print); print('held', flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        tb = embedded.EmbeddedTestbed(log=lambda _: None)
+        tb._lock = embedded.MachineLock(path)
+        tb.down()
+        assert swept == []  # the holder's testbed is untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    tb.down()  # the lock is free now: a crash cleanup sweeps
+    assert swept == ["sweep"] and not tb._lock.held

@@ -102,6 +102,11 @@ class MachineLock:
         finally:
             os.close(fd)
 
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
     def release(self) -> None:
         """Drop the lock (idempotent)."""
         if self._fd is not None:
@@ -304,8 +309,19 @@ class EmbeddedTestbed:
         SIGKILL what is left in each VM's cgroup tree while the supervisor (a subreaper)
         reaps, stop the supervisor, then remove mount namespaces, netns, links, cgroups and
         state; finally sweep everything named ``lkt-*``.
+
+        A testbed object that does not hold the machine lock (its ``up()`` failed waiting for
+        it, or it never ran) touches nothing while another process holds the lock: that
+        process's testbed is not ours to remove. With the lock free it cleans up after a
+        crashed run.
         """
         require_root("tearing down the embedded testbed")
+        if not self._lock.held:
+            holder = self._lock.holder()
+            if holder is not None:
+                self._log(f"[embedded] down: the machine's testbed belongs to {holder}; leaving it alone")
+                return
+            self._lock.acquire(0, self._log)
         start = time.monotonic()
         steps: dict[str, object] = {}
 
