@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from conftest import require_peering
+from peering_helpers import require_peering
 from embedded_helpers import node_affinity, pause_deployment, running_pods, wait_for
 from kubernetes import client
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LEAF_LABELS
+from peering_helpers import LEAF_LABELS
 from embedded_helpers import node_affinity, pause_deployment, running_pods, wait_for
 from kubernetes import client
 

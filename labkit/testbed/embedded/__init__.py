@@ -217,14 +217,15 @@ class EmbeddedTestbed:
 
     # --- Testbed protocol ----------------------------------------------------------------------
 
-    def up(self, env: Env | EmbeddedEnv, timeout: float = 180.0) -> None:
+    def up(self, env: Env | EmbeddedEnv, timeout: float | None = None) -> None:
         """Create the VMs, start every cluster in parallel, wait until every node is Ready.
 
         ``env`` is an env file's model (converted with :func:`~.spec.from_env`: the
         topology's CIDRs, labels, peerings and offloads) or a hand-made
         :class:`~.spec.EmbeddedEnv`. Then peers the env's pairs and offloads its namespaces.
         Only one embedded testbed runs per machine: ``up()`` waits ``$LABKIT_EMBEDDED_WAIT``
-        seconds (default 0) for another one to finish.
+        seconds (default 0) for another one to finish. ``timeout`` bounds the wait for every
+        node Ready (default: 120 s + 12 s per VM).
 
         Raises
         ------
@@ -240,6 +241,8 @@ class EmbeddedTestbed:
             self.plan = plan(env)
             env = from_env(env)
         binaries = self._binaries or find_binaries()
+        if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
+            timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
         self._lock.acquire(wait_seconds(), self._log)
         if not self._atexit:
             atexit.register(self._down_at_exit)
