@@ -9,10 +9,17 @@
 
 The thesis pinged ~1000 times per test, leaf by leaf; so do we (``count`` per leaf, leaves
 one after another).
+
+Table 7.4 runs on :func:`peered_clusters`: the root and each leaf are clusters of their own, the
+root peered with every leaf and offloading :data:`PEERED_NAMESPACE` to them. A probe pod runs on
+the root's physical node; for each leaf, a probe pod of the root's offloaded namespace is bound to
+the leaf's virtual node, so it runs *in the leaf cluster* (the virtual kubelet's ShadowPod), and
+that provider-side pod pings the root pod's address across the peering (gateway tunnel).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,10 +30,16 @@ from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
-from labkit.testbed import off_event_loop, running
-from labkit.testbed.pods import probe_pod, start_pods
+from labkit.testbed import TestbedError, off_event_loop, running
+from labkit.testbed.pods import PodHost, probe_pod, start_pods
 
 NAMESPACE = "labkit-latency"
+#: Namespace the root offloads to the leaves in :func:`peered_clusters` (Table 7.4).
+PEERED_NAMESPACE = "latency-peered"
+#: Label the virtual kubelet puts on the provider-side twin of a home pod (Liqo's ShadowPod label).
+SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
+#: Liqo's virtual nodes carry this NoExecute taint; pods bound to one must tolerate it.
+VIRTUAL_NODE_TOLERATION = {"key": "virtual-node.liqo.io/not-allowed", "operator": "Exists", "effect": "NoExecute"}
 #: Thesis table of each step, for the comparison.
 TABLES = {"vm-to-vm": "table_7_2_network", "pod-same-cluster": "table_7_3_same_cluster",
           "pod-peered": "table_7_4_liqo_peered"}
@@ -39,6 +52,24 @@ def single_cluster(env: Env, leaves: int = 3) -> Env:
            "tuning": env.tuning.model_dump(mode="json"),
            "clusters": [{"name": "single", "role": "acc", "nodes": [{"name": vm} for vm in vms]}]}
     return validate_env(raw, source=f"single_cluster({env.name})")
+
+
+def peered_clusters(env: Env, leaves: int = 3) -> Env:
+    """The root and the first ``leaves`` leaves as single-node clusters, the root peered with each (Table 7.4).
+
+    The root offloads :data:`PEERED_NAMESPACE` to the leaves (``Remote``), so the topology plans
+    one star peering per leaf and nothing else (no DB domain: no leaf-to-leaf mesh).
+    """
+    root = env.root.nodes[0].name
+    names = leaf_names(env, leaves)
+    if len(names) < leaves:
+        raise ValueError(f"env {env.name!r} has {len(names)} leaf VMs, {leaves} requested")
+    clusters = [{"name": root, "role": "acc"}] + [{"name": vm, "role": "primary"} for vm in names]
+    raw = {"name": f"{env.name}-peered", "seed": env.seed, "backend": env.backend.model_dump(mode="json"),
+           "tuning": env.tuning.model_dump(mode="json"), "clusters": clusters,
+           "offloading": [{"namespace": PEERED_NAMESPACE, "consumer": root, "clusters": names,
+                           "pod_strategy": "Remote"}]}
+    return validate_env(raw, source=f"peered_clusters({env.name})")
 
 
 def leaf_names(env: Env, leaves: int) -> list[str]:
@@ -76,12 +107,76 @@ def measure_single_cluster(testbed: Any, env: Env, *, leaves: int, count: int, i
     return pd.concat([vm_rows, pod_rows], ignore_index=True)
 
 
+def provider_pod(testbed: Any, provider: str, home_pod: str, timeout: float = 120.0) -> PodHost:
+    """The running provider-side twin of ``home_pod`` (offloaded to ``provider``), as a host to exec in.
+
+    The virtual kubelet serves no ``exec``, so commands run in the provider's own pod, found by
+    the ShadowPod label :data:`SHADOW_POD_LABEL`.
+
+    Raises
+    ------
+    TestbedError
+        When no such pod runs with an IP within ``timeout`` seconds.
+    """
+    from kubernetes import client
+
+    core = client.CoreV1Api(testbed.kube(provider))
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = [p for p in core.list_pod_for_all_namespaces(label_selector=f"{SHADOW_POD_LABEL}={home_pod}").items
+                if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
+        if pods:
+            return PodHost(core, pods[0].metadata.namespace, pods[0].metadata.name, pods[0].status.pod_ip)
+        if time.monotonic() > deadline:
+            raise TestbedError(f"no running twin of pod {home_pod!r} in cluster {provider!r} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def measure_peered(testbed: Any, env: Env, *, count: int, interval: float, **keys: str) -> pd.DataFrame:
+    """Table 7.4 on a test bed running :func:`peered_clusters`: pod RTT leaf cluster -> root cluster.
+
+    The root's probe pod runs on its physical node; each leaf's probe is a pod of the offloaded
+    namespace bound to the leaf's virtual node ``liqo-<leaf>``, and pings from its twin in the leaf.
+    """
+    root = env.root.name
+    leaves = [c.name for c in env.clusters if c.name != root]
+    images = {cluster: testbed.load_image(cluster, "runtime") for cluster in [root, *leaves]}
+    api = testbed.kube(root)
+    root_pod = start_pods(api, NAMESPACE, [probe_pod(f"probe-{root}", images[root], node=env.root.nodes[0].name)])[0]
+    homes = [probe_pod(f"probe-{leaf}", images[leaf], node=f"liqo-{leaf}") for leaf in leaves]
+    for home in homes:
+        home["spec"]["tolerations"] = [VIRTUAL_NODE_TOLERATION]
+    start_pods(api, PEERED_NAMESPACE, homes)
+    sources = [(provider_pod(testbed, leaf, f"probe-{leaf}"), leaf) for leaf in leaves]
+    return ping_each(sources, root_pod.address, step="pod-peered", count=count, interval=interval, **keys)
+
+
+@off_event_loop
+def run_peered(env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
+    """Bring up :func:`peered_clusters` of ``env`` (peered), measure Table 7.4, always tear down."""
+    peered = peered_clusters(env, leaves)
+    with running(peered) as testbed:
+        return measure_peered(testbed, peered, count=count, interval=interval, **keys)
+
+
 @off_event_loop
 def run_single_cluster(env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
     """Bring up :func:`single_cluster` of ``env``, measure Tables 7.2 and 7.3, always tear down."""
     single = single_cluster(env, leaves)
     with running(single) as testbed:
         return measure_single_cluster(testbed, single, leaves=leaves, count=count, interval=interval, **keys)
+
+
+def run(env: Env, *, leaves: int, count: int, interval: float, peered: bool = True, **keys: str) -> pd.DataFrame:
+    """Every step of thesis 7.2: Tables 7.2 and 7.3 on :func:`single_cluster`, then 7.4 on :func:`peered_clusters`.
+
+    The two test beds run one after the other (one embedded test bed per machine); each is
+    torn down before the next comes up. ``peered=False`` measures Tables 7.2 and 7.3 only.
+    """
+    frames = [run_single_cluster(env, leaves=leaves, count=count, interval=interval, **keys)]
+    if peered:
+        frames.append(run_peered(env, leaves=leaves, count=count, interval=interval, **keys))
+    return pd.concat(frames, ignore_index=True)
 
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -108,17 +203,26 @@ def compare(summary: pd.DataFrame) -> pd.DataFrame:
         except KeyError:  # e.g. leaf-4: the thesis measured three leaves
             continue
         pairs.append((ref, float(row.mean), float(row.std), int(row.n)))
-    avg = summary[summary["leaf"] == "avg"].set_index("step")
-    if {"pod-same-cluster", "pod-peered"} <= set(avg.index):
-        over = avg.loc["pod-peered", "mean"] - avg.loc["pod-same-cluster", "mean"]
-        spread = float(np.hypot(avg.loc["pod-peered", "std"], avg.loc["pod-same-cluster", "std"]))
+    over = overhead(summary)
+    if over is not None:
+        n = int(summary[(summary["leaf"] == "avg") & (summary["step"] == "pod-peered")]["n"].iloc[0])
         pairs.append((reference.published("latency_ms.table_7_5_liqo_overhead", "ms", n=reference.THESIS_PING_N),
-                      float(over), spread, int(avg.loc["pod-peered", "n"])))
+                      over[0], over[1], n))
     return reference.compare(pairs)
 
 
+def overhead(summary: pd.DataFrame) -> tuple[float, float] | None:
+    """Table 7.5 from a :func:`table`: mean of 7.4's avg minus 7.3's avg, with the combined std (None without both)."""
+    avg = summary[summary["leaf"] == "avg"].set_index("step")
+    if not {"pod-same-cluster", "pod-peered"} <= set(avg.index):
+        return None
+    over = float(avg.loc["pod-peered", "mean"] - avg.loc["pod-same-cluster", "mean"])
+    return over, float(np.hypot(avg.loc["pod-peered", "std"], avg.loc["pod-same-cluster", "std"]))
+
+
 def plot(summary: pd.DataFrame, rows: pd.DataFrame, path: Any) -> Any:
-    """Bars of mean ± std per leaf, ours beside the thesis', one panel per table; ECDF of every probe."""
+    """Bars of mean ± std per leaf, ours beside the thesis', one panel per table (7.2-7.4, and 7.5 when
+    both 7.3 and 7.4 were measured); ECDF of every probe."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,7 +230,9 @@ def plot(summary: pd.DataFrame, rows: pd.DataFrame, path: Any) -> Any:
     import seaborn as sns
 
     steps = [s for s in TABLES if s in set(summary["step"])]
-    fig, axes = plt.subplots(1, len(steps) + 1, figsize=(4.2 * (len(steps) + 1), 3.4), constrained_layout=True)
+    over = overhead(summary)
+    panels = len(steps) + (over is not None) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True)
     for ax, step in zip(axes, steps):
         ours = summary[summary["step"] == step].set_index("leaf")
         x = np.arange(len(ours))
@@ -136,6 +242,13 @@ def plot(summary: pd.DataFrame, rows: pd.DataFrame, path: Any) -> Any:
         ax.set_xticks(x, ours.index)
         ax.set(title=f"Table 7.{TABLES[step].split('_')[2]}: {step}", ylabel="RTT (ms)")
         ax.legend(fontsize=8)
+    if over is not None:
+        ax = axes[len(steps)]
+        thesis = reference.lookup("latency_ms.table_7_5_liqo_overhead")
+        ax.bar([0, 1], [over[0], thesis[0]], yerr=[over[1], thesis[1]], capsize=3, color=["C0", "C1"])
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks([0, 1], ["labkit", "thesis"])
+        ax.set(title="Table 7.5: Liqo overhead (7.4 - 7.3)", ylabel="RTT difference (ms)")
     sns.ecdfplot(rows[rows["metric"] == "rtt"], x="value", hue="step", ax=axes[-1])
     axes[-1].set(xlabel="RTT (ms)", title="every probe", xscale="log")
     fig.savefig(path, dpi=120)

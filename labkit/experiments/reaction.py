@@ -1,0 +1,258 @@
+"""Reaction (thesis 7.3, Fig. 7.2): how long the consumer takes to see a lost provider's virtual node NotReady.
+
+The thesis peered two clusters (consumer -> provider), disabled the network interface of the
+provider's VM running Liqo, stamped the time, and listed the consumer's nodes every 0.4 s
+(``kubectl get node`` in a loop) until the virtual node read NotReady: median 9.75 s.
+
+Here, on :func:`pair_env` (the env's root as consumer, one leaf as provider), each repetition:
+
+1. waits until the virtual node ``liqo-<provider>`` is Ready;
+2. starts two observers of the consumer at once: a Kubernetes watch on Nodes (receive time,
+   ms) and the thesis' own method, a list of Nodes every ``poll_interval`` s
+   (:class:`~labkit.measure.nodes.NodeReadyWatch`, :class:`~labkit.measure.nodes.NodeReadyPoll`);
+3. after a random pause of up to one gateway ping interval (2 s; seeded by the env), so the cuts
+   do not all fall at the same phase of the tunnel check's timer (the repetitions' own rhythm is
+   a multiple of it), injects ``cluster-disconnect`` on the provider (every VM of it loses its lab
+   interface), whose stamp is the time zero;
+4. waits until both observers saw the node not Ready, recovers the interface (always), and
+   waits for Ready again before the next repetition.
+
+The reason of the Ready condition says which path fired (see docs/peering.md): the gateway's
+tunnel check (``LiqoTunnelDisconnected``, about 5 x 2 s) or the API path (the virtual kubelet
+stops renewing its Lease, the consumer's controller manager sets ``NodeStatusUnknown`` after
+its grace period).
+
+Tables: ``reaction`` (metric ``not_ready_delay``, unit ``s``, one row per repetition and method,
+labels ``repetition``, ``method``, ``reason``, ``path``, ``node``) and ``reaction-nodes`` (every
+readiness observation, metric ``node_ready``, plus the fault stamps, metric ``fault``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labkit import reference
+from labkit.config import Env, validate_env
+from labkit.faults import FaultLog, FaultSpec, Selector, injected
+from labkit.measure import collecting
+from labkit.measure.nodes import NodeReadyPoll, NodeReadyWatch, not_ready_delay, ready_condition
+from labkit.results import tidy
+from labkit.testbed import TestbedError, off_event_loop, running
+
+#: Thesis key of the published median (Fig. 7.2).
+REFERENCE_KEY = "reaction_s.figure_7_2_virtual_node_not_ready_median"
+#: Step label of every row.
+STEP = "provider-disconnect"
+#: Ready-condition reasons and the path that set them.
+PATHS = {"LiqoTunnelDisconnected": "tunnel", "NodeStatusUnknown": "api-lease"}
+#: The observation methods, the thesis' first.
+METHODS = ("poll", "watch")
+
+
+def pair_env(env: Env, provider: str | None = None) -> Env:
+    """The env's root (consumer) and one leaf (provider, default: the first), the root peered with it.
+
+    The clusters keep their nodes, labels and roles; with no DB domain and no offloading the
+    topology plans exactly one peering, root -> provider (thesis 7.3: two clusters).
+    """
+    leaves = [c for c in env.clusters if c.role != "acc"]
+    if not leaves:
+        raise ValueError(f"env {env.name!r} has no leaf cluster to disconnect")
+    chosen = next((c for c in leaves if c.name == provider), None) if provider else leaves[0]
+    if chosen is None:
+        raise ValueError(f"env {env.name!r} has no leaf cluster {provider!r}; leaves: {[c.name for c in leaves]}")
+    clusters = [c.model_dump(mode="json", exclude_none=True) for c in (env.root, chosen)]
+    raw = {"name": f"{env.name}-reaction", "seed": env.seed, "backend": env.backend.model_dump(mode="json"),
+           "tuning": env.tuning.model_dump(mode="json"), "clusters": clusters}
+    return validate_env(raw, source=f"pair_env({env.name})")
+
+
+def path_of(reason: str) -> str:
+    """Which detection path a Ready-condition reason comes from (``tunnel``, ``api-lease`` or ``other``)."""
+    return PATHS.get(reason, "other")
+
+
+def wait_node(core: Any, node: str, *, ready: bool, timeout: float) -> float:
+    """Block until ``node`` is (not) Ready; return the seconds waited.
+
+    Raises
+    ------
+    TestbedError
+        When the node does not reach the state within ``timeout`` seconds.
+    """
+    from kubernetes.client.rest import ApiException
+
+    start = time.monotonic()
+    while True:
+        try:
+            if ready_condition(core.read_node(node))[0] == ready:
+                return time.monotonic() - start
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if time.monotonic() - start > timeout:
+            state = "Ready" if ready else "NotReady"
+            raise TestbedError(f"virtual node {node} not {state} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def _saw_not_ready(collector: Any, node: str, since: pd.Timestamp) -> bool:
+    """Whether ``collector`` has recorded ``node`` not Ready at or after ``since``."""
+    rows = collector.frame()
+    if rows.empty:
+        return False
+    t = pd.to_datetime(rows["t"], utc=True)
+    return bool(((rows["node"] == node) & (t >= since) & (rows["value"] == 0.0)).any())
+
+
+def delay_rows(observed: pd.DataFrame, node: str, fault_t: pd.Timestamp, repetition: int) -> list[dict[str, Any]]:
+    """One ``not_ready_delay`` row per method: seconds from ``fault_t`` to the first NotReady, and its reason.
+
+    A method that never saw the node not Ready gets ``value`` NaN and path ``not-observed``.
+    """
+    out = []
+    for method in METHODS:
+        mine = observed[observed["method"] == method]
+        delay = not_ready_delay(mine, node, fault_t)
+        if delay is None:
+            reason, path = "", "not-observed"
+        else:
+            first = mine[(mine["node"] == node) & (mine["t"] >= fault_t) & (mine["value"] == 0.0)].sort_values("t")
+            reason = str(first["reason"].iloc[0])
+            path = path_of(reason)
+        out.append({"t": fault_t, "metric": "not_ready_delay", "unit": "s",
+                    "value": float("nan") if delay is None else delay, "repetition": repetition,
+                    "method": method, "reason": reason, "path": path, "node": node})
+    return out
+
+
+def repetition(testbed: Any, env: Env, provider: str, index: int, *, poll_interval: float, timeout: float,
+               phase_s: float = 0.0, **keys: str) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """One disconnection of ``provider`` (``phase_s`` seconds after both observers started):
+    delays per method, and every observation and fault stamp."""
+    from kubernetes import client
+
+    consumer = env.root.name
+    node = f"liqo-{provider}"
+    core = client.CoreV1Api(testbed.kube(consumer))
+    wait_node(core, node, ready=True, timeout=timeout)
+    labels = {"step": STEP, **keys}
+    watch = NodeReadyWatch(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node], **labels)
+    poll = NodeReadyPoll(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node],
+                         interval=poll_interval, **labels)
+    log = FaultLog()
+    spec = FaultSpec(name=f"disconnect-{index}", action="cluster-disconnect", selector=Selector(cluster=provider))
+    with collecting([watch, poll]):
+        time.sleep(1.0 + phase_s)  # both observers record the Ready state before the cut
+        with injected(testbed, env, spec, log):
+            fault_t = log.injected_at(spec.name)
+            deadline = time.monotonic() + timeout
+            while not all(_saw_not_ready(c, node, fault_t) for c in (watch, poll)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        wait_node(core, node, ready=True, timeout=timeout)
+    observed = pd.concat([watch.collect(), poll.collect()], ignore_index=True)
+    faults = log.table(**labels).assign(cluster=provider)
+    everything = pd.concat([observed, faults], ignore_index=True).assign(repetition=index)
+    return delay_rows(observed, node, fault_t, index), everything
+
+
+def measure(testbed: Any, env: Env, *, repetitions: int, poll_interval: float = 0.4, timeout: float = 90.0,
+            settle_s: float = 3.0, **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fig. 7.2 on a test bed running :func:`pair_env`: ``repetitions`` disconnections of the provider.
+
+    Returns
+    -------
+    tuple of DataFrame
+        The ``reaction`` table (delays) and the ``reaction-nodes`` table (observations).
+    """
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+    provider = next(c.name for c in env.clusters if c.role != "acc")
+    rng = random.Random(env.seed)
+    delays: list[dict[str, Any]] = []
+    observations = []
+    for index in range(repetitions):
+        rows, observed = repetition(testbed, env, provider, index, poll_interval=poll_interval, timeout=timeout,
+                                    phase_s=rng.uniform(0.0, env.tuning.liqo.gateway_ping_interval_s), **keys)
+        delays += rows
+        observations.append(observed)
+        time.sleep(settle_s)  # the tunnel check and the Lease settle before the next cut
+    table = tidy(delays, step=STEP, cluster=env.root.name, **keys)
+    return table, pd.concat(observations, ignore_index=True)
+
+
+@off_event_loop
+def run(env: Env, *, repetitions: int, provider: str | None = None, poll_interval: float = 0.4,
+        timeout: float = 90.0, **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bring up :func:`pair_env` of ``env`` (peered), measure ``repetitions`` reactions, always tear down."""
+    pair = pair_env(env, provider)
+    with running(pair) as testbed:
+        return measure(testbed, pair, repetitions=repetitions, poll_interval=poll_interval, timeout=timeout,
+                       **keys)
+
+
+def table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method: n, missed, median, quartiles, IQR, min, max, mean, std (s) and the paths that fired."""
+    out = []
+    for method, grp in rows[rows["metric"] == "not_ready_delay"].groupby("method", sort=False):
+        v = grp["value"].dropna()
+        q1, med, q3 = (np.quantile(v, [0.25, 0.5, 0.75]) if len(v) else (np.nan,) * 3)
+        paths = grp.loc[grp["value"].notna(), "path"].value_counts()
+        out.append({"method": method, "n": int(len(v)), "missed": int(grp["value"].isna().sum()),
+                    "median": med, "q1": q1, "q3": q3, "iqr": q3 - q1,
+                    "min": v.min() if len(v) else np.nan, "max": v.max() if len(v) else np.nan,
+                    "mean": v.mean() if len(v) else np.nan, "std": v.std() if len(v) > 1 else np.nan,
+                    "paths": ", ".join(f"{p}: {k}" for p, k in paths.items())})
+    return pd.DataFrame(out)
+
+
+def compare(rows: pd.DataFrame) -> pd.DataFrame:
+    """Thesis vs labkit: the median delay (the thesis published a median).
+
+    The row keyed :data:`REFERENCE_KEY` is the thesis' own method (0.4 s poll); the watch's row
+    is keyed ``<REFERENCE_KEY>.watch``. ``labkit_mean`` holds our *median*, ``labkit_std`` our std.
+    """
+    ref = reference.published(REFERENCE_KEY, "s")
+    pairs = []
+    for row in table(rows).itertuples():
+        if row.n == 0:
+            continue
+        key = ref if row.method == "poll" else reference.Published(f"{REFERENCE_KEY}.{row.method}", ref.mean,
+                                                                   ref.std, ref.n, ref.unit)
+        pairs.append((key, float(row.median), None if np.isnan(row.std) else float(row.std), int(row.n)))
+    return reference.compare(pairs)
+
+
+def plot(rows: pd.DataFrame, path: Any) -> Any:
+    """Box plot (points coloured by path) and ECDF of the delays per method, the thesis' median as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    thesis = float(reference.lookup(REFERENCE_KEY))
+    data = rows[(rows["metric"] == "not_ready_delay") & rows["value"].notna()].copy()
+    data["method"] = data["method"].astype(str)
+    data["path"] = data["path"].astype(str)
+    order = [m for m in METHODS if m in set(data["method"])]
+    fig, (box, ecdf) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    sns.boxplot(data=data, x="method", y="value", order=order, ax=box, color="0.85", showfliers=False)
+    sns.stripplot(data=data, x="method", y="value", order=order, hue="path", ax=box, size=5, jitter=0.15)
+    box.axhline(thesis, color="C3", ls="--", label=f"thesis median {thesis} s")
+    box.set(xlabel="observer (poll: the thesis' 0.4 s `get nodes`; watch: ms receive time)",
+            ylabel="interface down -> virtual node NotReady (s)", title="Fig. 7.2: consumer reaction")
+    box.legend(fontsize=8)
+    sns.ecdfplot(data=data, x="value", hue="method", hue_order=order, ax=ecdf)
+    ecdf.axvline(thesis, color="C3", ls="--")
+    ecdf.set(xlabel="delay (s)", title=f"ECDF ({len(data) // max(1, len(order))} repetitions)")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

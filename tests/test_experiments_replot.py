@@ -1,0 +1,178 @@
+"""The replot path of 20-latency, 30-reaction and 70-scalability: tidy tables in, figures and summaries out.
+
+Each ``notebook`` test writes a small tidy table the way the notebook's measure cell would, then
+runs the notebook with papermill ``replot=True`` (no test bed) and checks the figure and the
+summary; the ``unit`` tests check the experiments' envs and arithmetic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import papermill as pm
+import pytest
+
+from labkit import paths, reference, results
+from labkit.config import load_env
+from labkit.experiments import latency, reaction, scalability
+from labkit.testbed import TestbedError
+from labkit.topology import plan
+
+
+def _replot(notebook: str, tmp_path: Path, **extra: object) -> tuple[Path, str]:
+    """Run ``notebook`` with ``replot=True`` on ``tmp_path/run``; return the figures dir and the last outputs' text."""
+    run_dir, figures = tmp_path / "run", tmp_path / "fig"
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(paths.notebooks_dir() / notebook), str(out),
+                        parameters={"run_id": "t", "run_dir": str(run_dir), "figures_dir": str(figures),
+                                    "replot": True, **extra},
+                        kernel_name="labkit", progress_bar=False, cwd=str(paths.repo_root()))
+    cells = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    text = "\n".join(o.get("data", {}).get("text/plain", "") for c in cells[-2:] for o in c.get("outputs", []))
+    return figures, text
+
+
+def _latency_rows(rng: np.random.Generator) -> pd.DataFrame:
+    rows = []
+    for step, base in (("vm-to-vm", 0.07), ("pod-same-cluster", 0.09), ("pod-peered", 0.30)):
+        for leaf in ("leaf-1", "leaf-2"):
+            for seq, v in enumerate(base + rng.gamma(2.0, 0.01, 40)):
+                rows.append({"step": step, "cluster": leaf, "metric": "rtt", "unit": "ms", "value": float(v),
+                             "t": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(seconds=0.2 * seq),
+                             "leaf": leaf, "seq": seq})
+            rows.append({"step": step, "cluster": leaf, "metric": "loss", "unit": "ratio", "value": 0.0,
+                         "t": pd.Timestamp("2026-01-01", tz="UTC"), "leaf": leaf, "seq": -1})
+    return results.tidy(rows, run_id="t", scenario="latency")
+
+
+@pytest.mark.notebook
+def test_latency_replot_draws_tables_7_2_to_7_5(tmp_path: Path) -> None:
+    rows = _latency_rows(np.random.default_rng(1))
+    results.write_table(tmp_path / "run", "latency", rows)
+    reference.write_comparison(tmp_path / "run", "latency", latency.compare(latency.table(rows)))
+    figures, text = _replot("20-latency.ipynb", tmp_path)
+    assert (figures / "tab-7-2-7-5-latency.png").stat().st_size > 20_000
+    assert "pod-peered" in text and "table_7_5_liqo_overhead" in text
+    comparison = reference.read_comparisons(tmp_path / "run").set_index("key")
+    expected = rows[(rows["step"] == "pod-peered") & (rows["metric"] == "rtt")]["value"].mean() \
+        - rows[(rows["step"] == "pod-same-cluster") & (rows["metric"] == "rtt")]["value"].mean()
+    assert comparison.loc["latency_ms.table_7_5_liqo_overhead", "labkit_mean"] == pytest.approx(expected)
+    assert "latency_ms.table_7_4_liqo_peered.avg" in comparison.index
+
+
+def _reaction_rows(delays: dict[str, list[float]]) -> pd.DataFrame:
+    fault = pd.Timestamp("2026-01-01", tz="UTC")
+    rows = [{"t": fault + pd.Timedelta(minutes=i), "metric": "not_ready_delay", "unit": "s", "value": v,
+             "repetition": i, "method": method, "reason": "LiqoTunnelDisconnected" if v < 15 else "NodeStatusUnknown",
+             "path": "tunnel" if v < 15 else "api-lease", "node": "liqo-leaf-1"}
+            for method, values in delays.items() for i, v in enumerate(values)]
+    return results.tidy(rows, run_id="t", scenario="reaction", step=reaction.STEP, cluster="root")
+
+
+@pytest.mark.notebook
+def test_reaction_replot_draws_fig_7_2_with_median_and_paths(tmp_path: Path) -> None:
+    delays = {"poll": [10.4, 11.2, 9.9, 10.8, 24.0], "watch": [10.1, 11.0, 9.6, 10.5, 23.7]}
+    rows = _reaction_rows(delays)
+    results.write_table(tmp_path / "run", "reaction", rows)
+    reference.write_comparison(tmp_path / "run", "reaction", reaction.compare(rows))
+    figures, text = _replot("30-reaction.ipynb", tmp_path)
+    assert (figures / "fig-7-2-reaction.png").stat().st_size > 20_000
+    summary = reaction.table(rows).set_index("method")
+    assert summary.loc["poll", "median"] == pytest.approx(10.8)
+    assert summary.loc["watch", "iqr"] == pytest.approx(11.0 - 10.1)
+    assert summary.loc["poll", "paths"] == "tunnel: 4, api-lease: 1"
+    assert "poll" in text and "10.8" in text
+    comparison = reference.read_comparisons(tmp_path / "run").set_index("key")
+    assert comparison.loc[reaction.REFERENCE_KEY, "labkit_mean"] == pytest.approx(10.8)
+    assert comparison.loc[reaction.REFERENCE_KEY, "thesis_mean"] == 9.75
+
+
+@pytest.mark.unit
+def test_reaction_table_counts_a_missed_detection() -> None:
+    rows = _reaction_rows({"poll": [10.0, float("nan"), 12.0], "watch": [9.0, 9.5, 11.0]})
+    summary = reaction.table(rows).set_index("method")
+    assert summary.loc["poll", "n"] == 2 and summary.loc["poll", "missed"] == 1
+    assert summary.loc["poll", "median"] == pytest.approx(11.0)
+
+
+def _scalability_rows() -> pd.DataFrame:
+    rows = []
+    for n in (2, 4, 6):
+        links = scalability.full_mesh_links(n)
+        values = {"clusters_ready": 15 + 4 * n, "peerings_ready": 3 + 0.8 * links, "peering_links": links,
+                  "tunnels": links, "virtual_nodes_ready": links, "memory_pss": 420.0 * n + 35 * links,
+                  "memory_rss": 600.0 * n + 40 * links, "down": 5 + n}
+        rows += [{"t": pd.Timestamp("2026-01-01", tz="UTC"), "metric": m, "unit": scalability.UNITS[m],
+                  "value": float(v), "n": n, "links_planned": links, "step": f"n-{n}"} for m, v in values.items()]
+    return results.tidy(rows, run_id="t", scenario="scalability", cluster="all")
+
+
+@pytest.mark.notebook
+def test_scalability_replot_draws_links_beside_eq_5_1(tmp_path: Path) -> None:
+    rows = _scalability_rows()
+    results.write_table(tmp_path / "run", "scalability", rows)
+    reference.write_comparison(tmp_path / "run", "scalability", scalability.compare(rows))
+    figures, text = _replot("70-scalability.ipynb", tmp_path)
+    assert (figures / "eq-5-1-scalability.png").stat().st_size > 20_000
+    summary = scalability.table(rows).set_index("n")
+    assert list(summary["eq_5_1_links"]) == [1, 6, 15] and list(summary["star_links"]) == [1, 3, 5]
+    assert summary.loc[6, "setup"] == pytest.approx(39 + 15)
+    assert "scalability.peering_links_full_mesh.n6" in text
+    slope, _ = scalability.per_cluster_cost(summary.reset_index(), "clusters_ready")
+    assert slope == pytest.approx(4.0)
+
+
+@pytest.mark.unit
+def test_reaction_pair_env_peers_the_root_with_one_leaf() -> None:
+    env = reaction.pair_env(load_env("thesis"), "leaf-3")
+    assert [c.name for c in env.clusters] == ["root", "leaf-3"]
+    assert [(v.consumer, v.provider) for v in plan(env).virtual_nodes] == [("root", "leaf-3")]
+    assert reaction.pair_env(load_env("thesis")).clusters[1].name == "leaf-1"
+    with pytest.raises(ValueError, match="no leaf cluster 'leaf-9'"):
+        reaction.pair_env(load_env("thesis"), "leaf-9")
+
+
+@pytest.mark.unit
+def test_reaction_delay_rows_take_the_first_not_ready_after_the_fault_and_its_path() -> None:
+    fault = pd.Timestamp("2026-01-01 00:00:10", tz="UTC")
+    obs = []
+    for method, seconds, ready, reason in (("poll", 9.0, 0.0, "LiqoTunnelDisconnected"),  # before the fault: ignored
+                                           ("poll", 12.0, 1.0, "KubeletReady"),
+                                           ("poll", 20.4, 0.0, "LiqoTunnelDisconnected"),
+                                           ("poll", 20.8, 0.0, "NodeStatusUnknown"),
+                                           ("watch", 20.123, 0.0, "LiqoTunnelDisconnected")):
+        obs.append({"t": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(seconds=seconds), "node": "liqo-x",
+                    "value": ready, "reason": reason, "method": method})
+    rows = {r["method"]: r for r in reaction.delay_rows(pd.DataFrame(obs), "liqo-x", fault, 4)}
+    assert rows["poll"]["value"] == pytest.approx(10.4) and rows["poll"]["path"] == "tunnel"
+    assert rows["watch"]["value"] == pytest.approx(10.123) and rows["watch"]["repetition"] == 4
+    assert reaction.path_of("NodeStatusUnknown") == "api-lease" and reaction.path_of("Foo") == "other"
+    missed = {r["method"]: r for r in reaction.delay_rows(pd.DataFrame(obs[:2]), "liqo-x", fault, 0)}
+    assert np.isnan(missed["poll"]["value"]) and missed["watch"]["path"] == "not-observed"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("n", [2, 3, 5, 20])
+def test_scalability_mesh_env_peers_every_pair_once(n: int) -> None:
+    env = scalability.mesh_env(load_env("thesis"), n)
+    topo = plan(env)
+    pairs = {frozenset((v.consumer, v.provider)) for v in topo.virtual_nodes}
+    assert len(env.clusters) == n and len(topo.virtual_nodes) == scalability.full_mesh_links(n) == len(pairs)
+    assert sum(v.consumer == "root" for v in topo.virtual_nodes) == scalability.star_links(n)
+    cidrs = [str(topo.cidrs[c.name].pod) for c in env.clusters]
+    assert len(set(cidrs)) == n  # distinct pod CIDRs: no NAT in the DB domain
+
+
+@pytest.mark.unit
+def test_scalability_sizes_and_memory_check() -> None:
+    assert scalability.parse_sizes("6, 2,4,4") == [2, 4, 6]
+    assert scalability.parse_sizes([3, 2]) == [2, 3]
+    for bad in ("1,2", "two", ""):
+        with pytest.raises(ValueError):
+            scalability.parse_sizes(bad)
+    scalability.check_memory(4, available=4 * 450 + 6 * 40 + 1)
+    with pytest.raises(TestbedError, match="N=20 needs about 16600 MiB"):
+        scalability.check_memory(20, available=8000)
