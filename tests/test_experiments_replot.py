@@ -176,3 +176,21 @@ def test_scalability_sizes_and_memory_check() -> None:
     scalability.check_memory(4, available=4 * 450 + 6 * 40 + 1)
     with pytest.raises(TestbedError, match="N=20 needs about 16600 MiB"):
         scalability.check_memory(20, available=8000)
+
+
+@pytest.mark.unit
+def test_headlines_are_the_numbers_bounds_limit(tmp_path: Path) -> None:
+    """Each experiment's headline numbers: what its notebook records for the env's bounds."""
+    from labkit import bounds
+
+    lat = latency.headline(latency.table(_latency_rows(np.random.default_rng(1))))
+    assert set(lat) == {"vm_to_vm_rtt_ms", "pod_same_cluster_rtt_ms", "pod_peered_rtt_ms"}
+    assert 0.30 < lat["pod_peered_rtt_ms"] < 0.40  # base 0.30 + gamma(2, 0.01)
+    rea = reaction.headline(_reaction_rows({"poll": [10.0, 11.0, 30.0], "watch": [9.5, 10.5, 29.0]}))
+    assert rea == {"not_ready_s_median_poll": 11.0, "missed_poll": 0.0,
+                   "not_ready_s_median_watch": 10.5, "missed_watch": 0.0}
+    sca = scalability.headline(_scalability_rows())
+    assert sca == {"largest_n": 6.0, "links_missing": 0.0, "setup_s_largest_n": 15 + 4 * 6 + 3 + 0.8 * 15}
+    for experiment, values in (("latency", lat), ("reaction", rea), ("scalability", sca)):
+        bounds.record(tmp_path, experiment, **values)  # every headline is recordable
+    assert len(bounds.measured(tmp_path)) == len(lat) + len(rea) + len(sca)

@@ -193,6 +193,12 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_leaf, avg], ignore_index=True)[["step", "leaf", "mean", "std", "n"]]
 
 
+def headline(summary: pd.DataFrame) -> dict[str, float]:
+    """The numbers an env's bounds may limit (``labkit.bounds``): the average RTT of each step, in ms."""
+    avg = summary[summary["leaf"] == "avg"]
+    return {f"{row.step.replace('-', '_')}_rtt_ms": float(row.mean) for row in avg.itertuples()}
+
+
 def compare(summary: pd.DataFrame) -> pd.DataFrame:
     """The thesis vs labkit rows of every measured step (Tables 7.2-7.4, and 7.5 when both 7.3 and 7.4 exist)."""
     pairs = []

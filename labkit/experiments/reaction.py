@@ -213,6 +213,16 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def headline(rows: pd.DataFrame) -> dict[str, float]:
+    """The numbers an env's bounds may limit: median delay per method (s) and the missed detections."""
+    out: dict[str, float] = {}
+    for row in table(rows).itertuples():
+        if row.n:
+            out[f"not_ready_s_median_{row.method}"] = float(row.median)
+        out[f"missed_{row.method}"] = float(row.missed)
+    return out
+
+
 def compare(rows: pd.DataFrame) -> pd.DataFrame:
     """Thesis vs labkit: the median delay (the thesis published a median).
 

@@ -196,6 +196,17 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def headline(rows: pd.DataFrame) -> dict[str, float]:
+    """The numbers an env's bounds may limit: the largest N, its setup time (s), and links missing vs eq. 5.1."""
+    summary = table(rows)
+    largest = summary.loc[summary["n"].idxmax()]
+    out = {"largest_n": float(largest["n"]),
+           "links_missing": float((summary["eq_5_1_links"] - summary["peering_links"]).abs().sum())}
+    if pd.notna(largest.get("setup", np.nan)):
+        out["setup_s_largest_n"] = float(largest["setup"])
+    return out
+
+
 def compare(rows: pd.DataFrame) -> pd.DataFrame:
     """Eq. 5.1 against the measured peering links, one row per N (key ``scalability.peering_links_full_mesh.n<N>``)."""
     formula = reference.lookup("scalability.peering_links_full_mesh")
