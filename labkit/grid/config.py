@@ -11,21 +11,34 @@ time), output port and reporting rate. Sources:
       pdc(name PRIMARY KEY, idcode, wait_window_ms, output_port, rate)
       pdc_input(pdc_name, position, name, host, port, idcode)
 
+A file may carry a ``db`` entry (``{host, port, database, user, timeout}``, as
+``labkit.workloads.render.pdc_config`` writes it for a namespace with a DB domain): the PDC
+named in the file then takes its IDCODE, inputs, wait window, port and rate from that
+database (:func:`load_config_timed`, which also says how long the fetch took).
+:func:`config_sql` and :func:`reader_sql` give the SQL that stores configurations and creates
+the read-only account, for a ``mariadb`` client inside a database pod.
+
 Every problem raises one :class:`PdcConfigError` naming the source and the bad field.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
-__all__ = ["PdcConfig", "PdcInput", "PdcConfigError", "load_config", "from_mapping", "SCHEMA_SQL",
-           "write_mysql", "read_mysql"]
+__all__ = ["PdcConfig", "PdcInput", "PdcConfigError", "load_config", "load_config_timed", "from_mapping",
+           "SCHEMA_SQL", "write_mysql", "read_mysql", "config_statements", "config_sql", "reader_sql", "DbSource",
+           "db_source", "ConfigFetch", "fetch_from_db", "parse_fetch_line", "FETCH_LINE"]
+
+#: Database, table and account names accepted by :func:`reader_sql`.
+_IDENT = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 class PdcConfigError(ValueError):
@@ -81,6 +94,8 @@ class PdcConfig:
 
 _TOP_KEYS = {"name", "idcode", "inputs", "wait_window", "wait_window_ms", "output_port", "output_host", "rate",
              "backoff_min", "backoff_max", "config_timeout"}
+#: Descriptive keys a rendered config file may carry (``labkit.workloads.render``); kept in ``extra``.
+_EXTRA_KEYS = {"level", "db"}
 
 
 def _need(d: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
@@ -112,7 +127,7 @@ def from_mapping(d: Mapping[str, Any], where: str = "config") -> PdcConfig:
     """Validate a plain mapping into a :class:`PdcConfig` (raises :class:`PdcConfigError`)."""
     if not isinstance(d, Mapping):
         raise PdcConfigError(f"{where}: expected a mapping at top level, got {type(d).__name__}")
-    unknown = set(d) - _TOP_KEYS
+    unknown = set(d) - _TOP_KEYS - _EXTRA_KEYS
     if unknown:
         raise PdcConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
     idcode = _need(d, "idcode", int, where)
@@ -156,7 +171,8 @@ def from_mapping(d: Mapping[str, Any], where: str = "config") -> PdcConfig:
     return PdcConfig(idcode=idcode, inputs=tuple(inputs), wait_window=wait, output_port=port, rate=rate,
                      output_host=_as(d.get("output_host", "127.0.0.1"), str, f"{where}: field 'output_host'"),
                      backoff_min=bmin, backoff_max=bmax, config_timeout=cto,
-                     name=_as(d.get("name", "pdc"), str, f"{where}: field 'name'"))
+                     name=_as(d.get("name", "pdc"), str, f"{where}: field 'name'"),
+                     extra={k: d[k] for k in sorted(_EXTRA_KEYS & set(d))})
 
 
 def _read_file(path: Path) -> Mapping[str, Any]:
@@ -238,27 +254,207 @@ def read_mysql(url: str) -> PdcConfig:
     return from_mapping(d, where=f"config database {_redact(url)} (PDC {name!r})")
 
 
+def config_statements(cfg: PdcConfig) -> list[tuple[str, tuple[Any, ...]]]:
+    """``(statement, parameters)`` storing ``cfg`` (replacing that PDC's rows), after :data:`SCHEMA_SQL`."""
+    out: list[tuple[str, tuple[Any, ...]]] = [(stmt, ()) for stmt in SCHEMA_SQL]
+    out.append(("REPLACE INTO pdc (name, idcode, wait_window_ms, output_port, rate) VALUES (%s,%s,%s,%s,%s)",
+                (cfg.name, cfg.idcode, cfg.wait_window * 1000.0, cfg.output_port, cfg.rate)))
+    out.append(("DELETE FROM pdc_input WHERE pdc_name=%s", (cfg.name,)))
+    for pos, inp in enumerate(cfg.inputs):
+        out.append(("INSERT INTO pdc_input (pdc_name, position, name, host, port, idcode) VALUES (%s,%s,%s,%s,%s,%s)",
+                    (cfg.name, pos, inp.name, inp.host, inp.port, inp.idcode)))
+    return out
+
+
 def write_mysql(conn: Any, cfg: PdcConfig) -> None:
     """Create the tables if needed and store ``cfg`` (replacing that PDC's rows); commits."""
     with conn.cursor() as cur:
-        for stmt in SCHEMA_SQL:
-            cur.execute(stmt)
-        cur.execute("REPLACE INTO pdc (name, idcode, wait_window_ms, output_port, rate) VALUES (%s,%s,%s,%s,%s)",
-                    (cfg.name, cfg.idcode, cfg.wait_window * 1000.0, cfg.output_port, cfg.rate))
-        cur.execute("DELETE FROM pdc_input WHERE pdc_name=%s", (cfg.name,))
-        for pos, inp in enumerate(cfg.inputs):
-            cur.execute("INSERT INTO pdc_input (pdc_name, position, name, host, port, idcode) "
-                        "VALUES (%s,%s,%s,%s,%s,%s)", (cfg.name, pos, inp.name, inp.host, inp.port, inp.idcode))
+        for stmt, params in config_statements(cfg):
+            cur.execute(stmt, params or None)
     conn.commit()
 
 
+def _literal(value: Any) -> str:
+    """``value`` as an SQL literal (PyMySQL's escaping, as ``cursor.execute`` applies it)."""
+    from pymysql.converters import escape_item
+
+    return str(escape_item(value, "utf8mb4"))
+
+
+def config_sql(cfgs: Sequence[PdcConfig]) -> str:
+    """One SQL script storing ``cfgs`` in one transaction (for ``mariadb -D <db> -e``, e.g. in a DB pod).
+
+    The same statements as :func:`write_mysql`, with the parameters escaped as PyMySQL does.
+    """
+    lines = [f"{stmt};" for stmt in SCHEMA_SQL]
+    lines.append("START TRANSACTION;")
+    for cfg in cfgs:
+        for stmt, params in config_statements(cfg)[len(SCHEMA_SQL):]:
+            lines.append((stmt % tuple(_literal(v) for v in params)) + ";")
+    lines.append("COMMIT;")
+    return "\n".join(lines)
+
+
+def reader_sql(database: str, user: str) -> str:
+    """SQL creating ``database`` and a password-less account ``user`` that may only read it.
+
+    PDCs fetch their configuration with this account; it cannot write, and the database is
+    reachable only inside the kit's network namespaces (or the lab network of the VMs).
+    """
+    for what, value in (("database", database), ("user", user)):
+        if not _IDENT.match(value):
+            raise PdcConfigError(f"{what} name {value!r} must match {_IDENT.pattern}")
+    return "\n".join([f"CREATE DATABASE IF NOT EXISTS `{database}`;",
+                      f"CREATE USER IF NOT EXISTS '{user}'@'%';",
+                      f"GRANT SELECT ON `{database}`.* TO '{user}'@'%';"])
+
+
 def load_config(source: str | Path) -> PdcConfig:
-    """Load a PDC configuration from a file path or a ``mysql://`` URL."""
+    """Load a PDC configuration from a file path or a ``mysql://`` URL.
+
+    A file whose ``db`` entry is set (``labkit.workloads.render.pdc_config``) names the
+    database holding the configuration: see :func:`load_config_timed`.
+    """
+    return load_config_timed(source)[0]
+
+
+@dataclass(frozen=True)
+class DbSource:
+    """The ``db`` entry of a PDC config file: where its configuration is kept.
+
+    Attributes
+    ----------
+    host, port, database, user
+        The MySQL-protocol server (the DB domain's client Service), database and account.
+    timeout
+        Seconds to keep retrying (connection refused, no row yet) before giving up.
+    """
+
+    host: str
+    port: int = 3306
+    database: str = "labkit"
+    user: str = "pdc"
+    timeout: float = 60.0
+
+    def url(self, name: str) -> str:
+        """The ``mysql://`` URL of PDC ``name`` in this database (no password)."""
+        return f"mysql://{quote(self.user, safe='')}@{self.host}:{self.port}/{self.database}?name={quote(name)}"
+
+
+def db_source(cfg: PdcConfig, where: str = "config") -> DbSource | None:
+    """The validated ``db`` entry of ``cfg`` (``None`` when absent or null)."""
+    raw = cfg.extra.get("db")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise PdcConfigError(f"{where}: field 'db' must be a mapping with host, port, database, user")
+    unknown = set(raw) - {"host", "port", "database", "user", "timeout"}
+    if unknown:
+        raise PdcConfigError(f"{where}: db: unknown field(s) {sorted(unknown)}")
+    port = _as(raw.get("port", 3306), int, f"{where}: db: field 'port'")
+    _range(port, 1, 65535, f"{where}: db: field 'port'")
+    timeout = _as(raw.get("timeout", 60.0), float, f"{where}: db: field 'timeout'")
+    _range(timeout, 0.0, 3600.0, f"{where}: db: field 'timeout'")
+    return DbSource(host=_need(raw, "host", str, f"{where}: db"), port=port,
+                    database=_as(raw.get("database", "labkit"), str, f"{where}: db: field 'database'"),
+                    user=_as(raw.get("user", "pdc"), str, f"{where}: db: field 'user'"), timeout=timeout)
+
+
+@dataclass(frozen=True)
+class ConfigFetch:
+    """How a PDC got its configuration at start (the "config fetch" part of a downtime).
+
+    Attributes
+    ----------
+    source
+        ``file`` or ``db``.
+    address
+        The file path, or ``host:port/database`` of the database.
+    seconds
+        Wall time of the fetch: for a database, from the first connection attempt to the
+        last row read, retries included.
+    attempts
+        Connection attempts (1 for a file).
+    """
+
+    source: str
+    address: str
+    seconds: float
+    attempts: int
+
+    def log_line(self, name: str) -> str:
+        """The line the PDC logs (parse it back with :func:`parse_fetch_line`)."""
+        return (f"config-fetch name={name} source={self.source} address={self.address} "
+                f"seconds={self.seconds:.6f} attempts={self.attempts}")
+
+
+FETCH_LINE = re.compile(r"config-fetch name=(?P<name>\S+) source=(?P<source>file|db) address=(?P<address>\S+) "
+                        r"seconds=(?P<seconds>[0-9.]+) attempts=(?P<attempts>\d+)")
+
+
+def parse_fetch_line(line: str) -> tuple[str, ConfigFetch] | None:
+    """``(pdc name, ConfigFetch)`` from a PDC log line, ``None`` when it is not a fetch line."""
+    m = FETCH_LINE.search(line)
+    if m is None:
+        return None
+    return m["name"], ConfigFetch(m["source"], m["address"], float(m["seconds"]), int(m["attempts"]))
+
+
+def fetch_from_db(base: PdcConfig, db: DbSource, *, sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.monotonic) -> tuple[PdcConfig, ConfigFetch]:
+    """Read PDC ``base.name``'s configuration from ``db``, retrying for ``db.timeout`` seconds.
+
+    The database row decides IDCODE, inputs, wait window, output port and rate; the file
+    keeps what only concerns this process (output address, backoff, config timeout, extras).
+
+    Raises
+    ------
+    PdcConfigError
+        The last error (cannot connect, no row for the PDC, invalid row) once the time is up.
+    """
+    url = db.url(base.name)
+    import pymysql  # noqa: F401  (imported before the clock starts: the fetch is network + queries)
+
+    start = clock()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            row = read_mysql(url)
+            break
+        except PdcConfigError:
+            if clock() - start >= db.timeout:
+                raise
+            sleep(min(0.5, max(0.0, db.timeout - (clock() - start))))
+    fetch = ConfigFetch("db", f"{db.host}:{db.port}/{db.database}", clock() - start, attempts)
+    merged = replace(row, output_host=base.output_host, backoff_min=base.backoff_min, backoff_max=base.backoff_max,
+                     config_timeout=base.config_timeout, extra=base.extra)
+    return merged, fetch
+
+
+def load_config_timed(source: str | Path) -> tuple[PdcConfig, ConfigFetch]:
+    """Load a PDC configuration (as :func:`load_config`) and say how long it took.
+
+    A ``mysql://`` URL is read once. A file is read; when its ``db`` entry is set, the
+    configuration of the PDC named in the file is then fetched from that database
+    (:func:`fetch_from_db`), and the file's own IDCODE, inputs, wait window, port and rate
+    are only the rendered defaults the database replaces.
+    """
     text = str(source)
     if "://" in text:
-        return read_mysql(text)
+        import pymysql  # noqa: F401  (not part of the fetch time)
+    start = time.monotonic()
+    if "://" in text:
+        cfg = read_mysql(text)
+        u = urlparse(text)
+        return cfg, ConfigFetch("db", f"{u.hostname}:{u.port or 3306}{u.path}", time.monotonic() - start, 1)
     path = Path(text)
-    return from_mapping(_read_file(path), where=f"config file {path}")
+    where = f"config file {path}"
+    cfg = from_mapping(_read_file(path), where=where)
+    db = db_source(cfg, where)
+    if db is None:
+        return cfg, ConfigFetch("file", str(path), time.monotonic() - start, 1)
+    return fetch_from_db(cfg, db)
 
 
 def to_mapping(cfg: PdcConfig) -> dict[str, Any]:

@@ -25,7 +25,10 @@ CLI::
     python -m labkit.grid.pdc --config pdc.yaml            # or a file .json/.toml
     python -m labkit.grid.pdc --config 'mysql://user:pw@127.0.0.1:3306/labkit?name=pdc-low-1'
 
-prints ``listening <host> <port>`` once the output server is bound.
+prints ``listening <host> <port>`` once the output server is bound. A config file with a ``db``
+entry is filled from that database at start (:func:`labkit.grid.config.load_config_timed`);
+either way the PDC logs ``config-fetch name=<pdc> source=<file|db> address=... seconds=...
+attempts=...`` (:func:`labkit.grid.config.parse_fetch_line`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 
 from labkit.grid import c37118 as c
 from labkit.grid import cli
-from labkit.grid.config import PdcConfig, PdcConfigError, load_config
+from labkit.grid.config import PdcConfig, PdcConfigError, load_config_timed
 from labkit.grid.pmu import FrameServer, serve_until_signal
 
 __all__ = ["StreamClient", "Pdc", "main", "LEAD_TIME"]
@@ -486,11 +489,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_logging(ap)
     args = ap.parse_args(argv)
     cli.setup_logging(args)
+    log.info("process started")  # the downtime experiments time the restart up to this line
     try:
-        cfg = load_config(args.config)
+        cfg, fetch = load_config_timed(args.config)
     except PdcConfigError as exc:
         print(f"error: {exc}", flush=True)
         return 2
+    log.info("%s", fetch.log_line(cfg.name))  # the downtime experiments parse this (config.parse_fetch_line)
     pdc = Pdc(cfg)
     host = args.host or cfg.output_host
     port = cfg.output_port if args.port is None else args.port

@@ -17,19 +17,28 @@ column             dtype     meaning
 ``stat``           uint16    the block's STAT word (bits 15-14 = 10: absent data inserted by a PDC)
 =================  ========  ===================================================================
 
-Rows are written in row groups every ``flush_every`` seconds and at exit, so a killed run
-keeps what was flushed. :mod:`labkit.measure.stream` turns these rows into downtime and gaps.
+Rows are written in row groups every ``flush_every`` seconds; the file is complete (readable)
+once the recorder stopped. :mod:`labkit.measure.stream` turns these rows into downtime and gaps.
+
+A recorder running unattended (in a pod) is driven through files: ``--status-file`` is
+rewritten at every flush with a JSON summary (frames so far; frame time and arrival of the
+last frame carrying data, i.e. with at least one PMU block not flagged absent; the last gap of
+at least ``--gap`` seconds between such frames; whether it is closed), and creating
+``--stop-file`` stops it (checked every flush), as SIGTERM does.
 
 CLI::
 
-    python -m labkit.grid.recorder --port 4712 --idcode 100 --out frames.parquet [--duration 60]
+    python -m labkit.grid.recorder --port 4712 --idcode 100 --out frames.parquet [--duration 60] \
+        [--stop-file stop] [--status-file status.json] [--backoff-max 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import signal
 import struct
 import time
@@ -68,7 +77,7 @@ class Recorder:
     """
 
     def __init__(self, host: str, port: int, idcode: int, out: str | Path, flush_every: float = 1.0,
-                 backoff_min: float = 0.1, backoff_max: float = 2.0) -> None:
+                 backoff_min: float = 0.1, backoff_max: float = 2.0, gap: float = 0.5) -> None:
         self.out = Path(out)
         self.flush_every = flush_every
         self.client = StreamClient(host, port, idcode, on_frame=self._on_frame, on_config=self._on_config,
@@ -79,6 +88,11 @@ class Recorder:
         self._writer: pq.ParquetWriter | None = None
         self._flusher: asyncio.Task | None = None
         self.frames = 0
+        self.last_frame_time = float("nan")
+        self.last_arrival = float("nan")
+        self.gap = gap
+        self.last_gap: tuple[float, float] | None = None  # (last old, first new) frame times
+        self.status_file: Path | None = None
 
     def _on_config(self, cfg: c.ConfigFrame) -> None:
         codec = c.DataCodec(cfg)
@@ -91,6 +105,7 @@ class Recorder:
         frac &= 0xFFFFFF
         ft = soc + frac / self._time_base
         cols = self._cols
+        data = False
         for off, pid, station in self._blocks:
             cols["stream_idcode"].append(stream)
             cols["pmu_idcode"].append(pid)
@@ -100,8 +115,14 @@ class Recorder:
             cols["time_base"].append(self._time_base)
             cols["frame_time"].append(ft)
             cols["arrival"].append(arrival)
-            cols["stat"].append((raw[off] << 8) | raw[off + 1])
+            stat = (raw[off] << 8) | raw[off + 1]
+            cols["stat"].append(stat)
+            data = data or (stat & 0xC000) != 0x8000  # bits 15-14 = 10: absent data inserted by a PDC
         self.frames += 1
+        if data:
+            if ft - self.last_frame_time >= self.gap:  # False while last_frame_time is NaN
+                self.last_gap = (self.last_frame_time, ft)
+            self.last_frame_time, self.last_arrival = ft, arrival
 
     def flush(self) -> int:
         """Write buffered rows as one row group; return how many rows were written."""
@@ -115,10 +136,27 @@ class Recorder:
             self._cols = {f.name: [] for f in SCHEMA}
         return n
 
+    def status(self, closed: bool = False) -> dict[str, object]:
+        """Frames so far, frame time and arrival (UNIX s, ``None`` before any frame) of the last one."""
+        def num(x: float) -> float | None:
+            return None if x != x else x  # NaN -> None (JSON)
+        return {"frames": self.frames, "last_frame_time": num(self.last_frame_time),
+                "last_arrival": num(self.last_arrival), "last_gap": list(self.last_gap) if self.last_gap else None,
+                "written_at": time.time(), "closed": closed}
+
+    def write_status(self, closed: bool = False) -> None:
+        """Atomically rewrite :attr:`status_file` (if set) with :meth:`status`."""
+        if self.status_file is None:
+            return
+        tmp = self.status_file.with_name(self.status_file.name + ".tmp")
+        tmp.write_text(json.dumps(self.status(closed)))
+        os.replace(tmp, self.status_file)
+
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.flush_every)
             self.flush()
+            self.write_status()
 
     def start(self) -> None:
         """Start recording (in the running event loop)."""
@@ -134,25 +172,39 @@ class Recorder:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self.write_status(closed=True)
 
 
 async def _run(args: argparse.Namespace) -> None:
     from labkit.grid.pmu import wait_port_file
 
     port = args.port if args.port_file is None else await wait_port_file(args.port_file)
-    rec = Recorder(args.host, port, args.idcode, args.out, args.flush_every)
+    rec = Recorder(args.host, port, args.idcode, args.out, args.flush_every, backoff_max=args.backoff_max,
+                   gap=args.gap)
+    rec.status_file = Path(args.status_file) if args.status_file else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     rec.start()
+    watcher = asyncio.ensure_future(_watch_stop_file(Path(args.stop_file), stop, args.flush_every)) \
+        if args.stop_file else None
     print(f"recording {args.host}:{port} -> {args.out}", flush=True)
     try:
         await asyncio.wait_for(stop.wait(), timeout=args.duration)
     except asyncio.TimeoutError:
         pass
+    if watcher is not None:
+        watcher.cancel()
     await rec.close()
     log.info("recorded %d frames", rec.frames)
+
+
+async def _watch_stop_file(path: Path, stop: asyncio.Event, every: float) -> None:
+    """Set ``stop`` once ``path`` exists (checked every ``every`` seconds)."""
+    while not path.exists():
+        await asyncio.sleep(every)
+    stop.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="parquet file to write")
     ap.add_argument("--duration", type=float, default=None, help="seconds to record (default: until SIGTERM)")
     ap.add_argument("--flush-every", type=float, default=1.0)
+    ap.add_argument("--stop-file", default=None, help="stop (and close the file) once this file exists")
+    ap.add_argument("--status-file", default=None, help="JSON summary rewritten at every flush")
+    ap.add_argument("--backoff-max", type=float, default=2.0, help="longest reconnect delay (seconds)")
+    ap.add_argument("--gap", type=float, default=0.5, help="seconds between data frames that make a gap (status)")
     cli.add_logging(ap)
     args = ap.parse_args(argv)
     cli.setup_logging(args)

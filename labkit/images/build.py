@@ -54,6 +54,9 @@ RUNTIME_PACKAGES = ("python3", "python3-venv", "iproute2", "iputils-ping", "ca-c
 #: Packages of the Galera rootfs: MariaDB server with the Galera 4 provider, rsync for
 #: state transfers (SST), network tools.
 GALERA_PACKAGES = ("mariadb-server", "galera-4", "rsync", "iproute2", "iputils-ping")
+#: The galera image's entrypoint (bootstrap or join, see the script's header) and its path in the image.
+GALERA_ENTRYPOINT = Path(__file__).with_name("galera") / "entrypoint.sh"
+GALERA_ENTRYPOINT_DEST = "usr/local/bin/labkit-galera"
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,11 @@ def _galera_spec() -> ImageSpec:
         name="galera", tag="10.11",
         # The data directory made by mariadb-server's postinst (mysql_install_db) holds
         # timestamps and ids, so it is left empty: the entrypoint initialises it at start.
-        layers=(DebianRootfs("galera-rootfs", GALERA_PACKAGES, emptied=("var/lib/mysql",)),),
-        # The entrypoint belongs to the database issue; this only opens a shell.
-        config=oci.ImageConfig(cmd=("bash",), env=oci.ImageConfig().env + ("LANG=C.UTF-8",)),
+        layers=(DebianRootfs("galera-rootfs", GALERA_PACKAGES, emptied=("var/lib/mysql",)),
+                StaticFile("galera-entrypoint", GALERA_ENTRYPOINT, GALERA_ENTRYPOINT_DEST)),
+        # Initialises the data directory, bootstraps or joins (labkit/images/galera/entrypoint.sh).
+        config=oci.ImageConfig(entrypoint=(f"/{GALERA_ENTRYPOINT_DEST}",),
+                               env=oci.ImageConfig().env + ("LANG=C.UTF-8",)),
         needs_root=True,
     )
 

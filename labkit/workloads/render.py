@@ -30,9 +30,21 @@ CONFIG_DIR = "/etc/labkit"
 CONFIG_FILE = "config.yaml"
 RUNTIME_IMAGE = "labkit/runtime"
 GALERA_IMAGE = "labkit/galera"
+#: Database holding the PDC configuration and the read-only account PDCs fetch it with
+#: (no password: it can read only that database, and is reachable only inside the kit's networks).
+DB_NAME = "labkit"
+DB_READER = "pdc"
+#: Galera write-set cache and InnoDB buffer pool of a member (small: the PDC configuration is tiny).
+GALERA_GCACHE = "32M"
+GALERA_BUFFER_POOL = "64M"
+#: Readiness of a Galera member: its local state is Synced (root through the unix socket).
+GALERA_SYNCED = ("mariadb -N -B -e \"SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'\" "
+                 "| grep -qw Synced")
 #: A file whose presence fails every container's liveness probe (the ``pod-liveness-fail`` fault
 #: touches it, as the thesis' pod-failure test makes the liveness probe fail, 7.4.1).
 UNHEALTHY_FILE = "/tmp/labkit-unhealthy"
+#: IDCODE the state estimator puts in its command frames.
+SE_IDCODE = 900
 #: Liqo's taint on virtual nodes; pods of offloaded namespaces tolerate it.
 VIRTUAL_NODE_TAINT = "virtual-node.liqo.io/not-allowed"
 
@@ -69,8 +81,15 @@ class Images:
 
     @classmethod
     def for_version(cls, version: str = labkit.__version__) -> Images:
-        """``labkit/runtime:<version>`` and ``labkit/galera:<version>``."""
+        """``labkit/runtime:<version>`` and ``labkit/galera:<version>`` (images pushed to a registry)."""
         return cls(runtime=f"{RUNTIME_IMAGE}:{version}", galera=f"{GALERA_IMAGE}:{version}")
+
+    @classmethod
+    def kit(cls) -> Images:
+        """The images ``labkit.images`` builds and the test beds import (``labkit.local/...``)."""
+        from labkit import images
+
+        return cls(runtime=images.image_ref("runtime"), galera=images.image_ref("galera"))
 
 
 def render(plan: Plan, images: Images | None = None) -> list[Manifest]:
@@ -81,14 +100,14 @@ def render(plan: Plan, images: Images | None = None) -> list[Manifest]:
     plan
         The topology plan (``labkit.topology.plan(env)``).
     images
-        Images to run; ``Images.for_version()`` by default.
+        Images to run; :meth:`Images.kit` (the images the kit builds) by default.
 
     Returns
     -------
     list of Manifest
         Namespaces and NamespaceOffloadings, then DB domains, then PMUs, PDCs and the GSE.
     """
-    images = images or Images.for_version()
+    images = images or Images.kit()
     out = namespaces(plan)
     for domain in plan.env.db_domains:
         out += database(plan, domain, images)
@@ -194,31 +213,47 @@ def pod_spec(plan: Plan, placement: Placement | None, containers: list[dict[str,
     return spec
 
 
-def runtime_container(name: str, module: str, image: str, port: int) -> dict[str, Any]:
-    """A container running ``python -m <module> --config /etc/labkit/config.yaml``."""
-    return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
-            "command": ["python", "-m", module], "args": ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
-            "ports": [{"name": "c37118", "containerPort": port, "protocol": "TCP"}],
-            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                    {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-            "livenessProbe": liveness_probe(), "readinessProbe": _probe(port, initial=1),
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
-            "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]}
+def runtime_container(name: str, module: str, image: str, port: int | None,
+                      args: Sequence[str] | None = None) -> dict[str, Any]:
+    """A container running ``python -m <module>`` with ``args`` (default ``--config /etc/labkit/config.yaml``).
+
+    ``port`` is the C37.118 port it serves (TCP readiness probe on it); ``None`` for a pure
+    client (the state estimator), which gets no port and no readiness probe.
+    """
+    container: dict[str, Any] = {
+        "name": name, "image": image, "imagePullPolicy": "IfNotPresent", "command": ["python", "-m", module],
+        "args": list(args) if args is not None else ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "livenessProbe": liveness_probe(), "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]}
+    if port is not None:
+        container["ports"] = [{"name": "c37118", "containerPort": port, "protocol": "TCP"}]
+        container["readinessProbe"] = _probe(port, initial=1, period=1)
+    return container
 
 
 def deployment(plan: Plan, name: str, namespace: str, component: str, module: str, image: str,
-               placement: Placement, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """ConfigMap + Deployment (one replica, recreated elsewhere by Kubernetes) + Service of a component."""
+               placement: Placement, config: Mapping[str, Any], args: Sequence[str] | None = None,
+               serves: bool = True) -> list[dict[str, Any]]:
+    """ConfigMap + Deployment (one replica, recreated elsewhere by Kubernetes) + Service of a component.
+
+    ``args`` replace the default ``--config`` arguments; a component that ``serves`` nothing
+    (a pure client) gets no Service and no readiness probe.
+    """
     volume = {"name": "config", "configMap": {"name": f"{name}-config"}}
-    container = runtime_container(component, module, image, C37118_PORT)
+    container = runtime_container(component, module, image, C37118_PORT if serves else None, args)
     template = {"metadata": {"labels": {**_part_of(), **_labels(component, name)}},
                 "spec": pod_spec(plan, placement, [container], [volume])}
     body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, namespace, component),
             "spec": {"replicas": 1, "selector": {"matchLabels": _labels(component, name)},
                      "strategy": {"type": "Recreate"}, "template": template}}
     data = {CONFIG_FILE: yaml.safe_dump(dict(config), sort_keys=False)}
-    return [config_map(f"{name}-config", namespace, component, data), body,
-            service(name, namespace, component, {"c37118": C37118_PORT}, _labels(component, name))]
+    objects = [config_map(f"{name}-config", namespace, component, data), body]
+    if serves:
+        objects.append(service(name, namespace, component, {"c37118": C37118_PORT}, _labels(component, name)))
+    return objects
 
 
 # --------------------------------------------------------------------------- grid
@@ -242,34 +277,56 @@ def _db_for(env: Env, namespace: str) -> dict[str, Any] | None:
     domain = next((d for d in env.db_domains if d.namespace == namespace), None)
     if domain is None:
         return None
-    return {"host": f"{domain.name}-db.{namespace}.svc", "port": MYSQL_PORT, "database": "labkit"}
+    return {"host": f"{domain.name}-db.{namespace}.svc", "port": MYSQL_PORT, "database": DB_NAME, "user": DB_READER}
 
 
 def pmu_config(env: Env, pmu: PmuSpec) -> dict[str, Any]:
-    """Configuration of ``python -m labkit.grid.pmu``."""
+    """Configuration of ``python -m labkit.grid.pmu`` (passed as its arguments, see :func:`pmu_args`)."""
     return {"name": pmu.name, "idcode": pmu.idcode, "bus": pmu.bus, "network": env.grid.network,
             "fps": env.grid.fps, "port": C37118_PORT, "seed": env.seed + pmu.idcode}
 
 
-def pdc_config(env: Env, pdc: PdcSpec) -> dict[str, Any]:
-    """Configuration of ``python -m labkit.grid.pdc`` (low and high level are the same program)."""
-    return {"name": pdc.name, "idcode": pdc.idcode, "level": pdc.level, "fps": env.grid.fps,
-            "wait_window_ms": pdc.wait_window_ms, "port": C37118_PORT,
-            "inputs": [_address(env, i) for i in pdc.inputs], "db": _db_for(env, _namespace(env, pdc))}
+def pmu_args(config: Mapping[str, Any]) -> list[str]:
+    """Command-line arguments of ``python -m labkit.grid.pmu`` for a :func:`pmu_config` (all addresses)."""
+    return ["--host", "0.0.0.0", "--port", str(config["port"]), "--idcode", str(config["idcode"]),
+            "--network", str(config["network"]), "--bus", str(config["bus"]), "--rate", str(config["fps"]),
+            "--seed", str(config["seed"])]
 
 
-def grid(plan: Plan, images: Images) -> list[Manifest]:
-    """PMUs, PDCs and the state estimator, each in its namespace's owner cluster."""
+#: Reconnect backoff of the PDCs' inputs (seconds, doubling from min to max).
+PDC_BACKOFF = (0.1, 1.0)
+
+
+def pdc_config(env: Env, pdc: PdcSpec, with_db: bool = True) -> dict[str, Any]:
+    """Configuration file of ``python -m labkit.grid.pdc`` (low and high level are the same program).
+
+    The keys are :class:`labkit.grid.config.PdcConfig`'s, plus ``level`` and ``db`` (the
+    database of the PDC's namespace, where it fetches this configuration from; ``None``
+    without ``with_db``: the PDC then reads this file alone).
+    """
+    return {"name": pdc.name, "idcode": pdc.idcode, "level": pdc.level, "rate": env.grid.fps,
+            "wait_window_ms": pdc.wait_window_ms, "output_host": "0.0.0.0", "output_port": C37118_PORT,
+            "backoff_min": PDC_BACKOFF[0], "backoff_max": PDC_BACKOFF[1],
+            "inputs": [_address(env, i) for i in pdc.inputs],
+            "db": _db_for(env, _namespace(env, pdc)) if with_db else None}
+
+
+def grid(plan: Plan, images: Images, with_db: bool = True) -> list[Manifest]:
+    """PMUs, PDCs and the state estimator, each in its namespace's owner cluster.
+
+    ``with_db=False``: the PDCs read their ConfigMap file instead of their DB domain.
+    """
     env = plan.env
     out: list[Manifest] = []
     for pmu in env.grid.pmus:
         ns = _namespace(env, pmu)
+        config = pmu_config(env, pmu)
         out += _owned(plan, ns, deployment(plan, pmu.name, ns, "pmu", "labkit.grid.pmu", images.runtime,
-                                           pmu.placement, pmu_config(env, pmu)))
+                                           pmu.placement, config, args=pmu_args(config)))
     for pdc in env.grid.pdcs:
         ns = _namespace(env, pdc)
         out += _owned(plan, ns, deployment(plan, pdc.name, ns, "pdc", "labkit.grid.pdc", images.runtime,
-                                           pdc.placement, pdc_config(env, pdc)))
+                                           pdc.placement, pdc_config(env, pdc, with_db)))
     out += estimators(plan, images)
     return out
 
@@ -286,8 +343,11 @@ def estimators(plan: Plan, images: Images) -> list[Manifest]:
         config = {"name": "se", "network": env.grid.network, "fps": env.grid.fps, "port": C37118_PORT,
                   "inputs": [_address(env, p.name) for p in pdcs],
                   "pmu_buses": {p.name: p.bus for p in env.grid.pmus}}
+        source = config["inputs"][0]  # the estimator reads one stream: the first high-level PDC
+        args = ["--host", source["host"], "--port", str(source["port"]), "--idcode", str(SE_IDCODE),
+                "--network", env.grid.network]
         out += _owned(plan, ns, deployment(plan, "se", ns, "se", "labkit.grid.se", images.runtime,
-                                           pdcs[0].placement, config))
+                                           pdcs[0].placement, config, args=args, serves=False))
     return out
 
 
@@ -300,38 +360,65 @@ def _owned(plan: Plan, namespace: str, objects: Sequence[Mapping[str, Any]]) -> 
 # --------------------------------------------------------------------------- database
 
 
+def galera_peers(domain: DbDomain) -> list[str]:
+    """DNS names of a DB domain's members through its headless Service (``<pod>.<svc>.<ns>.svc``)."""
+    return [f"{domain.name}-galera-{i}.{domain.name}-galera-peers.{domain.namespace}.svc"
+            for i in range(domain.replicas)]
+
+
 def galera_config(domain: DbDomain) -> str:
-    """The Galera settings of a DB domain (``wsrep_cluster_address`` lists the headless Service)."""
-    peers = ",".join(f"{domain.name}-galera-{i}.{domain.name}-galera-peers.{domain.namespace}.svc"
-                     for i in range(domain.replicas))
+    """The Galera settings of a DB domain (``wsrep_cluster_address`` lists the headless Service).
+
+    The image's entrypoint (``labkit/images/galera/entrypoint.sh``) overrides the cluster
+    address at start with the members that answer (empty when member 0 bootstraps), and sets
+    the node's address and name from the pod's own address and hostname.
+    """
     return "\n".join(["[mysqld]", "binlog_format=ROW", "default_storage_engine=InnoDB",
                       "innodb_autoinc_lock_mode=2", "bind-address=0.0.0.0", "wsrep_on=ON",
                       "wsrep_provider=/usr/lib/galera/libgalera_smm.so",
-                      f"wsrep_cluster_name={domain.name}", f"wsrep_cluster_address=gcomm://{peers}",
-                      "wsrep_sst_method=rsync", ""])
+                      f"wsrep_cluster_name={domain.name}",
+                      f"wsrep_cluster_address=gcomm://{','.join(galera_peers(domain))}",
+                      "wsrep_sst_method=rsync", f"wsrep_provider_options=gcache.size={GALERA_GCACHE}",
+                      f"innodb_buffer_pool_size={GALERA_BUFFER_POOL}", "skip_name_resolve=ON", ""])
+
+
+def _one_member_per_cluster(domain: DbDomain, labels: Mapping[str, str]) -> dict[str, Any]:
+    """Pod anti-affinity spreading a domain's members over its clusters.
+
+    Required when the domain has a cluster for every replica (two members on one cluster
+    would lose quorum together with it), preferred otherwise (so every replica still runs).
+    """
+    term = {"topologyKey": CLUSTER, "labelSelector": {"matchLabels": dict(labels)}}
+    if domain.replicas <= len(domain.members):
+        return {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    return {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
 
 
 def database(plan: Plan, domain: DbDomain, images: Images) -> list[Manifest]:
     """A DB domain's Galera cluster: ConfigMap, headless + client Services and the StatefulSet.
 
-    Replicas are required on the domain's clusters (``db.topology.labkit.io/<domain>``) and
-    spread over them (preferred pod anti-affinity per cluster); peers find each other through
+    Replicas are required on the domain's clusters (``db.topology.labkit.io/<domain>``), one
+    per cluster (:func:`_one_member_per_cluster`); peers find each other through
     the headless Service, whose DNS answers with pod IPs (hence distinct CIDRs in the domain).
+    A member is Ready when its Galera state is ``Synced``, so the client Service
+    ``<domain>-db`` only sends clients to members that hold the whole data set.
     """
     name, ns = f"{domain.name}-galera", domain.namespace
     container = {"name": "galera", "image": images.galera, "imagePullPolicy": "IfNotPresent",
                  "ports": [{"name": k, "containerPort": v, "protocol": "TCP"} for k, v in GALERA_PORTS.items()],
-                 "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                         {"name": "GALERA_CLUSTER", "value": domain.name}],
+                 # no status.podIP fieldRef: a virtual kubelet resolves fieldRefs before the provider
+                 # gives the pod an address; the entrypoint reads its own address instead
+                 "env": [{"name": "GALERA_PEERS", "value": ",".join(galera_peers(domain))}],
                  "livenessProbe": liveness_probe(initial=30, period=5),
-                 "readinessProbe": _probe(MYSQL_PORT, initial=10, period=5),
+                 "readinessProbe": {"exec": {"command": ["sh", "-c", GALERA_SYNCED]}, "initialDelaySeconds": 5,
+                                    "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 2},
                  "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
                  "volumeMounts": [{"name": "config", "mountPath": "/etc/mysql/conf.d", "readOnly": True},
                                   {"name": "data", "mountPath": "/var/lib/mysql"}]}
     volumes = [{"name": "config", "configMap": {"name": f"{name}-config"}}, {"name": "data", "emptyDir": {}}]
     placement = Placement(domains=[domain.name])
-    spec = pod_spec(plan, placement, [container], volumes, anti_affinity=_labels("galera", name))
+    spec = pod_spec(plan, placement, [container], volumes)
+    spec.setdefault("affinity", {})["podAntiAffinity"] = _one_member_per_cluster(domain, _labels("galera", name))
     statefulset = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(name, ns, "galera"),
                    "spec": {"serviceName": f"{name}-peers", "replicas": domain.replicas,
                             "podManagementPolicy": "Parallel",

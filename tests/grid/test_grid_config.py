@@ -152,3 +152,101 @@ def test_config_round_trips_through_mariadb(mariadb: int) -> None:
         conn.close()
     with pytest.raises(PdcConfigError, match=r"inputs\[1\]: field 'port' must be in"):
         load_config(url)
+
+
+def _mariadb_cli(port: int, sql: str, user: str = "root", database: str = "labkit") -> subprocess.CompletedProcess:
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    if not client:
+        pytest.skip("MariaDB client not installed")
+    return subprocess.run([client, "--protocol=tcp", "-h127.0.0.1", f"-P{port}", f"-u{user}", "-D", database, "-N",
+                           "-B", "-e", sql], capture_output=True, text=True, timeout=60)
+
+
+def test_config_sql_script_stores_what_write_mysql_stores(mariadb: int) -> None:
+    from labkit.grid.config import config_sql
+
+    odd = from_mapping({**GOOD, "name": "pdc-o'brien", "inputs": [
+        {"name": "pmu-\"q\"", "host": "a\\b.svc", "port": 4712, "idcode": 7}]})
+    proc = _mariadb_cli(mariadb, config_sql([from_mapping(GOOD), odd]))
+    assert proc.returncode == 0, proc.stderr
+    assert load_config(f"mysql://root:@127.0.0.1:{mariadb}/labkit?name=pdc-o%27brien") == odd
+    assert load_config(f"mysql://root:@127.0.0.1:{mariadb}/labkit?name=pdc-low-1") == from_mapping(GOOD)
+
+
+def test_reader_account_reads_but_cannot_write(mariadb: int) -> None:
+    from labkit.grid.config import config_sql, reader_sql
+
+    assert _mariadb_cli(mariadb, reader_sql("labkit", "pdc") + config_sql([from_mapping(GOOD)])).returncode == 0
+    assert load_config(f"mysql://pdc@127.0.0.1:{mariadb}/labkit?name=pdc-low-1") == from_mapping(GOOD)
+    denied = _mariadb_cli(mariadb, "DELETE FROM pdc", user="pdc")
+    assert denied.returncode != 0 and "denied" in denied.stderr
+    with pytest.raises(PdcConfigError, match="must match"):
+        reader_sql("labkit; DROP", "pdc")
+
+
+def _db_file(tmp_path: Path, port: int, **db: object) -> Path:
+    """A rendered-style config file (stale values) whose ``db`` entry points at ``port``."""
+    stale = {**GOOD, "idcode": 999, "inputs": [{"name": "stale", "host": "x", "port": 1, "idcode": 9}],
+             "output_host": "0.0.0.0", "backoff_max": 1.0, "level": "low",
+             "db": {"host": "127.0.0.1", "port": port, "database": "labkit", "user": "root", **db}}
+    path = tmp_path / "pdc.json"
+    path.write_text(json.dumps(stale))
+    return path
+
+
+def test_file_with_a_db_entry_is_filled_from_the_database_and_timed(tmp_path: Path, mariadb: int) -> None:
+    from labkit.grid.config import load_config_timed, parse_fetch_line
+
+    conn = __import__("pymysql").connect(host="127.0.0.1", port=mariadb, user="root", password="", database="labkit")
+    try:
+        write_mysql(conn, from_mapping(GOOD))
+    finally:
+        conn.close()
+    cfg, fetch = load_config_timed(_db_file(tmp_path, mariadb))
+    assert cfg.idcode == 100 and [i.name for i in cfg.inputs] == ["pmu-a", "pmu-b"]  # the database wins
+    assert cfg.output_host == "0.0.0.0" and cfg.backoff_max == 1.0 and cfg.extra["level"] == "low"  # the file's own
+    assert fetch.source == "db" and fetch.attempts == 1 and 0 < fetch.seconds < 5
+    assert fetch.address == f"127.0.0.1:{mariadb}/labkit"
+    name, parsed = parse_fetch_line("2026-01-01 labkit.grid.pdc INFO " + fetch.log_line(cfg.name))
+    assert name == cfg.name and parsed.seconds == pytest.approx(fetch.seconds, abs=1e-6)
+    assert (parsed.source, parsed.address, parsed.attempts) == (fetch.source, fetch.address, fetch.attempts)
+    assert parse_fetch_line("input pmu-a connected") is None
+
+
+def test_unreachable_database_is_retried_until_its_timeout(tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(PdcConfigError, match="cannot connect"):
+        load_config(_db_file(tmp_path, _free_port(), timeout=1.5))
+    assert 1.5 <= time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("db, message", [
+    ("here", "field 'db' must be a mapping"),
+    ({"port": 3306}, "db: missing field 'host'"),
+    ({"host": "h", "port": 0}, "db: field 'port' must be in"),
+    ({"host": "h", "password": "x"}, r"db: unknown field\(s\) \['password'\]"),
+])
+def test_bad_db_entry_is_named(tmp_path: Path, db: object, message: str) -> None:
+    path = tmp_path / "pdc.json"
+    path.write_text(json.dumps({**GOOD, "db": db}))
+    with pytest.raises(PdcConfigError, match=message):
+        load_config(path)
+
+
+def test_pdc_cli_logs_how_long_the_config_fetch_took(tmp_path: Path, mariadb: int) -> None:
+    from labkit.grid.config import parse_fetch_line
+
+    conn = __import__("pymysql").connect(host="127.0.0.1", port=mariadb, user="root", password="", database="labkit")
+    try:
+        write_mysql(conn, from_mapping(GOOD))
+    finally:
+        conn.close()
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.grid.pdc", "--config", str(_db_file(tmp_path, mariadb)),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("listening 0.0.0.0 ")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    fetched = [f for f in map(parse_fetch_line, err.splitlines()) if f]
+    assert len(fetched) == 1 and fetched[0][0] == "pdc-low-1" and fetched[0][1].source == "db", err

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 import labkit
+from labkit import images
 from labkit.config import load_env
 from labkit.topology import Plan, plan
 from labkit.workloads import Images, ManifestError, by_cluster, check, check_all, render, to_yaml
@@ -47,7 +48,7 @@ def test_deployment_carries_the_topology_affinity_probe_and_image(thesis: Plan) 
     pod = deployment["spec"]["template"]["spec"]
     assert pod["affinity"] == thesis.affinity(thesis.env.grid.pdcs[0].placement)
     (container,) = pod["containers"]
-    assert container["image"] == f"labkit/runtime:{labkit.__version__}"
+    assert container["image"] == images.image_ref("runtime")  # the image the kit builds and imports
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["command"] == ["python", "-m", "labkit.grid.pdc"]
     assert container["livenessProbe"]["exec"]["command"] == ["sh", "-c", "test ! -e /tmp/labkit-unhealthy"]
@@ -71,14 +72,38 @@ def test_galera_statefulset_spreads_over_the_db_domain(thesis: Plan) -> None:
     affinity = sts["spec"]["template"]["spec"]["affinity"]
     terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "db.topology.labkit.io/pdc-config", "operator": "Exists"}]}]
-    anti = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    anti = affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert anti["topologyKey"] == "topology.labkit.io/cluster"
-    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "g:2"
+    assert anti["labelSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "g:2" and "command" not in container  # the image's entrypoint bootstraps
+    env = {e["name"]: e for e in container["env"]}
+    assert "POD_IP" not in env  # a virtual kubelet cannot resolve status.podIP; the entrypoint reads it
+    assert env["GALERA_PEERS"]["value"].split(",") == [
+        f"pdc-config-galera-{i}.pdc-config-galera-peers.test.svc" for i in range(3)]
+    assert "Synced" in " ".join(container["readinessProbe"]["exec"]["command"])
     headless = _find(manifests, "Service", "pdc-config-galera-peers")["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
     assert headless["selector"] == sts["spec"]["selector"]["matchLabels"]
     cnf = _find(manifests, "ConfigMap", "pdc-config-galera-config")["data"]["galera.cnf"]
     assert "gcomm://pdc-config-galera-0.pdc-config-galera-peers.test.svc," in cnf
+
+
+def test_galera_spreading_is_preferred_when_a_domain_has_fewer_clusters_than_replicas(thesis: Plan) -> None:
+    from labkit.config import DbDomain
+    from labkit.workloads.render import database
+
+    crowded = DbDomain(name="pdc-config", members=["leaf-1", "leaf-2"], namespace="test", replicas=3)
+    sts = _find(database(thesis, crowded, Images(runtime="r:1", galera="g:2")), "StatefulSet", "pdc-config-galera")
+    anti = sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert list(anti) == ["preferredDuringSchedulingIgnoredDuringExecution"]
+
+
+def test_pdc_database_entry_names_the_client_service_and_reader(thesis: Plan) -> None:
+    config = yaml.safe_load(_find(render(thesis), "ConfigMap", "pdc-high-config")["data"]["config.yaml"])
+    assert config["db"] == {"host": "pdc-config-db.test.svc", "port": 3306, "database": "labkit", "user": "pdc"}
+    client = _find(render(thesis), "Service", "pdc-config-db")["spec"]
+    assert "clusterIP" not in client and client["ports"][0]["port"] == 3306
 
 
 def test_multilevel_objects_go_to_the_owner_of_each_level() -> None:
@@ -130,3 +155,19 @@ def test_check_names_the_object_and_field(thesis: Plan, kind: str, name: str, ed
 def test_unknown_kind() -> None:
     with pytest.raises(ManifestError, match="no Kubernetes model for v1/Gadget"):
         check({"apiVersion": "v1", "kind": "Gadget", "metadata": {"name": "g"}})
+
+
+def test_database_experiment_stores_the_rendered_pdc_configs(thesis: Plan) -> None:
+    from labkit.experiments.database import DatabaseError, domain_of, manifests, pdc_configs
+    from labkit.grid.config import config_sql
+
+    cfgs = {c.name: c for c in pdc_configs(thesis, "pdc-config")}
+    assert set(cfgs) == {"pdc-low", "pdc-high"} and cfgs["pdc-high"].idcode == 201
+    assert [i.host for i in cfgs["pdc-low"].inputs] == ["pmu-1.test.svc"]
+    script = config_sql(list(cfgs.values()))
+    assert "REPLACE INTO pdc" in script and "'pdc-low'" in script and script.endswith("COMMIT;")
+    objects = manifests(thesis, domain_of(thesis, "pdc-config"), Images(runtime="r:1", galera="g:2"))
+    assert [m.kind for m in objects] == ["ConfigMap", "Service", "Service", "StatefulSet"]
+    assert {m.cluster for m in objects} == {"root"}
+    with pytest.raises(DatabaseError, match=r"no DB domain 'nope'; db_domains: \['pdc-config'\]"):
+        domain_of(thesis, "nope")

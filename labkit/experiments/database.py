@@ -1,0 +1,346 @@
+"""DB domains on a test bed: the Galera cluster of a domain, and the PDC configuration in it.
+
+The thesis keeps the PDCs' configuration in a Percona XtraDB Cluster (Galera) run by the
+Percona operator, spread over the leaves of a DB domain. Here a DB domain is the
+StatefulSet :func:`labkit.workloads.render.database` renders (MariaDB 10.11 + galera-4, the
+``galera`` image), applied to the owner of the domain's namespace; with the namespace
+offloaded, its members run in the leaves (one per leaf) and find each other through the
+headless Service ``<domain>-galera-peers``.
+
+Use::
+
+    tb.up(env)                                      # peers and offloads as planned
+    db = deploy_database(tb, tb.plan, "pdc-config") # images, manifests, wait until Synced x replicas
+    write_pdc_configs(tb, tb.plan, "pdc-config")    # every PDC whose config names this database
+    sql(tb, db.members[0], "SELECT COUNT(*) FROM pdc", database="labkit")
+
+Commands run in a member through the Kubernetes API (exec of ``mariadb`` as root on the
+member's unix socket), in the cluster where its container runs: for a member on a virtual
+node, the provider's pod of the ShadowPod (label ``virtualkubelet.liqo.io/shadow-pod``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.config import DbDomain
+from labkit.grid.config import PdcConfig, config_sql, from_mapping, reader_sql
+from labkit.testbed.base import TestbedError
+from labkit.testbed.pods import PodHost
+from labkit.topology import Plan
+from labkit.workloads.render import DB_NAME, DB_READER, Images, Manifest, _namespace, database, pdc_config
+
+#: Label the virtual kubelet puts on the provider-side pod of a home pod (Liqo's ShadowPod label).
+SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
+#: Label of a virtual node naming the provider cluster behind it (Liqo's).
+REMOTE_CLUSTER_LABEL = "liqo.io/remote-cluster-id"
+#: Galera status variables :func:`status` reads.
+WSREP_STATUS = ("wsrep_cluster_size", "wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready",
+                "wsrep_cluster_state_uuid", "wsrep_connected")
+
+Log = Callable[[str], None]
+
+
+class DatabaseError(TestbedError):
+    """A DB domain cannot be deployed, reached or queried (the message names the member and the cause)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One Galera member: its StatefulSet pod and where its container runs.
+
+    Attributes
+    ----------
+    pod
+        The StatefulSet pod's name (in the domain's namespace of the owner cluster).
+    cluster
+        The cluster running the container (a provider for a member on a virtual node).
+    namespace, runtime_pod
+        The namespace and name of the pod running the container in ``cluster``.
+    ip
+        The pod IP (what the other members and the clients reach).
+    """
+
+    pod: str
+    cluster: str
+    namespace: str
+    runtime_pod: str
+    ip: str
+
+
+@dataclass
+class Deployment:
+    """What :func:`deploy_database` did and how long it took.
+
+    Attributes
+    ----------
+    domain
+        The DB domain.
+    owner
+        The cluster the manifests were applied to.
+    members
+        The members once the cluster was complete.
+    timings
+        ``images_s`` (image import into the member clusters), ``ready_s`` (manifests applied
+        until every member is Synced in a cluster of ``replicas``), ``schema_s``.
+    """
+
+    domain: DbDomain
+    owner: str
+    members: list[Member]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def domain_of(plan: Plan, domain: str | DbDomain) -> DbDomain:
+    """The :class:`~labkit.config.DbDomain` named ``domain`` in the plan's env."""
+    if isinstance(domain, DbDomain):
+        return domain
+    for d in plan.env.db_domains:
+        if d.name == domain:
+            return d
+    raise DatabaseError(f"env {plan.env.name!r} has no DB domain {domain!r}; "
+                        f"db_domains: {[d.name for d in plan.env.db_domains]}")
+
+
+def statefulset_name(domain: DbDomain) -> str:
+    """Name of the domain's StatefulSet (also the prefix of its pods)."""
+    return f"{domain.name}-galera"
+
+
+def manifests(plan: Plan, domain: DbDomain, images: Images | None = None) -> list[Manifest]:
+    """The domain's objects with the images the test bed imports (``labkit.images``)."""
+    if images is None:
+        from labkit import images as imagelib
+        images = Images(runtime=imagelib.image_ref("runtime"), galera=imagelib.image_ref("galera"))
+    return database(plan, domain, images)
+
+
+def apply(testbed: Any, manifest: Manifest) -> None:
+    """Create ``manifest`` in its cluster, or replace it when it exists (ConfigMap, Service, StatefulSet)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = testbed.kube(manifest.cluster)
+    ns, body = manifest.namespace, dict(manifest.obj)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    create, replace = {
+        "ConfigMap": (core.create_namespaced_config_map, core.replace_namespaced_config_map),
+        "Service": (core.create_namespaced_service, core.patch_namespaced_service),
+        "StatefulSet": (apps.create_namespaced_stateful_set, apps.patch_namespaced_stateful_set),
+    }.get(manifest.kind, (None, None))
+    if create is None:
+        raise DatabaseError(f"cannot apply {manifest.kind} {manifest.name}: only ConfigMap, Service, StatefulSet")
+    try:
+        create(ns, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise DatabaseError(f"creating {manifest.kind} {ns}/{manifest.name} in {manifest.cluster}: "
+                                f"{exc.status} {exc.reason}: {exc.body}") from None
+        replace(manifest.name, ns, body)
+
+
+def load_images(testbed: Any, clusters: Sequence[str], log: Log = print) -> float:
+    """Import the galera image into ``clusters`` in parallel; return the seconds it took."""
+    from labkit import images as imagelib
+
+    start = time.monotonic()
+    imagelib.build("galera", log)
+    with ThreadPoolExecutor(max_workers=max(1, len(clusters))) as pool:
+        list(pool.map(lambda c: testbed.load_image(c, "galera"), clusters))
+    return time.monotonic() - start
+
+
+def members(testbed: Any, plan: Plan, domain: str | DbDomain) -> list[Member]:
+    """The domain's members that run now (pod IP known), in ordinal order."""
+    from kubernetes import client
+
+    dom = domain_of(plan, domain)
+    owner = _owner(plan, dom)
+    core = client.CoreV1Api(testbed.kube(owner))
+    selector = f"app.kubernetes.io/instance={statefulset_name(dom)}"
+    out = []
+    for pod in sorted(core.list_namespaced_pod(dom.namespace, label_selector=selector).items,
+                      key=lambda p: _ordinal(p.metadata.name)):
+        if pod.metadata.deletion_timestamp is not None or not pod.status.pod_ip or not pod.spec.node_name:
+            continue
+        located = _locate(testbed, core, owner, dom.namespace, pod.metadata.name, pod.spec.node_name)
+        if located is not None:
+            out.append(Member(pod.metadata.name, located[0], located[1], located[2], pod.status.pod_ip))
+    return out
+
+
+def _ordinal(pod: str) -> int:
+    tail = pod.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _owner(plan: Plan, domain: DbDomain) -> str:
+    from labkit.workloads.render import owner
+    return owner(plan, domain.namespace)
+
+
+def _locate(testbed: Any, core: Any, owner: str, namespace: str, pod: str, node: str) -> tuple[str, str, str] | None:
+    """``(cluster, namespace, pod)`` where home pod ``pod`` bound to ``node`` runs its container."""
+    from kubernetes import client
+
+    labels = core.read_node(node).metadata.labels or {}
+    provider = labels.get(REMOTE_CLUSTER_LABEL)
+    if provider is None:
+        return owner, namespace, pod
+    if provider not in testbed.clusters():
+        raise DatabaseError(f"member {pod} runs on virtual node {node} of cluster {provider!r}, "
+                            f"which this test bed does not know ({testbed.clusters()})")
+    remote = client.CoreV1Api(testbed.kube(provider)).list_pod_for_all_namespaces(
+        label_selector=f"{SHADOW_POD_LABEL}={pod}").items
+    running = [p for p in remote if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
+    if not running:
+        return None
+    best = max(running, key=lambda p: p.metadata.creation_timestamp)
+    return provider, best.metadata.namespace, best.metadata.name
+
+
+def host(testbed: Any, member: Member) -> PodHost:
+    """The member's container as a :class:`~labkit.testbed.pods.PodHost` (exec through its cluster's API)."""
+    from kubernetes import client
+
+    return PodHost(client.CoreV1Api(testbed.kube(member.cluster)), member.namespace, member.runtime_pod, member.ip,
+                   container="galera")
+
+
+def sql(testbed: Any, member: Member, statements: str, database: str | None = None, timeout: float = 30.0) -> list[list[str]]:
+    """Run ``statements`` with ``mariadb`` as root in ``member``; return the rows (tab-separated fields).
+
+    Raises
+    ------
+    DatabaseError
+        When the client exits non-zero (the message names the member and has its error).
+    """
+    argv = ["mariadb", "-N", "-B", *(["-D", database] if database else []), "-e", statements]
+    result = host(testbed, member).run(argv, timeout=timeout)
+    if result.returncode != 0:
+        raise DatabaseError(f"SQL in {member.pod} ({member.cluster}/{member.namespace}/{member.runtime_pod}) "
+                            f"exited {result.returncode}: {(result.stderr or result.stdout).strip()[-500:]}")
+    return [line.split("\t") for line in result.stdout.splitlines() if line]
+
+
+def status(testbed: Any, member: Member) -> dict[str, str]:
+    """The member's Galera status (:data:`WSREP_STATUS`)."""
+    names = ",".join(f"'{n}'" for n in WSREP_STATUS)
+    rows = sql(testbed, member, f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})", timeout=15)
+    return {row[0].lower(): row[1] for row in rows if len(row) == 2}
+
+
+def complete(testbed: Any, plan: Plan, domain: str | DbDomain, replicas: int | None = None) -> list[Member] | None:
+    """The members when ``replicas`` (default: the domain's) are Synced in one Primary cluster of that size."""
+    dom = domain_of(plan, domain)
+    want = dom.replicas if replicas is None else replicas
+    found = members(testbed, plan, dom)
+    if len(found) != want:
+        return None
+    uuids = set()
+    for member in found:
+        try:
+            st = status(testbed, member)
+        except Exception:  # not started yet, exec refused while the container starts: not complete
+            return None
+        if (st.get("wsrep_cluster_size") != str(want) or st.get("wsrep_local_state_comment") != "Synced"
+                or st.get("wsrep_cluster_status") != "Primary"):
+            return None
+        uuids.add(st.get("wsrep_cluster_state_uuid"))
+    return found if len(uuids) == 1 else None
+
+
+def wait_complete(testbed: Any, plan: Plan, domain: str | DbDomain, timeout: float = 300.0,
+                  replicas: int | None = None, interval: float = 1.0) -> list[Member]:
+    """Wait until :func:`complete`; raise :class:`DatabaseError` with every member's state on timeout."""
+    dom = domain_of(plan, domain)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = complete(testbed, plan, dom, replicas)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise DatabaseError(f"DB domain {dom.name}: not {replicas or dom.replicas} Synced members after "
+                                f"{timeout:.0f} s; members now: {describe(testbed, plan, dom)}")
+        time.sleep(interval)
+
+
+def describe(testbed: Any, plan: Plan, domain: str | DbDomain) -> dict[str, Any]:
+    """Every running member's location and Galera state (or the error reading it), for messages."""
+    out: dict[str, Any] = {}
+    for member in members(testbed, plan, domain):
+        try:
+            out[member.pod] = {"cluster": member.cluster, "ip": member.ip, **status(testbed, member)}
+        except Exception as exc:  # for diagnostics only
+            out[member.pod] = {"cluster": member.cluster, "ip": member.ip, "error": str(exc)[-200:]}
+    return out
+
+
+def deploy_database(testbed: Any, plan: Plan, domain: str | DbDomain, *, images: Images | None = None,
+                    timeout: float = 300.0, log: Log = print) -> Deployment:
+    """Run a DB domain's Galera cluster and prepare the PDC configuration schema in it.
+
+    Imports the galera image into the domain's clusters, applies the rendered ConfigMap,
+    Services and StatefulSet to the owner of the domain's namespace (which must exist:
+    ``up(env)`` offloads it), waits until every member is ``Synced`` in one Primary cluster
+    of ``replicas``, then creates the database, the read-only account PDCs use and the
+    tables (:data:`labkit.grid.config.SCHEMA_SQL`).
+
+    Returns
+    -------
+    Deployment
+        The members and ``timings`` (``images_s``, ``ready_s``, ``schema_s``).
+
+    Raises
+    ------
+    DatabaseError
+        When an object cannot be created or the cluster is not complete within ``timeout``.
+    """
+    dom = domain_of(plan, domain)
+    owner = _owner(plan, dom)
+    deployment = Deployment(dom, owner, [])
+    deployment.timings["images_s"] = load_images(testbed, list(dom.members), log)
+    start = time.monotonic()
+    for manifest in manifests(plan, dom, images):
+        apply(testbed, manifest)
+    deployment.members = wait_complete(testbed, plan, dom, timeout)
+    deployment.timings["ready_s"] = time.monotonic() - start
+    log(f"[database] {dom.name}: {dom.replicas} members Synced in {deployment.timings['ready_s']:.1f} s "
+        f"({', '.join(f'{m.pod}@{m.cluster}' for m in deployment.members)})")
+    start = time.monotonic()
+    sql(testbed, deployment.members[0], reader_sql(DB_NAME, DB_READER))
+    sql(testbed, deployment.members[0], config_sql([]), database=DB_NAME)  # the tables, no rows
+    deployment.timings["schema_s"] = time.monotonic() - start
+    return deployment
+
+
+def pdc_configs(plan: Plan, domain: str | DbDomain) -> list[PdcConfig]:
+    """The configuration of every PDC whose namespace keeps it in ``domain`` (as rendered for it)."""
+    dom = domain_of(plan, domain)
+    env = plan.env
+    out = []
+    for pdc in env.grid.pdcs:
+        if _namespace(env, pdc) != dom.namespace:
+            continue
+        rendered = pdc_config(env, pdc)
+        out.append(from_mapping({k: v for k, v in rendered.items() if k != "db"}, where=f"rendered config of {pdc.name}"))
+    return out
+
+
+def write_pdc_configs(testbed: Any, plan: Plan, domain: str | DbDomain,
+                      configs: Sequence[PdcConfig] | None = None, member: Member | None = None) -> list[PdcConfig]:
+    """Store PDC configurations in the domain's database (one transaction); return them.
+
+    ``configs`` defaults to :func:`pdc_configs`; ``member`` to the first running member.
+    """
+    dom = domain_of(plan, domain)
+    cfgs = list(pdc_configs(plan, dom) if configs is None else configs)
+    target = member or next(iter(members(testbed, plan, dom)), None)
+    if target is None:
+        raise DatabaseError(f"DB domain {dom.name}: no running member to write the PDC configuration to")
+    sql(testbed, target, config_sql(cfgs), database=DB_NAME)
+    return cfgs

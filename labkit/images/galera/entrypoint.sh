@@ -1,0 +1,110 @@
+#!/bin/bash
+# labkit-galera: start one member of a Galera (MariaDB 10.11 + galera-4) StatefulSet.
+#
+# Environment (set by labkit.workloads.render.database):
+#   GALERA_PEERS   comma-separated DNS names of every member (<pod>.<headless svc>.<ns>.svc)
+#   POD_IP         this pod's address (wsrep_node_address: what the other members connect to);
+#                  default: the first global IPv4 address of the pod (a downward-API fieldRef to
+#                  status.podIP cannot be used: Liqo-style virtual kubelets resolve fieldRefs at
+#                  the consumer, before the provider has given the pod an address)
+#   GALERA_BOOTSTRAP_WAIT  seconds member 0 looks for a live peer before it bootstraps (5)
+#   GALERA_DATADIR, GALERA_RUNDIR  data and socket directories (/var/lib/mysql, /run/mysqld)
+#   GALERA_LOG_FILE_SIZE  InnoDB redo log size (16M; 10.11's 96M default would make every
+#                  state transfer copy 96 MB of mostly empty log through the tunnels)
+# The member's name and ordinal come from the pod's hostname (a StatefulSet pod's hostname is
+# its name, also in a Liqo provider, whose ShadowPod keeps spec.hostname).
+#
+# Bootstrap rule (only one member may ever create the cluster):
+#   * a member whose peers answer on the Galera port (4567) joins them (SST/IST);
+#   * member 0 bootstraps a new cluster (--wsrep-new-cluster) only when no peer answers for
+#     GALERA_BOOTSTRAP_WAIT seconds AND its grastate.dat allows it (absent, or
+#     safe_to_bootstrap: 1); otherwise it keeps looking for peers;
+#   * every other member waits until some peer answers.
+# Extra arguments are passed to mariadbd.
+set -euo pipefail
+
+DATADIR=${GALERA_DATADIR:-/var/lib/mysql}
+RUNDIR=${GALERA_RUNDIR:-/run/mysqld}
+GALERA_PORT=${GALERA_PORT:-4567}
+BOOTSTRAP_WAIT=${GALERA_BOOTSTRAP_WAIT:-5}
+LOG_FILE_SIZE=${GALERA_LOG_FILE_SIZE:-16M}
+NAME=${GALERA_NAME:-$(hostname)}
+ORDINAL=${NAME##*-}
+
+log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) labkit-galera $NAME: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ -n "${GALERA_PEERS:-}" ] || die "GALERA_PEERS is empty: the rendered StatefulSet must list the members"
+POD_IP=${POD_IP:-$(ip -4 -o addr show scope global 2>/dev/null | awk 'NR == 1 { sub(/\/.*/, "", $4); print $4 }')}
+[ -n "$POD_IP" ] || die "no POD_IP and no global IPv4 address on any interface"
+[[ "$ORDINAL" =~ ^[0-9]+$ ]] || die "hostname $NAME does not end in a StatefulSet ordinal"
+
+# resolve NAME -> first IPv4 address (empty when it does not resolve yet)
+resolve() { getent ahostsv4 "$1" 2>/dev/null | awk 'NR == 1 { print $1 }'; }
+
+# addresses of the peers (not this member) whose Galera port answers, comma-separated
+live_peers() {
+    local out=() peer ip
+    IFS=, read -ra all <<< "$GALERA_PEERS"
+    for peer in "${all[@]}"; do
+        [ "${peer%%.*}" = "$NAME" ] && continue
+        ip=$(resolve "$peer")
+        [ -n "$ip" ] && [ "$ip" != "$POD_IP" ] || continue
+        if timeout 1 bash -c ">/dev/tcp/$ip/$GALERA_PORT" 2>/dev/null; then
+            out+=("$ip")
+        fi
+    done
+    local IFS=,
+    echo "${out[*]}"
+}
+
+# whether grastate.dat allows bootstrapping from this data directory
+may_bootstrap() {
+    local state="$DATADIR/grastate.dat"
+    [ -f "$state" ] || return 0
+    grep -Eq '^safe_to_bootstrap:[[:space:]]*1' "$state"
+}
+
+TMPDIR_DB="$RUNDIR/tmp"  # the server's own temporary directory (not a /tmp shared with anything)
+mkdir -p "$DATADIR" "$RUNDIR" "$TMPDIR_DB"
+chown mysql:mysql "$DATADIR" "$RUNDIR" "$TMPDIR_DB"
+if [ ! -d "$DATADIR/mysql" ]; then
+    log "empty data directory: mariadb-install-db"
+    mariadb-install-db --no-defaults --user=mysql --datadir="$DATADIR" --tmpdir="$TMPDIR_DB" --skip-test-db \
+        --innodb-log-file-size="$LOG_FILE_SIZE" \
+        --auth-root-authentication-method=socket >/dev/null \
+        || die "mariadb-install-db failed on $DATADIR (is it writable by user mysql?)"
+fi
+
+started=$(date +%s)
+last_log=0
+last_unsafe=0
+while :; do
+    peers=$(live_peers)
+    now=$(date +%s)
+    if [ -n "$peers" ]; then
+        log "joining the cluster through $peers"
+        ARGS=(--wsrep-cluster-address="gcomm://$peers")
+        break
+    fi
+    if [ "$ORDINAL" = 0 ] && [ $((now - started)) -ge "$BOOTSTRAP_WAIT" ]; then
+        if may_bootstrap; then
+            log "no peer answered for ${BOOTSTRAP_WAIT} s: bootstrapping a new cluster"
+            ARGS=(--wsrep-new-cluster --wsrep-cluster-address="gcomm://")
+            break
+        fi
+        if [ $((now - last_unsafe)) -ge 10 ]; then
+            log "no peer answers and grastate.dat says safe_to_bootstrap: 0; waiting for a peer"
+            last_unsafe=$now
+        fi
+    elif [ $((now - last_log)) -ge 10 ]; then
+        log "waiting for a peer on port $GALERA_PORT ($GALERA_PEERS)"
+        last_log=$now
+    fi
+    sleep 1
+done
+
+exec mariadbd --user=mysql --datadir="$DATADIR" --socket="$RUNDIR/mysqld.sock" \
+    --pid-file="$RUNDIR/mysqld.pid" --tmpdir="$TMPDIR_DB" --innodb-log-file-size="$LOG_FILE_SIZE" \
+    --bind-address=0.0.0.0 \
+    --wsrep-node-address="$POD_IP" --wsrep-node-name="$NAME" "${ARGS[@]}" "$@"

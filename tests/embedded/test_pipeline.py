@@ -1,0 +1,139 @@
+"""The README's main job in CI: the quick pipeline on the embedded default, end to end.
+
+Every notebook of ``notebooks/pipeline.yaml`` measures on real clusters (quick profile), writes
+its tables, its comparison with the thesis and its figures; the report is built; the env's
+bounds are checked. The pipeline runs once per session (a module fixture); each test below then
+checks one experiment's tables. This is the measure path of every experiment notebook; their
+plotting paths are tested alone on small tables (tests/test_experiments_replot.py,
+tests/test_stream_replot.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from embedded_helpers import require_embedded
+
+from labkit import bounds, reference, results
+from labkit.config import load_env
+from labkit.experiments import reaction, scalability, stream
+from labkit.manifest import Manifest
+from labkit.runner import PipelineError, load_pipeline, run_pipeline
+from labkit.testbed.embedded import leftovers
+
+pytestmark = pytest.mark.embedded
+
+#: Thesis numbers the quick run must put beside ours (every published one the pipeline measures).
+COMPARED = ("latency_ms.table_7_2_network.avg", "latency_ms.table_7_3_same_cluster.avg",
+            "latency_ms.table_7_4_liqo_peered.avg", "latency_ms.table_7_5_liqo_overhead",
+            "reaction_s.figure_7_2_virtual_node_not_ready_median", "stream_downtime_s.figure_7_3_pod_failure_median",
+            "stream_downtime_s.figure_7_4_cluster_failure_composition.eviction_wait")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``invoke lab --env embedded --profile quick`` into a temporary data/ and figures/; the run folder."""
+    require_embedded()
+    root = tmp_path_factory.mktemp("lab")
+    start = time.monotonic()
+    error = None
+    try:
+        run_pipeline("embedded", "quick", run_id="ci", data_root=root / "data", figures_root=root / "figures",
+                     progress=False)
+    except PipelineError as err:  # the tests below say which experiment failed
+        error = err
+    run_dir = root / "data" / "ci"
+    print(f"\nquick pipeline: {(time.monotonic() - start) / 60:.1f} min; " +
+          ", ".join(f"{n.notebook} {n.seconds or 0:.0f} s ({n.status})" for n in Manifest.read(run_dir).notebooks))
+    if error is not None:
+        print(f"pipeline error: {error}")
+    yield run_dir
+
+
+def test_every_notebook_ran_and_the_report_was_built(run: Path) -> None:
+    manifest = Manifest.read(run)
+    expected = [e.notebook for e in load_pipeline().notebooks if e.runs_on("embedded")]
+    assert [n.notebook for n in manifest.notebooks] == expected
+    assert {n.notebook: n.status for n in manifest.notebooks} == dict.fromkeys(expected, "ok"), manifest.error
+    assert manifest.status == "ok", manifest.error
+    figures = run.parents[1] / "figures"
+    assert len(list(figures.glob("*.png"))) >= 22
+    assert (figures / "report.html").stat().st_size > 100_000
+    assert leftovers().empty()
+
+
+def test_every_published_number_is_compared(run: Path) -> None:
+    compared = set(reference.read_comparisons(run)["key"])
+    assert set(COMPARED) <= compared, set(COMPARED) - compared
+
+
+def test_every_bound_was_measured_and_holds(run: Path) -> None:
+    verdicts = {t["metric"]: (t["status"], t["value"]) for t in Manifest.read(run).thresholds}
+    declared = [b.metric for b in load_env("embedded").bounds]
+    assert declared and set(verdicts) == set(declared)
+    assert set(declared) <= set(bounds.measured(run)), "a bound's metric was not recorded"
+    assert all(status == "pass" for status, _ in verdicts.values()), verdicts
+
+
+def test_latency_tables_7_2_to_7_5(run: Path) -> None:
+    rtt = results.read_table(run, "latency").query("metric == 'rtt'")
+    assert set(rtt["step"]) == {"vm-to-vm", "pod-same-cluster", "pod-peered"}
+    assert set(rtt["leaf"]) == {"leaf-1", "leaf-2", "leaf-3"}
+    assert (rtt["value"] > 0).all() and (rtt["value"] < 100).all()  # ms, on one machine
+    assert rtt.groupby(["step", "leaf"]).size().min() >= 45  # at most 5 of 50 probes lost
+    means = rtt.groupby("step")["value"].mean()
+    assert means["pod-peered"] > means["pod-same-cluster"]  # the tunnel costs something
+
+
+def test_reaction_fig_7_2(run: Path) -> None:
+    delays = results.read_table(run, "reaction")
+    assert set(delays["method"]) == {"poll", "watch"} and delays["value"].notna().all()
+    assert delays["value"].between(7.0, 35.0).all(), delays[["repetition", "method", "value", "reason"]]
+    table = reaction.table(delays).set_index("method")
+    assert table.loc["watch", "median"] <= table.loc["poll", "median"] + 0.5  # the watch sees it first
+
+
+def test_scalability_matches_eq_5_1(run: Path) -> None:
+    summary = scalability.table(results.read_table(run, "scalability")).set_index("n")
+    assert list(summary.index) == [2, 3, 4]
+    for column in ("peering_links", "tunnels", "virtual_nodes_ready"):
+        assert list(summary[column]) == [1, 3, 6], column
+    assert summary["memory_pss"].is_monotonic_increasing
+
+
+def _downtimes_add_up(rows, phases: set[str]) -> None:  # noqa: ANN001
+    d = stream.downtimes(rows)
+    assert len(d) >= 1 and np.isfinite(d["downtime_s"]).all()
+    assert d["downtime_s"].between(0.1, 120).all()
+    wide = stream.phase_table(rows)
+    assert phases <= set(wide.columns), wide
+
+
+def test_pod_failure_fig_7_3(run: Path) -> None:
+    rows = results.read_table(run, "pod_failure")
+    _downtimes_add_up(rows, {"detection", "restart", "config fetch", "reconnect", "first frame"})
+    assert (rows[rows["metric"] == "phase"]["config_source"].dropna() == "db").any()  # the PDC read the DB
+
+
+def test_cluster_failure_fig_7_4(run: Path) -> None:
+    rows = results.read_table(run, "cluster_failure")
+    _downtimes_add_up(rows, {"detection", "eviction", "restart", "first frame"})
+    comp = stream.composition(rows).median()
+    assert 5 < comp["not_ready_detection"] < 30   # the gateway's 5 lost pings, 2 s apart
+    assert 0 < comp["eviction_wait"] < 20         # the 5 s toleration of Table 7.1
+
+
+def test_island_fig_6_2(run: Path) -> None:
+    lost = stream.island_table(results.read_table(run, "island")).set_index("stream")
+    assert lost.loc["low", "lost"] == 0 and lost.loc["low", "expected"] >= 20 * 30
+    assert lost.loc["high", "lost"] > 0.5 * lost.loc["high", "expected"]  # the high PDC lost the isolated source
+
+
+def test_multilevel_downtime(run: Path) -> None:
+    rows = results.read_table(run, "multilevel")
+    _downtimes_add_up(rows, {"restart", "first frame"})
+    print(stream.downtimes(rows).to_string())

@@ -1,0 +1,275 @@
+"""The thesis' DB domain on real peered clusters: a 3-member Galera cluster holding the PDC configuration.
+
+envs/thesis.yaml: five single-VM clusters; the root offloads namespace ``test`` to the four
+leaves, and the DB domain ``pdc-config`` (3 replicas over the 4 leaves) runs there as one
+StatefulSet of the root. The members find each other through the headless Service
+(reflected, with its EndpointSlices, into every leaf) and talk over the leaves' WireGuard
+full mesh. A PDC started in a leaf reads its configuration from the database through the
+reflected client Service. One member's pod is deleted: the other two keep taking writes,
+no committed row is lost, and the member rejoins (cluster size back to 3).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peering_helpers import require_peering
+from kubernetes import client
+
+from labkit import config
+from labkit.experiments import database as db
+from labkit.grid.config import parse_fetch_line
+
+pytestmark = pytest.mark.embedded
+
+DOMAIN = "pdc-config"
+PROBE_TABLE = "CREATE TABLE IF NOT EXISTS probe (id INT PRIMARY KEY, written_via VARCHAR(64) NOT NULL)"
+
+
+@pytest.fixture(scope="module")
+def galera() -> Iterator[tuple[Any, db.Deployment, dict[str, float]]]:
+    """The thesis env up and peered, the DB domain deployed; yields (testbed, deployment, timings)."""
+    require_peering()
+    from labkit import images
+    try:  # the rootfs layer is cached by `invoke setup`; the entrypoint layer rebuilds in ~1 s
+        images.build("galera")
+    except images.ImageError as exc:
+        pytest.skip(f"galera image cannot be built here: {exc}")
+    from labkit.testbed.embedded import EmbeddedTestbed
+    tb = EmbeddedTestbed()
+    start = time.monotonic()
+    # outside the try: up() tears down what it started itself, and when it could not take the
+    # machine lock there is nothing of ours to remove (down() would sweep the holder's testbed)
+    tb.up(config.load_env("thesis"))
+    timings = {"up_s": time.monotonic() - start, **{f"testbed_{k}": v for k, v in tb.timings.items()}}
+    try:
+        deployment = db.deploy_database(tb, tb.plan, DOMAIN)
+        timings.update(deployment.timings)
+        print(f"timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
+        yield tb, deployment, timings
+    finally:
+        tb.down()
+
+
+def _count(tb: Any, member: db.Member) -> tuple[int, int]:
+    """``(rows, max id)`` of the probe table as ``member`` sees it."""
+    rows = db.sql(tb, member, "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM probe", database="labkit")
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def test_members_spread_over_three_leaves_and_a_pdc_reads_its_config(galera: tuple[Any, db.Deployment, dict]) -> None:
+    tb, deployment, timings = galera
+    members = deployment.members
+    assert [m.pod for m in members] == [f"{DOMAIN}-galera-{i}" for i in range(3)]
+    assert len({m.cluster for m in members}) == 3 and all(m.cluster.startswith("leaf-") for m in members)
+    assert timings["ready_s"] < 180
+    for member in members:  # every member in the same Primary component of 3
+        st = db.status(tb, member)
+        assert (st["wsrep_cluster_size"], st["wsrep_cluster_status"], st["wsrep_ready"]) == ("3", "Primary", "ON")
+
+    written = db.write_pdc_configs(tb, tb.plan, DOMAIN, member=members[1])
+    assert {c.name for c in written} == {"pdc-low", "pdc-high"}
+    # a client in a leaf pod reaches the database by the client Service's name: CoreDNS of the
+    # leaf answers from the reflected Service, kube-proxy balances over the reflected
+    # EndpointSlices (Synced members only), across the tunnels; as the read-only account
+    for member in members:
+        rows = db.host(tb, member).run(
+                ["mariadb", "-N", "-B", "-h", f"{DOMAIN}-db.test.svc", "-u", "pdc", "-D", "labkit", "-e",
+                 "SELECT idcode FROM pdc WHERE name='pdc-low'"], timeout=30)
+        assert rows.returncode == 0 and rows.stdout.split() == ["101"], (member, rows.stderr)
+    denied = db.host(tb, members[0]).run(["mariadb", "-h", f"{DOMAIN}-db.test.svc", "-u", "pdc", "-D", "labkit",
+                                          "-e", "DELETE FROM pdc"], timeout=30)
+    assert denied.returncode != 0 and "denied" in denied.stderr
+    # the PDC program, started in a leaf VM, fetches pdc-low's configuration from a member in
+    # another leaf (pod IP through the WireGuard tunnel; the VMs have no route to ClusterIPs)
+    leaf = next(c for c in tb.plan.env.clusters if c.name.startswith("leaf-") and c.name != members[0].cluster)
+    stale = {"name": "pdc-low", "idcode": 1, "output_host": "127.0.0.1", "inputs": [
+        {"name": "x", "host": "127.0.0.1", "port": 1, "idcode": 1}],
+        "db": {"host": members[0].ip, "port": 3306, "database": "labkit", "user": "pdc", "timeout": 20}}
+    path = Path(f"/tmp/labkit-galera-test-{leaf.name}.json")
+    path.write_text(json.dumps(stale))
+    vm = tb.host(leaf.nodes[0].name)
+    try:
+        result = vm.run(["timeout", "15", sys.executable, "-m", "labkit.grid.pdc", "--config", str(path), "--port", "0"],
+                        timeout=40)
+        loaded = vm.run([sys.executable, "-c", "import json, sys; from labkit.grid.config import load_config, to_mapping; "
+                         "print(json.dumps(to_mapping(load_config(sys.argv[1]))))", str(path)], timeout=40)
+    finally:
+        path.unlink()
+    fetched = [f for f in map(parse_fetch_line, result.stderr.splitlines()) if f]
+    assert len(fetched) == 1 and result.stdout.startswith("listening 127.0.0.1 "), result.stderr[-2000:]
+    name, fetch = fetched[0]
+    print(f"PDC in {leaf.name} fetched its config from {fetch.address} ({members[0].cluster}) in "
+          f"{fetch.seconds * 1000:.1f} ms ({fetch.attempts} attempt(s))")
+    assert name == "pdc-low" and fetch.source == "db" and fetch.seconds < 20
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    cfg = json.loads(loaded.stdout)  # the database's values, not the stale file's
+    assert cfg["idcode"] == 101 and [i["host"] for i in cfg["inputs"]] == ["pmu-1.test.svc"]
+
+
+def test_losing_a_member_loses_no_committed_row_and_it_rejoins(galera: tuple[Any, db.Deployment, dict]) -> None:
+    tb, deployment, timings = galera
+    plan = tb.plan
+    members = db.wait_complete(tb, plan, DOMAIN, timeout=60)
+    writer, victim = members[0], members[1]
+    db.sql(tb, writer, PROBE_TABLE, database="labkit")
+    committed = 0
+    for i in range(1, 21):  # committed through every member: Galera is multi-master
+        via = members[i % 3]
+        db.sql(tb, via, f"INSERT INTO probe VALUES ({i}, '{via.pod}')", database="labkit")
+        committed = i
+    assert {_count(tb, m) for m in members} == {(20, 20)}
+
+    start = time.monotonic()
+    client.CoreV1Api(tb.kube("root")).delete_namespaced_pod(victim.pod, "test")
+    outage: list[float] = []
+    failures: list[str] = []
+    back: list[db.Member] | None = None
+    slowest = 0.0  # longest write (exec round trip included): an rsync donor blocks while it sends
+    while time.monotonic() - start < 240:
+        committed += 1
+        sent = time.monotonic()
+        try:  # the two survivors keep serving writes while the member is away
+            db.sql(tb, writer, f"INSERT INTO probe VALUES ({committed}, 'outage')", database="labkit")
+            outage.append(time.monotonic() - start)
+            slowest = max(slowest, time.monotonic() - sent)
+        except db.DatabaseError as exc:
+            failures.append(str(exc))
+            committed -= 1
+        survivors = db.members(tb, plan, DOMAIN)
+        if any(m.pod == victim.pod for m in survivors) or len(outage) > 3:
+            back = db.complete(tb, plan, DOMAIN)
+            if back is not None and len(outage) >= 3:
+                break
+        time.sleep(0.5)
+    rejoin_s = time.monotonic() - start
+    assert back is not None, f"member {victim.pod} did not rejoin in 240 s: {db.describe(tb, plan, DOMAIN)}"
+    print(f"member {victim.pod} ({victim.cluster}) deleted -> cluster of 3 Synced again in {rejoin_s:.1f} s "
+          f"(now in {next(m.cluster for m in back if m.pod == victim.pod)}); "
+          f"{len(outage)} writes during the outage, {len(failures)} refused, slowest {slowest:.1f} s")
+    assert not failures, failures
+    assert len(outage) >= 3
+    for member in back:  # every committed row, on every member, the rejoined one included
+        assert _count(tb, member) == (committed, committed), member
+    rejoined = next(m for m in back if m.pod == victim.pod)
+    assert rejoined.runtime_pod != victim.runtime_pod  # a new container with a new (empty) data dir
+    st = db.status(tb, rejoined)
+    assert st["wsrep_cluster_size"] == "3" and st["wsrep_local_state_comment"] == "Synced"
+    assert rejoin_s < 180
+
+
+# --------------------------------------------------------------------------- the entrypoint alone
+
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "labkit" / "images" / "galera" / "entrypoint.sh"
+
+
+class _LocalMembers:
+    """Members run by the image's entrypoint on this machine (127.0.0.2x, the host's MariaDB + galera-4)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[int, Any] = {}
+        self.peers = ",".join(self.address(i) for i in range(3))
+
+    @staticmethod
+    def address(i: int) -> str:
+        return f"127.0.0.{21 + i}"
+
+    def socket(self, i: int) -> str:
+        return str(self.root / f"run{i}" / "mysqld.sock")
+
+    def start(self, i: int) -> None:
+        import os
+        import subprocess
+        addr = self.address(i)
+        env = {**os.environ, "GALERA_NAME": f"local-{i}", "GALERA_PEERS": self.peers, "POD_IP": addr,
+               "GALERA_DATADIR": str(self.root / f"data{i}"), "GALERA_RUNDIR": str(self.root / f"run{i}"),
+               "GALERA_BOOTSTRAP_WAIT": "3"}
+        args = ["--wsrep-on=ON", "--wsrep-provider=/usr/lib/galera/libgalera_smm.so", "--binlog-format=ROW",
+                "--innodb-autoinc-lock-mode=2", "--wsrep-cluster-name=local", "--wsrep-sst-method=rsync",
+                f"--bind-address={addr}", f"--wsrep-provider-options=gmcast.listen_addr=tcp://{addr}:4567;gcache.size=16M",
+                "--innodb-buffer-pool-size=32M", f"--log-error={self.root}/err{i}.log"]
+        log = (self.root / f"out{i}.log").open("a")
+        self.procs[i] = subprocess.Popen([str(ENTRYPOINT), *args], env=env, stdout=log, stderr=log)
+
+    def stop(self, i: int) -> None:
+        proc = self.procs.pop(i, None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except Exception:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def size(self, i: int) -> int:
+        import subprocess
+        out = subprocess.run(["mariadb", "-N", "-B", "-S", self.socket(i), "-e",
+                              "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'"], capture_output=True, text=True)
+        return int(out.stdout.split()[1]) if out.returncode == 0 and out.stdout.strip() else 0
+
+    def log(self, i: int) -> str:
+        return (self.root / f"out{i}.log").read_text()
+
+
+@pytest.fixture
+def local_members() -> Iterator[_LocalMembers]:
+    import os
+    import shutil
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("mariadbd") or not Path("/usr/lib/galera/libgalera_smm.so").exists():
+        pytest.skip("needs root and the host's mariadb-server + galera-4")
+    root = Path(tempfile.mkdtemp(prefix="labkit-galera-", dir="/tmp"))  # user mysql must reach the data dirs
+    root.chmod(0o755)
+    members = _LocalMembers(root)
+    try:
+        yield members
+    finally:
+        for i in list(members.procs):
+            members.stop(i)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait(what: str, probe: Any, members: _LocalMembers, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        dead = {i: members.log(i)[-1500:] for i, p in members.procs.items() if p.poll() is not None}
+        if dead or time.monotonic() > deadline:
+            pytest.fail(f"waiting for {what}: " + (f"member(s) exited: {dead}" if dead else f"timed out after {timeout:.0f} s"))
+        time.sleep(0.5)
+
+
+def test_entrypoint_bootstraps_once_and_a_recreated_member_0_joins(local_members: _LocalMembers) -> None:
+    m = local_members
+    for i in range(3):
+        m.start(i)
+    _wait("a cluster of 3", lambda: all(m.size(i) == 3 for i in range(3)), m)
+    assert "bootstrapping a new cluster" in m.log(0)
+    assert all("joining the cluster" in m.log(i) and "bootstrapping" not in m.log(i) for i in (1, 2))
+    # member 0 comes back with an empty data dir (a new pod) while 1 and 2 run: it joins them
+    m.stop(0)
+    shutil_rm = __import__("shutil").rmtree
+    shutil_rm(m.root / "data0")
+    (m.root / "out0.log").write_text("")
+    m.start(0)
+    _wait("member 0 back in the cluster", lambda: m.size(0) == 3 and m.size(1) == 3, m)
+    assert "joining the cluster" in m.log(0) and "bootstrapping" not in m.log(0)
+
+
+def test_entrypoint_member_0_does_not_bootstrap_from_unsafe_state(local_members: _LocalMembers) -> None:
+    m = local_members
+    data = m.root / "data0"
+    (data / "mysql").mkdir(parents=True)  # an initialised data dir whose state says: not the last to leave
+    (data / "grastate.dat").write_text("# GALERA saved state\nversion: 2.1\n"
+                                       "uuid:    6f2a1e52-0000-11ef-8000-000000000001\nseqno:   -1\n"
+                                       "safe_to_bootstrap: 0\n")
+    m.start(0)
+    _wait("the refusal", lambda: "safe_to_bootstrap: 0; waiting for a peer" in m.log(0), m, timeout=30)
+    assert m.procs[0].poll() is None and m.size(0) == 0  # still waiting, no server started
+    assert "bootstrapping" not in m.log(0)
