@@ -32,7 +32,7 @@ from labkit.grid.config import PdcConfig, config_sql, from_mapping, reader_sql
 from labkit.testbed.base import TestbedError
 from labkit.testbed.pods import PodHost
 from labkit.topology import Plan
-from labkit.workloads.render import DB_NAME, DB_READER, Images, Manifest, _namespace, database, pdc_config
+from labkit.workloads.render import DB_NAME, DB_READER, Images, Manifest, database, grid_namespace, pdc_config
 
 #: Label the virtual kubelet puts on the provider-side pod of a home pod (Liqo's ShadowPod label).
 SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
@@ -324,7 +324,7 @@ def pdc_configs(plan: Plan, domain: str | DbDomain) -> list[PdcConfig]:
     env = plan.env
     out = []
     for pdc in env.grid.pdcs:
-        if _namespace(env, pdc) != dom.namespace:
+        if grid_namespace(env, pdc) != dom.namespace:
             continue
         rendered = pdc_config(env, pdc)
         out.append(from_mapping({k: v for k, v in rendered.items() if k != "db"}, where=f"rendered config of {pdc.name}"))

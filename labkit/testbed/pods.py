@@ -21,13 +21,23 @@ class PodHost:
 
     def __init__(self, api: Any, namespace: str, pod: str, address: str, container: str | None = None) -> None:
         self.api, self.namespace, self.name, self.address, self.container = api, namespace, pod, address, container
+        self._exec_api: Any = None
+
+    def _exec_core(self) -> Any:
+        """A CoreV1Api on a client of its own: ``kubernetes.stream.stream`` swaps the request method of the
+        client it execs through for the length of the call, which breaks watches sharing that client."""
+        if self._exec_api is None:
+            from kubernetes import client
+
+            self._exec_api = client.CoreV1Api(client.ApiClient(configuration=self.api.api_client.configuration))
+        return self._exec_api
 
     def run(self, argv: Sequence[str], timeout: float = 60.0) -> CommandResult:
         """Exec ``argv`` in the pod and wait for it (exit code from the exec status channel)."""
         from kubernetes.stream import stream
 
         kwargs = {"container": self.container} if self.container else {}
-        resp = stream(self.api.connect_get_namespaced_pod_exec, self.name, self.namespace, command=list(argv),
+        resp = stream(self._exec_core().connect_get_namespaced_pod_exec, self.name, self.namespace, command=list(argv),
                       stderr=True, stdout=True, stdin=False, tty=False, _preload_content=False, **kwargs)
         out, err = [], []
         deadline = time.monotonic() + timeout

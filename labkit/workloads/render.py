@@ -259,7 +259,7 @@ def deployment(plan: Plan, name: str, namespace: str, component: str, module: st
 # --------------------------------------------------------------------------- grid
 
 
-def _namespace(env: Env, item: PmuSpec | PdcSpec) -> str:
+def grid_namespace(env: Env, item: PmuSpec | PdcSpec) -> str:
     """The namespace a PMU or PDC runs in."""
     return item.namespace or env.grid.namespace
 
@@ -268,7 +268,7 @@ def _address(env: Env, name: str) -> dict[str, Any]:
     """Where a PMU/PDC serves C37.118 (its Service's DNS name)."""
     items = {i.name: i for i in [*env.grid.pmus, *env.grid.pdcs]}
     item = items[name]
-    return {"name": name, "idcode": item.idcode, "host": f"{name}.{_namespace(env, item)}.svc",
+    return {"name": name, "idcode": item.idcode, "host": f"{name}.{grid_namespace(env, item)}.svc",
             "port": C37118_PORT}
 
 
@@ -308,7 +308,7 @@ def pdc_config(env: Env, pdc: PdcSpec, with_db: bool = True) -> dict[str, Any]:
             "wait_window_ms": pdc.wait_window_ms, "output_host": "0.0.0.0", "output_port": C37118_PORT,
             "backoff_min": PDC_BACKOFF[0], "backoff_max": PDC_BACKOFF[1],
             "inputs": [_address(env, i) for i in pdc.inputs],
-            "db": _db_for(env, _namespace(env, pdc)) if with_db else None}
+            "db": _db_for(env, grid_namespace(env, pdc)) if with_db else None}
 
 
 def grid(plan: Plan, images: Images, with_db: bool = True) -> list[Manifest]:
@@ -319,12 +319,12 @@ def grid(plan: Plan, images: Images, with_db: bool = True) -> list[Manifest]:
     env = plan.env
     out: list[Manifest] = []
     for pmu in env.grid.pmus:
-        ns = _namespace(env, pmu)
+        ns = grid_namespace(env, pmu)
         config = pmu_config(env, pmu)
         out += _owned(plan, ns, deployment(plan, pmu.name, ns, "pmu", "labkit.grid.pmu", images.runtime,
                                            pmu.placement, config, args=pmu_args(config)))
     for pdc in env.grid.pdcs:
-        ns = _namespace(env, pdc)
+        ns = grid_namespace(env, pdc)
         out += _owned(plan, ns, deployment(plan, pdc.name, ns, "pdc", "labkit.grid.pdc", images.runtime,
                                            pdc.placement, pdc_config(env, pdc, with_db)))
     out += estimators(plan, images)
@@ -337,7 +337,7 @@ def estimators(plan: Plan, images: Images) -> list[Manifest]:
     highs: dict[str, list[PdcSpec]] = {}
     for pdc in env.grid.pdcs:
         if pdc.level == "high":
-            highs.setdefault(_namespace(env, pdc), []).append(pdc)
+            highs.setdefault(grid_namespace(env, pdc), []).append(pdc)
     out: list[Manifest] = []
     for ns, pdcs in highs.items():
         config = {"name": "se", "network": env.grid.network, "fps": env.grid.fps, "port": C37118_PORT,

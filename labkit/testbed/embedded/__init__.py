@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from labkit.testbed.embedded.liqo import Liqo
     from labkit.topology import Plan
 
-__all__ = ["ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages", "MachineLock", "OffloadSpec", "Tuning",
-           "VmSpec", "leftovers", "sweep"]
+__all__ = ["ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages", "MachineLock",
+           "OffloadSpec", "Tuning", "VmSpec", "leftovers", "sweep"]
 
 Log = Callable[[str], None]
 leftovers = vmlib.leftovers
