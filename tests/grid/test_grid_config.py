@@ -194,14 +194,19 @@ def _db_file(tmp_path: Path, port: int, **db: object) -> Path:
     return path
 
 
-def test_file_with_a_db_entry_is_filled_from_the_database_and_timed(tmp_path: Path, mariadb: int) -> None:
-    from labkit.grid.config import load_config_timed, parse_fetch_line
-
-    conn = __import__("pymysql").connect(host="127.0.0.1", port=mariadb, user="root", password="", database="labkit")
+def _seed(port: int) -> None:
+    """Write the GOOD configuration into the test MariaDB on ``port``."""
+    conn = __import__("pymysql").connect(host="127.0.0.1", port=port, user="root", password="", database="labkit")
     try:
         write_mysql(conn, from_mapping(GOOD))
     finally:
         conn.close()
+
+
+def test_file_with_a_db_entry_is_filled_from_the_database_and_timed(tmp_path: Path, mariadb: int) -> None:
+    from labkit.grid.config import load_config_timed, parse_fetch_line
+
+    _seed(mariadb)
     cfg, fetch = load_config_timed(_db_file(tmp_path, mariadb))
     assert cfg.idcode == 100 and [i.name for i in cfg.inputs] == ["pmu-a", "pmu-b"]  # the database wins
     assert cfg.output_host == "0.0.0.0" and cfg.backoff_max == 1.0 and cfg.extra["level"] == "low"  # the file's own
@@ -236,11 +241,7 @@ def test_bad_db_entry_is_named(tmp_path: Path, db: object, message: str) -> None
 def test_pdc_cli_logs_how_long_the_config_fetch_took(tmp_path: Path, mariadb: int) -> None:
     from labkit.grid.config import parse_fetch_line
 
-    conn = __import__("pymysql").connect(host="127.0.0.1", port=mariadb, user="root", password="", database="labkit")
-    try:
-        write_mysql(conn, from_mapping(GOOD))
-    finally:
-        conn.close()
+    _seed(mariadb)
     proc = subprocess.Popen([sys.executable, "-m", "labkit.grid.pdc", "--config", str(_db_file(tmp_path, mariadb)),
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
