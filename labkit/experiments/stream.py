@@ -454,22 +454,10 @@ def recorder_manifest(name: str, image: str, node: str, target: str) -> dict[str
                      "volumes": [{"name": "data", "emptyDir": {}}]}}
 
 
-def own_client(testbed: Any, cluster: str) -> Any:
-    """A ``kubernetes.client.ApiClient`` of ``cluster`` for this caller alone.
-
-    ``kubernetes.stream.stream`` (exec) swaps the request method of the client it is given for
-    the length of the call, which breaks watches sharing that client in other threads; the
-    recorders' exec polling therefore gets its own.
-    """
-    from kubernetes import client
-
-    return client.ApiClient(configuration=testbed.kube(cluster).configuration)
-
-
 def start_recorder(testbed: Any, env: Env, stream: str, cluster: str, target: str, image: str) -> RecorderPod:
     """Start a recorder pod on the first node of ``cluster`` subscribed to ``target``."""
     node = env.cluster(cluster).nodes[0].name
-    (host,) = start_pods(own_client(testbed, cluster), RECORDER_NAMESPACE,
+    (host,) = start_pods(testbed.kube(cluster), RECORDER_NAMESPACE,
                          [recorder_manifest(f"rec-{stream}", image, node, target)], timeout=180)
     return RecorderPod(stream, cluster, target, host)
 
