@@ -75,7 +75,7 @@ class MachineLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = self.path.read_text().strip() or "unknown process"
+                holder = self._holder_text()
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise TestbedError(f"another embedded testbed is running on this machine ({holder}); "
@@ -88,6 +88,10 @@ class MachineLock:
         os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n".encode())
         self._fd = fd
 
+    def _holder_text(self) -> str:
+        """What the holder wrote into the lock file (its pid and command line)."""
+        return self.path.read_text().strip() or "unknown process"
+
     def holder(self) -> str | None:
         """Who holds the lock now (``None``: nobody, an embedded testbed may be started)."""
         if not self.path.exists():
@@ -98,7 +102,7 @@ class MachineLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         except BlockingIOError:
-            return self.path.read_text().strip() or "unknown process"
+            return self._holder_text()
         finally:
             os.close(fd)
 
