@@ -34,8 +34,9 @@ def setup(c: Context) -> None:
 
 
 @task(help={"env": "env name in envs/ (default: embedded)", "profile": "quick (CI) or full (thesis counts)",
-            "only": "comma-separated notebook prefixes to run, e.g. '00,10' (default: all)"})
-def lab(c: Context, env: str = "embedded", profile: str = "quick", only: str = "") -> None:
+            "only": "comma-separated notebook prefixes to run, e.g. '00,10' (default: all)",
+            "share": "embedded: notebooks share one test bed per env (default); --no-share: one each"})
+def lab(c: Context, env: str = "embedded", profile: str = "quick", only: str = "", share: bool = True) -> None:
     """Run the experiment pipeline: notebooks/ in order with papermill into data/<run_id>/."""
     from labkit.config import ConfigError
     from labkit.runner import PipelineError, run_pipeline
@@ -44,7 +45,7 @@ def lab(c: Context, env: str = "embedded", profile: str = "quick", only: str = "
         raise Exit(f"lab: --profile must be 'quick' or 'full', got {profile!r}", code=2)
     prefixes = [p.strip() for p in only.split(",") if p.strip()]
     try:
-        manifest = run_pipeline(env, profile, only=prefixes)  # type: ignore[arg-type]
+        manifest = run_pipeline(env, profile, only=prefixes, share=share)  # type: ignore[arg-type]
     except (ConfigError, PipelineError) as err:
         raise Exit(f"lab: {err}", code=1) from None
     print(f"[lab] {len(manifest.notebooks)} notebook(s) ok; data in data/{manifest.run_id}/, figures in figures/")

@@ -15,9 +15,12 @@ plus the pipeline's own; passing a parameter the notebook does not declare is an
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,7 +136,7 @@ def execute(notebook: Path, output: Path, parameters: Mapping[str, Any], kernel:
 
 def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = None,
                  only: Sequence[str] = (), data_root: Path | None = None, figures_root: Path | None = None,
-                 pipeline_file: Path | None = None, progress: bool = True,
+                 pipeline_file: Path | None = None, progress: bool = True, share: bool = True,
                  log: Callable[[str], None] = print) -> Manifest:
     """Run the pipeline for ``env`` and ``profile``; return the completed manifest.
 
@@ -145,6 +148,10 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
         ``quick`` (few repetitions, for CI) or ``full`` (the thesis' counts).
     only
         Run only notebooks whose file name starts with one of these prefixes (``"00"``).
+    share
+        Embedded backend: the notebooks share one test bed per env, kept up from one
+        notebook to the next (:mod:`labkit.testbed.embedded.shared`) and torn down when the
+        run ends; ``False``: each experiment brings up and tears down its own.
 
     Raises
     ------
@@ -172,7 +179,8 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
     log(f"[lab] run {run_id}: env={env} ({env_model.backend.kind}) profile={profile}, "
         f"{len(entries)} notebook(s) -> {run_dir}")
     try:
-        _run_records(manifest, nb_dir, run_dir, progress, log)
+        with _sharing(share and env_model.backend.kind == "embedded", run_id, run_dir, log):
+            _run_records(manifest, nb_dir, run_dir, progress, log)
         _write_reports(entries, run_dir / "notebooks", figures, log)
         _check_bounds(manifest, env_model, run_dir, log)
         manifest.status = "ok"
@@ -193,6 +201,41 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
         manifest.write(run_dir)
         log(f"[lab] run {run_id}: {manifest.status}; manifest {run_dir / 'manifest.json'}")
     return manifest
+
+
+#: Where the shared test bed's sessions live (``<root>/<run_id>``: the server's state and log).
+SHARED_ROOT = Path("/run/labkit-shared")
+
+
+@contextmanager
+def _sharing(enabled: bool, run_id: str, run_dir: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Let the notebooks share one embedded test bed for the block; always stop it after.
+
+    The server's log (the test beds' bring-up and teardown) is kept as
+    ``data/<run_id>/notebooks/shared-testbed.log``.
+    """
+    if not enabled:
+        yield
+        return
+    from labkit.testbed.embedded import shared
+
+    session = SHARED_ROOT / run_id  # created by the first notebook that asks for a test bed
+    previous = os.environ.get(shared.SESSION_ENV)
+    os.environ[shared.SESSION_ENV] = str(session)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(shared.SESSION_ENV, None)
+        else:
+            os.environ[shared.SESSION_ENV] = previous
+        try:
+            shared.stop(session, log)
+        finally:
+            if (session / shared.LOG).exists():
+                (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(session / shared.LOG, run_dir / "notebooks" / "shared-testbed.log")
+            shutil.rmtree(session, ignore_errors=True)
 
 
 def _run_records(manifest: Manifest, nb_dir: Path, run_dir: Path, progress: bool,

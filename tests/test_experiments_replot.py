@@ -126,13 +126,23 @@ def test_scalability_replot_draws_links_beside_eq_5_1(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
-def test_reaction_pair_env_peers_the_root_with_one_leaf() -> None:
-    env = reaction.pair_env(load_env("thesis"), "leaf-3")
-    assert [c.name for c in env.clusters] == ["root", "leaf-3"]
-    assert [(v.consumer, v.provider) for v in plan(env).virtual_nodes] == [("root", "leaf-3")]
-    assert reaction.pair_env(load_env("thesis")).clusters[1].name == "leaf-1"
-    with pytest.raises(ValueError, match="no leaf cluster 'leaf-9'"):
-        reaction.pair_env(load_env("thesis"), "leaf-9")
+def test_reaction_provider_is_a_leaf_the_root_peers_with() -> None:
+    env = load_env("thesis")
+    assert reaction.provider_of(env) == "leaf-1"
+    assert reaction.provider_of(env, "leaf-3") == "leaf-3"
+    with pytest.raises(ValueError, match="does not peer with 'leaf-9'"):
+        reaction.provider_of(env, "leaf-9")
+    alone = latency.single_cluster(env, 2)
+    with pytest.raises(ValueError, match="peers with no cluster"):
+        reaction.provider_of(alone)
+
+
+@pytest.mark.unit
+def test_latency_peered_probes_go_to_the_leaves_the_root_offloads_to() -> None:
+    env = load_env("thesis")
+    assert latency.offloaded_leaves(env, 3) == ("test", ["leaf-1", "leaf-2", "leaf-3"])
+    with pytest.raises(ValueError, match="5 leaves requested"):
+        latency.offloaded_leaves(env, 5)
 
 
 @pytest.mark.unit

@@ -41,7 +41,7 @@ def _logs(*milestones: tuple[float, str]) -> pd.DataFrame:
 def _downtime_rows(scenario: str, cluster_failure: bool, reps: int = 3) -> pd.DataFrame:
     """A run's table: ``reps`` repetitions, each a gap of a few seconds with its milestones."""
     rows: list[dict] = []
-    gaps, logs, events = [], [], []
+    gaps, logs = [], []
     for rep in range(1, reps + 1):
         fault = T0 + 60.0 * rep
         last_old = fault + (0.0 if cluster_failure else 5.0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,13 +143,11 @@ def apply(testbed: Any, manifest: Manifest) -> None:
 
 
 def load_images(testbed: Any, clusters: Sequence[str], log: Log = print) -> float:
-    """Import the galera image into ``clusters`` in parallel; return the seconds it took."""
-    from labkit import images as imagelib
+    """Import the galera image into ``clusters`` (:func:`labkit.testbed.load_image`); return the seconds it took."""
+    from labkit.testbed import load_image
 
     start = time.monotonic()
-    imagelib.build("galera", log)
-    with ThreadPoolExecutor(max_workers=max(1, len(clusters))) as pool:
-        list(pool.map(lambda c: testbed.load_image(c, "galera"), clusters))
+    load_image(testbed, list(clusters), "galera")
     return time.monotonic() - start
 
 

@@ -10,9 +10,9 @@
 The thesis pinged ~1000 times per test, leaf by leaf; so do we (``count`` per leaf, leaves
 one after another).
 
-Table 7.4 runs on :func:`peered_clusters`: the root and each leaf are clusters of their own, the
-root peered with every leaf and offloading :data:`PEERED_NAMESPACE` to them. A probe pod runs on
-the root's physical node; for each leaf, a probe pod of the root's offloaded namespace is bound to
+Table 7.4 runs on the env itself (the thesis' test bed, Fig. 7.1): the root and each leaf are
+clusters of their own, the root peered with every leaf and offloading a namespace to them. A
+probe pod runs on the root's physical node; for each leaf, a probe pod of the root's offloaded namespace is bound to
 the leaf's virtual node, so it runs *in the leaf cluster* (the virtual kubelet's ShadowPod), and
 that provider-side pod pings the root pod's address across the peering (gateway tunnel).
 """
@@ -30,12 +30,10 @@ from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
-from labkit.testbed import TestbedError, off_event_loop, running
-from labkit.testbed.pods import PodHost, probe_pod, start_pods
+from labkit.testbed import TestbedError, load_image, off_event_loop, running
+from labkit.testbed.pods import PodHost, probe_pod, start_pods, stop_pods
 
 NAMESPACE = "labkit-latency"
-#: Namespace the root offloads to the leaves in :func:`peered_clusters` (Table 7.4).
-PEERED_NAMESPACE = "latency-peered"
 #: Label the virtual kubelet puts on the provider-side twin of a home pod (Liqo's ShadowPod label).
 SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
 #: Liqo's virtual nodes carry this NoExecute taint; pods bound to one must tolerate it.
@@ -54,22 +52,25 @@ def single_cluster(env: Env, leaves: int = 3) -> Env:
     return validate_env(raw, source=f"single_cluster({env.name})")
 
 
-def peered_clusters(env: Env, leaves: int = 3) -> Env:
-    """The root and the first ``leaves`` leaves as single-node clusters, the root peered with each (Table 7.4).
+def offloaded_leaves(env: Env, leaves: int) -> tuple[str, list[str]]:
+    """The namespace the root offloads and the first ``leaves`` leaf clusters it reaches (Table 7.4).
 
-    The root offloads :data:`PEERED_NAMESPACE` to the leaves (``Remote``), so the topology plans
-    one star peering per leaf and nothing else (no DB domain: no leaf-to-leaf mesh).
+    Raises
+    ------
+    ValueError
+        When the root offloads nothing, or to fewer than ``leaves`` clusters.
     """
-    root = env.root.nodes[0].name
-    names = leaf_names(env, leaves)
-    if len(names) < leaves:
-        raise ValueError(f"env {env.name!r} has {len(names)} leaf VMs, {leaves} requested")
-    clusters = [{"name": root, "role": "acc"}] + [{"name": vm, "role": "primary"} for vm in names]
-    raw = {"name": f"{env.name}-peered", "seed": env.seed, "backend": env.backend.model_dump(mode="json"),
-           "tuning": env.tuning.model_dump(mode="json"), "clusters": clusters,
-           "offloading": [{"namespace": PEERED_NAMESPACE, "consumer": root, "clusters": names,
-                           "pod_strategy": "Remote"}]}
-    return validate_env(raw, source=f"peered_clusters({env.name})")
+    from labkit.topology import plan
+
+    root = env.root.name
+    offloads = [o for o in plan(env).offloads if o.consumer == root]
+    if not offloads:
+        raise ValueError(f"env {env.name!r}: the root {root!r} offloads no namespace; Table 7.4 needs one")
+    reached = [c.name for c in env.clusters if c.name in set(offloads[0].providers)]
+    if len(reached) < leaves:
+        raise ValueError(f"env {env.name!r}: the root offloads {offloads[0].namespace!r} to {reached}, "
+                         f"{leaves} leaves requested")
+    return offloads[0].namespace, reached[:leaves]
 
 
 def leaf_names(env: Env, leaves: int) -> list[str]:
@@ -102,8 +103,11 @@ def measure_single_cluster(testbed: Any, env: Env, *, leaves: int, count: int, i
     pods = start_pods(testbed.kube(cluster), NAMESPACE,
                       [probe_pod(f"probe-{vm}", image, node=vm) for vm in [root_vm, *leaves_vms]])
     root_pod, leaf_pods = pods[0], pods[1:]
-    pod_rows = ping_each(list(zip(leaf_pods, leaves_vms)), root_pod.address, step="pod-same-cluster",
-                         count=count, interval=interval, **keys)
+    try:
+        pod_rows = ping_each(list(zip(leaf_pods, leaves_vms)), root_pod.address, step="pod-same-cluster",
+                             count=count, interval=interval, **keys)
+    finally:
+        stop_pods(testbed.kube(cluster), NAMESPACE, [p.name for p in pods])
     return pd.concat([vm_rows, pod_rows], ignore_index=True)
 
 
@@ -132,31 +136,36 @@ def provider_pod(testbed: Any, provider: str, home_pod: str, timeout: float = 12
         time.sleep(0.5)
 
 
-def measure_peered(testbed: Any, env: Env, *, count: int, interval: float, **keys: str) -> pd.DataFrame:
-    """Table 7.4 on a test bed running :func:`peered_clusters`: pod RTT leaf cluster -> root cluster.
+def measure_peered(testbed: Any, env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
+    """Table 7.4 on ``env``'s peered test bed: pod RTT from ``leaves`` leaf clusters to the root.
 
-    The root's probe pod runs on its physical node; each leaf's probe is a pod of the offloaded
-    namespace bound to the leaf's virtual node ``liqo-<leaf>``, and pings from its twin in the leaf.
+    The root's probe pod runs on its physical node; each leaf's probe is a pod of the namespace
+    the root offloads (:func:`offloaded_leaves`), bound to the leaf's virtual node ``liqo-<leaf>``,
+    and pings from its twin in the leaf. The probes are deleted afterwards (the test bed may be
+    shared with the next experiment).
     """
     root = env.root.name
-    leaves = [c.name for c in env.clusters if c.name != root]
-    images = {cluster: testbed.load_image(cluster, "runtime") for cluster in [root, *leaves]}
+    namespace, names = offloaded_leaves(env, leaves)
+    image = load_image(testbed, [root, *names], "runtime")
     api = testbed.kube(root)
-    root_pod = start_pods(api, NAMESPACE, [probe_pod(f"probe-{root}", images[root], node=env.root.nodes[0].name)])[0]
-    homes = [probe_pod(f"probe-{leaf}", images[leaf], node=f"liqo-{leaf}") for leaf in leaves]
+    homes = [probe_pod(f"probe-{leaf}", image, node=f"liqo-{leaf}") for leaf in names]
     for home in homes:
         home["spec"]["tolerations"] = [VIRTUAL_NODE_TOLERATION]
-    start_pods(api, PEERED_NAMESPACE, homes)
-    sources = [(provider_pod(testbed, leaf, f"probe-{leaf}"), leaf) for leaf in leaves]
-    return ping_each(sources, root_pod.address, step="pod-peered", count=count, interval=interval, **keys)
+    try:
+        root_pod = start_pods(api, NAMESPACE, [probe_pod(f"probe-{root}", image, node=env.root.nodes[0].name)])[0]
+        start_pods(api, namespace, homes)
+        sources = [(provider_pod(testbed, leaf, f"probe-{leaf}"), leaf) for leaf in names]
+        return ping_each(sources, root_pod.address, step="pod-peered", count=count, interval=interval, **keys)
+    finally:
+        stop_pods(api, namespace, [h["metadata"]["name"] for h in homes])
+        stop_pods(api, NAMESPACE, [f"probe-{root}"])
 
 
 @off_event_loop
 def run_peered(env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
-    """Bring up :func:`peered_clusters` of ``env`` (peered), measure Table 7.4, always tear down."""
-    peered = peered_clusters(env, leaves)
-    with running(peered) as testbed:
-        return measure_peered(testbed, peered, count=count, interval=interval, **keys)
+    """Bring up ``env`` (the thesis' test bed, Fig. 7.1: peered and offloaded), measure Table 7.4, always tear down."""
+    with running(env) as testbed:
+        return measure_peered(testbed, env, leaves=leaves, count=count, interval=interval, **keys)
 
 
 @off_event_loop
@@ -168,10 +177,11 @@ def run_single_cluster(env: Env, *, leaves: int, count: int, interval: float, **
 
 
 def run(env: Env, *, leaves: int, count: int, interval: float, peered: bool = True, **keys: str) -> pd.DataFrame:
-    """Every step of thesis 7.2: Tables 7.2 and 7.3 on :func:`single_cluster`, then 7.4 on :func:`peered_clusters`.
+    """Every step of thesis 7.2: Tables 7.2 and 7.3 on :func:`single_cluster`, then 7.4 on ``env`` itself.
 
     The two test beds run one after the other (one embedded test bed per machine); each is
-    torn down before the next comes up. ``peered=False`` measures Tables 7.2 and 7.3 only.
+    torn down before the next comes up (or, in a pipeline run, the second stays up for the next
+    notebooks). ``peered=False`` measures Tables 7.2 and 7.3 only.
     """
     frames = [run_single_cluster(env, leaves=leaves, count=count, interval=interval, **keys)]
     if peered:

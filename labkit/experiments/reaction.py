@@ -4,7 +4,8 @@ The thesis peered two clusters (consumer -> provider), disabled the network inte
 provider's VM running Liqo, stamped the time, and listed the consumer's nodes every 0.4 s
 (``kubectl get node`` in a loop) until the virtual node read NotReady: median 9.75 s.
 
-Here, on :func:`pair_env` (the env's root as consumer, one leaf as provider), each repetition:
+Here, on the env's test bed (the thesis': the root peered with four leaves, which peer in a mesh),
+the root is the consumer and one leaf the provider (:func:`provider_of`); each repetition:
 
 1. waits until the virtual node ``liqo-<provider>`` is Ready;
 2. starts two observers of the consumer at once: a Kubernetes watch on Nodes (receive time,
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from labkit import reference
-from labkit.config import Env, validate_env
+from labkit.config import Env
 from labkit.faults import FaultLog, FaultSpec, Selector, injected
 from labkit.measure import collecting
 from labkit.measure.nodes import NodeReadyPoll, NodeReadyWatch, not_ready_delay, ready_condition
@@ -54,22 +55,24 @@ PATHS = {"LiqoTunnelDisconnected": "tunnel", "NodeStatusUnknown": "api-lease"}
 METHODS = ("poll", "watch")
 
 
-def pair_env(env: Env, provider: str | None = None) -> Env:
-    """The env's root (consumer) and one leaf (provider, default: the first), the root peered with it.
+def provider_of(env: Env, provider: str | None = None) -> str:
+    """The leaf to disconnect: ``provider``, or the first cluster the root peers with (its virtual node ``liqo-<leaf>``).
 
-    The clusters keep their nodes, labels and roles; with no DB domain and no offloading the
-    topology plans exactly one peering, root -> provider (thesis 7.3: two clusters).
+    Raises
+    ------
+    ValueError
+        When the root peers with no cluster, or not with ``provider``.
     """
-    leaves = [c for c in env.clusters if c.role != "acc"]
-    if not leaves:
-        raise ValueError(f"env {env.name!r} has no leaf cluster to disconnect")
-    chosen = next((c for c in leaves if c.name == provider), None) if provider else leaves[0]
-    if chosen is None:
-        raise ValueError(f"env {env.name!r} has no leaf cluster {provider!r}; leaves: {[c.name for c in leaves]}")
-    clusters = [c.model_dump(mode="json", exclude_none=True) for c in (env.root, chosen)]
-    raw = {"name": f"{env.name}-reaction", "seed": env.seed, "backend": env.backend.model_dump(mode="json"),
-           "tuning": env.tuning.model_dump(mode="json"), "clusters": clusters}
-    return validate_env(raw, source=f"pair_env({env.name})")
+    from labkit.topology import plan
+
+    providers = [v.provider for v in plan(env).virtual_nodes if v.consumer == env.root.name]
+    if not providers:
+        raise ValueError(f"env {env.name!r}: the root {env.root.name!r} peers with no cluster to disconnect")
+    if provider is None:
+        return providers[0]
+    if provider not in providers:
+        raise ValueError(f"env {env.name!r}: the root does not peer with {provider!r}; it peers with {providers}")
+    return provider
 
 
 def path_of(reason: str) -> str:
@@ -163,9 +166,9 @@ def repetition(testbed: Any, env: Env, provider: str, index: int, *, poll_interv
     return delay_rows(observed, node, fault_t, index), everything
 
 
-def measure(testbed: Any, env: Env, *, repetitions: int, poll_interval: float = 0.4, timeout: float = 90.0,
-            settle_s: float = 3.0, **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fig. 7.2 on a test bed running :func:`pair_env`: ``repetitions`` disconnections of the provider.
+def measure(testbed: Any, env: Env, *, repetitions: int, provider: str | None = None, poll_interval: float = 0.4,
+            timeout: float = 90.0, settle_s: float = 3.0, **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fig. 7.2 on ``env``'s running test bed: ``repetitions`` disconnections of :func:`provider_of` ``provider``.
 
     Returns
     -------
@@ -174,7 +177,7 @@ def measure(testbed: Any, env: Env, *, repetitions: int, poll_interval: float = 
     """
     if repetitions < 1:
         raise ValueError(f"repetitions must be >= 1, got {repetitions}")
-    provider = next(c.name for c in env.clusters if c.role != "acc")
+    provider = provider_of(env, provider)
     rng = random.Random(env.seed)
     delays: list[dict[str, Any]] = []
     observations = []
@@ -191,11 +194,10 @@ def measure(testbed: Any, env: Env, *, repetitions: int, poll_interval: float = 
 @off_event_loop
 def run(env: Env, *, repetitions: int, provider: str | None = None, poll_interval: float = 0.4,
         timeout: float = 90.0, **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Bring up :func:`pair_env` of ``env`` (peered), measure ``repetitions`` reactions, always tear down."""
-    pair = pair_env(env, provider)
-    with running(pair) as testbed:
-        return measure(testbed, pair, repetitions=repetitions, poll_interval=poll_interval, timeout=timeout,
-                       **keys)
+    """Bring up ``env`` (peered as planned), measure ``repetitions`` reactions of ``provider``, always tear down."""
+    with running(env) as testbed:
+        return measure(testbed, env, repetitions=repetitions, provider=provider, poll_interval=poll_interval,
+                       timeout=timeout, **keys)
 
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:

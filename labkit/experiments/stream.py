@@ -47,7 +47,6 @@ import io
 import json
 import re
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,7 +64,7 @@ from labkit.measure.pods import PodEvents
 from labkit.grid.config import parse_fetch_line
 from labkit.measure.stream import stream_downtime, valid_frames
 from labkit.results import tidy
-from labkit.testbed import off_event_loop, running
+from labkit.testbed import load_image, off_event_loop, running
 from labkit.testbed.pods import PodHost, start_pods
 from labkit.topology import Plan, plan as make_plan
 from labkit.workloads.render import C37118_PORT, Images, Manifest, grid, owner as namespace_owner
@@ -252,22 +251,9 @@ def grid_clusters(chain: Chain) -> list[str]:
 
 
 #: Clusters of a test bed that already hold the runtime image (several experiments on one test bed).
-_LOADED: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
-
-
 def load_runtime(testbed: Any, clusters: Iterable[str]) -> str:
-    """Import the ``runtime`` image into every node of ``clusters`` (once per test bed); return its reference."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    done = _LOADED.setdefault(testbed, {})
-    todo = [c for c in clusters if c not in done]
-    if todo:
-        ref = testbed.load_image(todo[0], "runtime")  # builds once; the others only import
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for future in [pool.submit(testbed.load_image, c, "runtime") for c in todo[1:]]:
-                future.result()
-        done.update({c: ref for c in todo})
-    return next(iter(done.values()))
+    """Import the ``runtime`` image into every node of ``clusters``; return its reference."""
+    return load_image(testbed, sorted(set(clusters)), "runtime")
 
 
 def apply_object(api: Any, obj: Mapping[str, Any]) -> None:
@@ -308,8 +294,9 @@ def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = pr
     for name in domains:
         domain = database.domain_of(chain.plan, name)
         apps = client.AppsV1Api(testbed.kube(namespace_owner(chain.plan, domain.namespace)))
-        try:  # a previous experiment on this test bed already runs it
+        try:  # a previous experiment on this test bed already runs it: wait for every member (one may rejoin)
             apps.read_namespaced_stateful_set(database.statefulset_name(domain), domain.namespace)
+            database.wait_complete(testbed, chain.plan, domain, 300.0)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -580,6 +567,22 @@ def pdc_logs(testbed: Any, chain: Chain, name: str, clusters: Iterable[str]) -> 
     return pd.concat(frames, ignore_index=True).drop_duplicates(["t", "event", "pod"])
 
 
+def restart_logs(testbed: Any, chain: Chain, cluster: str, since: float, attempts: int = 3) -> pd.DataFrame:
+    """The low PDC's milestones after a fault in ``cluster``: its logs there and where it runs now.
+
+    A log read can time out on a busy machine, and a replaced pod may run elsewhere, so both
+    clusters are read, up to ``attempts`` times until a ``process started`` after ``since`` shows.
+    """
+    logs = pd.DataFrame()
+    for attempt in range(attempts):
+        clusters = {cluster, hosting_cluster(testbed, chain, chain.low)}
+        logs = pdc_logs(testbed, chain, chain.low, sorted(clusters))
+        if ((logs["event"] == "process started") & (logs["t"] >= since)).any():
+            break
+        time.sleep(2.0 * (attempt + 1))
+    return logs
+
+
 # --------------------------------------------------------------------------- phases
 
 
@@ -782,8 +785,11 @@ def kept(env: Env | str, clusters: str) -> Env:
 def prepare(testbed: Any, chain: Chain, with_db: bool) -> str:
     """Load the runtime image where the chain and its recorders run, deploy the chain, wait until it is ready.
 
-    ``with_db``: first the PDCs' DB domains (:func:`deploy_databases`).
+    What a previous experiment left of a chain on this test bed (a shared one) goes first
+    (:func:`remove_chain`; on a fresh test bed that finds nothing). ``with_db``: first the PDCs'
+    DB domains (:func:`deploy_databases`).
     """
+    remove_chain(testbed, chain)
     if with_db:
         deploy_databases(testbed, chain)
     image = load_runtime(testbed, sorted({*grid_clusters(chain), chain.owner(chain.high)}))
@@ -835,7 +841,7 @@ def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: fl
         for rep in range(1, repetitions + 1):
             t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
             time.sleep(settle_s)
-            done.append((rep, t_fault, cluster, pdc_logs(testbed, chain, chain.low, [cluster])))
+            done.append((rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault)))
     finally:
         frames = _frames(recorders)
     rows: list[dict[str, Any]] = []
@@ -859,8 +865,7 @@ def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db
         for rep in range(1, repetitions + 1):
             t_fault, cluster, nodes, pods = cluster_failure_once(testbed, chain, recorders, rep, timeout_s, log)
             time.sleep(settle_s)
-            new_home = hosting_cluster(testbed, chain, chain.low)
-            done.append((rep, t_fault, cluster, nodes, pods, pdc_logs(testbed, chain, chain.low, [new_home])))
+            done.append((rep, t_fault, cluster, nodes, pods, restart_logs(testbed, chain, cluster, t_fault)))
     finally:
         frames = _frames(recorders)
     rows: list[dict[str, Any]] = []

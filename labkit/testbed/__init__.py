@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +19,8 @@ from typing import ParamSpec, TypeVar
 from labkit.config import Env
 from labkit.testbed.base import CommandResult, Host, PingResult, Testbed, TestbedError, parse_ping, ping_with
 
-__all__ = ["CommandResult", "Host", "PingResult", "Testbed", "TestbedError", "create", "off_event_loop", "parse_ping",
-           "ping_with", "running"]
+__all__ = ["CommandResult", "Host", "PingResult", "Testbed", "TestbedError", "create", "load_image", "off_event_loop",
+           "parse_ping", "ping_with", "running"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,10 +59,40 @@ def create(env: Env, *, run_dir: Path | None = None, log: Callable[[str], None] 
 
 @contextmanager
 def running(env: Env, *, run_dir: Path | None = None, log: Callable[[str], None] = print) -> Iterator[Testbed]:
-    """Bring ``env`` up for the block and always tear it down, also when the block fails."""
+    """Bring ``env`` up for the block and always tear it down, also when the block fails.
+
+    In a process that shares its embedded test bed (the notebooks of ``invoke lab``, see
+    :mod:`labkit.testbed.embedded.shared`), the block gets a view of the run's shared test bed
+    instead, brought up for ``env`` if it runs another one, and left up for the next block.
+    """
+    if env.backend.kind == "embedded":
+        from labkit.testbed.embedded import shared
+
+        session = shared.session_dir()
+        if session is not None:
+            view = shared.acquire(env, session, log)
+            try:
+                yield view
+            finally:
+                view.down()  # forgets the view; the server keeps the test bed
+            return
     testbed = create(env, run_dir=run_dir, log=log)
     try:
         testbed.up(env)
         yield testbed
     finally:
         testbed.down()
+
+
+def load_image(testbed: Testbed, clusters: Sequence[str], name: str) -> str:
+    """Build (or reuse) image ``name`` and import it into every node of ``clusters``; return its reference.
+
+    The first cluster builds it, the others only import, four at a time.
+    """
+    if not clusters:
+        raise ValueError(f"load_image({name!r}): no cluster given")
+    ref = testbed.load_image(clusters[0], name)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(testbed.load_image, c, name) for c in clusters[1:]]:
+            future.result()
+    return ref

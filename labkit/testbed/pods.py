@@ -103,3 +103,25 @@ def start_pods(api: Any, namespace: str, pods: Sequence[Mapping[str, Any]], time
             waiting = {n: s.phase for n, s in states.items() if n not in running}
             raise TestbedError(f"pods not running after {timeout:.0f} s in {namespace}: {waiting}")
         time.sleep(0.5)
+
+
+def stop_pods(api: Any, namespace: str, names: Sequence[str], timeout: float = 120.0) -> None:
+    """Delete the pods ``names`` of ``namespace`` at once (no grace period) and wait until they are gone."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api)
+    for name in names:
+        try:
+            core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [n for n in names if n in {p.metadata.name for p in core.list_namespaced_pod(namespace).items}]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise TestbedError(f"pods still in {namespace} after {timeout:.0f} s: {left}")
+        time.sleep(0.5)

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import yaml
 
-import labkit
 from labkit import images
 from labkit.config import load_env
 from labkit.topology import Plan, plan

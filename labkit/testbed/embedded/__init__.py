@@ -214,6 +214,7 @@ class EmbeddedTestbed:
         self.timings: dict[str, float] = {}
         self._atexit = False
         self._lock = MachineLock()
+        self._attached = False
         #: The Liqo-compatible peering (``None`` until ``up()`` peers something).
         self.liqo: Liqo | None = None
         #: The topology plan when ``up()`` was given an env file's model.
@@ -247,6 +248,8 @@ class EmbeddedTestbed:
         binaries = self._binaries or find_binaries()
         if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
             timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
+        from labkit.testbed.embedded import shared
+        shared.yield_machine(self._log)  # a run's shared test bed makes way for this one
         self._lock.acquire(wait_seconds(), self._log)
         if not self._atexit:
             atexit.register(self._down_at_exit)
@@ -262,20 +265,8 @@ class EmbeddedTestbed:
     def _up(self, env: EmbeddedEnv, binaries: Binaries, timeout: float) -> None:
         start = time.monotonic()
         vmlib.sweep()  # leftovers of a crashed run would collide with our names
-        images = _PauseOnce(self._images)
         self._sup = Supervisor(vmlib.STATE_ROOT / "supervisor.log")
-        index = 0
-        for spec in env.clusters:
-            nodes = []
-            subnets = spec.pod_subnets()
-            for vm_spec in spec.vms:
-                vm = vmlib.Vm(vm_spec.name, index)
-                index += 1
-                vmlib.create(vm)
-                self._vms[vm.name] = vm
-                nodes.append(Node(vm, dict(vm_spec.labels), subnets[vm.name]))
-            self._clusters[spec.name] = Cluster(spec, nodes, env.tuning, binaries, images, self._sup,
-                                                self._log)
+        self._model(env, binaries, _PauseOnce(self._images), self._sup, create=True)
         self.timings["vms_s"] = time.monotonic() - start
         self._log(f"[embedded] {len(self._vms)} VMs in {self.timings['vms_s']:.1f} s")
         with ThreadPoolExecutor(max_workers=len(self._clusters)) as pool:
@@ -287,6 +278,43 @@ class EmbeddedTestbed:
         self._log(f"[embedded] {len(self._vms)} nodes Ready in {self.timings['ready_s']:.1f} s")
         if env.dns:
             self._deploy_dns(binaries)
+
+    def _model(self, env: EmbeddedEnv, binaries: Binaries, images: ImageSource, sup: Supervisor | None,
+               create: bool) -> None:
+        """Fill ``_vms`` and ``_clusters`` from ``env`` (VM indices in env order); ``create``: make the VMs."""
+        index = 0
+        for spec in env.clusters:
+            nodes = []
+            subnets = spec.pod_subnets()
+            for vm_spec in spec.vms:
+                vm = vmlib.Vm(vm_spec.name, index)
+                index += 1
+                if create:
+                    vmlib.create(vm)
+                self._vms[vm.name] = vm
+                nodes.append(Node(vm, dict(vm_spec.labels), subnets[vm.name]))
+            self._clusters[spec.name] = Cluster(spec, nodes, env.tuning, binaries, images, sup,  # type: ignore[arg-type]
+                                                self._log)
+
+    @classmethod
+    def attach(cls, env: Env | EmbeddedEnv, timings: dict[str, float] | None = None, log: Log = print) -> EmbeddedTestbed:
+        """A view of the running test bed of ``env`` that another process brought up and holds.
+
+        The view reaches the clusters (``kube``), VMs (``host``, faults) and containerds
+        (``load_image``) as the holder does, but owns no process: its ``down()`` leaves the
+        test bed to the holder, and ``liqo`` is ``None`` (the peering is the holder's). Used by
+        :mod:`.shared`, which checks first that the holder runs exactly this ``env``.
+        """
+        require_root("attaching to the embedded testbed")
+        view = cls(log=log)
+        if isinstance(env, Env):
+            from labkit.topology import plan
+            view.plan = plan(env)
+            env = from_env(env)
+        view._model(env, view._binaries or find_binaries(), view._images, None, create=False)
+        view._attached = True
+        view.timings.update(timings or {})
+        return view
 
     def _peer(self, env: EmbeddedEnv) -> None:
         """Peer ``env.peerings`` and offload ``env.offloads`` (Liqo-compatible, :mod:`.liqo`)."""
@@ -323,6 +351,11 @@ class EmbeddedTestbed:
         crashed run.
         """
         require_root("tearing down the embedded testbed")
+        if self._attached:  # a view of another process's test bed (attach()): forget it, touch nothing
+            self._close_apis()
+            self._vms.clear()
+            self._clusters.clear()
+            return
         if not self._lock.held:
             holder = self._lock.holder()
             if holder is not None:
@@ -362,9 +395,7 @@ class EmbeddedTestbed:
         mark("VMs removed")
         self._vms.clear()
         self._clusters.clear()
-        for api in self._apis.values():
-            self._quietly(api.close)  # type: ignore[attr-defined]
-        self._apis.clear()
+        self._close_apis()
         vmlib.sweep()
         mark("swept")
         self.timings["down_s"] = time.monotonic() - start
@@ -380,6 +411,11 @@ class EmbeddedTestbed:
             action()
         except Exception as exc:
             self._log(f"[embedded] down: {type(exc).__name__}: {exc}")
+
+    def _close_apis(self) -> None:
+        for api in self._apis.values():
+            self._quietly(api.close)  # type: ignore[attr-defined]
+        self._apis.clear()
 
     def _down_at_exit(self) -> None:
         if self._vms or self._sup is not None:

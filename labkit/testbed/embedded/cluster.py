@@ -36,6 +36,8 @@ API_PORT = 6443
 CLUSTER_DOMAIN = "cluster.local"
 PKI = "/etc/kubernetes/pki"
 CONTAINERD_SOCK = "/run/containerd/containerd.sock"
+#: Where :meth:`Cluster.import_image` marks the archives a node's containerd imported.
+IMPORTED_DIR = "/var/lib/containerd/labkit-imported"
 
 
 class ImageSource(Protocol):
@@ -71,11 +73,12 @@ class Cluster:
     tuning
         Table 7.1 timers.
     binaries, images, supervisor, log
-        What it runs, the pause image, who starts processes, where progress goes.
+        What it runs, the pause image, who starts processes (``None``: a view of a cluster
+        another process runs, which starts nothing), where progress goes.
     """
 
     def __init__(self, spec: ClusterSpec, nodes: list[Node], tuning: Tuning, binaries: Binaries,
-                 images: ImageSource, supervisor: Supervisor, log: Log = print) -> None:
+                 images: ImageSource, supervisor: Supervisor | None, log: Log = print) -> None:
         self.spec = spec
         self.nodes = nodes
         self.tuning = tuning
@@ -112,8 +115,14 @@ class Cluster:
             self._start_node(node)
         self._routes()
 
+    @property
+    def _sup(self) -> Supervisor:
+        if self.sup is None:
+            raise TestbedError(f"cluster {self.spec.name}: a view of a running cluster starts no process")
+        return self.sup
+
     def _spawn(self, vm: vmlib.Vm, name: str, argv: list[Any]) -> None:
-        self.sup.spawn(f"{vm.name}/{name}", vm.name, [str(a) for a in argv], vm.state_dir / "logs" / f"{name}.log")
+        self._sup.spawn(f"{vm.name}/{name}", vm.name, [str(a) for a in argv], vm.state_dir / "logs" / f"{name}.log")
 
     def _write_pki(self) -> None:
         ca = pki.CertificateAuthority(f"labkit-{self.spec.name}-ca")
@@ -198,7 +207,7 @@ class Cluster:
                            f"see {self.root.state_dir / 'logs' / 'kube-apiserver.log'}")
 
     def _check_alive(self, vm: vmlib.Vm, names: tuple[str, ...]) -> None:
-        status = self.sup.status()
+        status = self._sup.status()
         for name in names:
             proc = status.get(f"{vm.name}/{name}")
             if proc and proc["exit"] is not None:
@@ -262,9 +271,22 @@ class Cluster:
         return {o.pod_subnet: o.vm.address for o in self.nodes if o.vm.name != vm_name}
 
     def import_image(self, archive: Path) -> None:
-        """Import an OCI archive into every node's containerd."""
+        """Import an OCI archive into every node's containerd, once per node and archive.
+
+        A marker in the VM's containerd directory (it lives as long as the VM) records each
+        import, so a second experiment on the same test bed, also from another process,
+        skips the ``ctr import`` of an image the node already has.
+        """
+        def one(node: Node) -> None:
+            marker = node.vm.host_path(f"{IMPORTED_DIR}/{archive.name}")
+            if marker.exists():
+                return
+            self.images.import_archive(archive, node.vm.host_path(CONTAINERD_SOCK))
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+
         with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
-            list(pool.map(lambda n: self.images.import_archive(archive, n.vm.host_path(CONTAINERD_SOCK)), self.nodes))
+            list(pool.map(one, self.nodes))
 
     def kill_pods(self) -> None:
         """Kill every container task through containerd (namespace k8s.io), best effort."""

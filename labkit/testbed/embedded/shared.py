@@ -1,0 +1,270 @@
+"""One embedded test bed shared by the notebooks of a pipeline run: a cache of size one.
+
+Bringing the thesis' five clusters up, peering them, forming the DB domain and importing the
+images costs minutes, and five notebooks of a run measure on the same clusters. When the
+runner sets :data:`SESSION_ENV` (a session directory), :func:`labkit.testbed.running` asks this
+module for a test bed instead of bringing up its own:
+
+- the server already runs this test bed (same :func:`fingerprint`): **attach**, a view that owns
+  no process (:meth:`EmbeddedTestbed.attach`);
+- it runs another one: stop the server, start one for this env;
+- none runs: start one.
+
+The server is a process of its own (``python -m labkit.testbed.embedded.shared <session>``),
+started in its own session so that it outlives the notebook kernel that asked for it. It
+holds the machine lock and the test bed, writes its state to ``<session>/server.json`` and its
+progress to ``<session>/server.log``, and tears the test bed down on SIGTERM. Any other embedded
+test bed of a sharing process (``EmbeddedTestbed.up``, e.g. the scalability sweep) stops the
+server first (:func:`yield_machine`); the runner stops it when the run ends, also when it fails.
+
+What an experiment leaves in a shared test bed is the next one's problem, so experiments remove
+their workloads when they end (the DB domain stays: reusing it is the point).
+
+The fingerprint covers what ``up()`` builds from an env (:func:`~.spec.from_env`: clusters, VMs,
+CIDRs, labels, peerings, offloads, timers), not the grid's placement: the stream experiments'
+env variants (``stream.movable_low_env``, ``stream.colocated_env``) share one test bed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit.config import Env, validate_env
+from labkit.testbed.base import TestbedError
+
+#: Environment variable naming the session directory; set by the runner, read by ``running()``.
+SESSION_ENV = "LABKIT_SHARED_TESTBED"
+#: Files of a session directory.
+REQUEST, STATE, LOG = "request.json", "server.json", "server.log"
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ServerState:
+    """What the server writes to ``server.json``."""
+
+    pid: int
+    fingerprint: str
+    env: str
+    state: str                      # "starting", "ready", "failed", "stopped"
+    error: str = ""
+    timings: dict[str, float] | None = None
+
+    def write(self, session: Path) -> None:
+        """Write atomically (readers poll the file)."""
+        tmp = session / f".{STATE}.tmp"
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(session / STATE)
+
+    @classmethod
+    def read(cls, session: Path) -> ServerState | None:
+        """The last state written, or ``None`` when no server ever wrote one."""
+        try:
+            return cls(**json.loads((session / STATE).read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+
+
+def session_dir() -> Path | None:
+    """The session directory when this process shares its embedded test bed (:data:`SESSION_ENV`)."""
+    raw = os.environ.get(SESSION_ENV, "")
+    return Path(raw) if raw else None
+
+
+def fingerprint(env: Env) -> str:
+    """Digest of the test bed ``up(env)`` builds (:func:`~.spec.from_env`), placement excluded."""
+    from labkit.testbed.embedded.spec import from_env
+
+    return hashlib.sha256(repr(from_env(env)).encode()).hexdigest()[:16]
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _serving(session: Path) -> ServerState | None:
+    """The state of a live server of ``session`` (``None``: no server runs)."""
+    state = ServerState.read(session)
+    return state if state is not None and state.state in ("starting", "ready") and _alive(state.pid) else None
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def acquire(env: Env, session: Path, log: Log = print, timeout: float | None = None) -> Any:
+    """A view of the session's test bed running ``env``, starting (or replacing) the server as needed.
+
+    ``timeout`` bounds the wait for a new server to be ready (default: ``up()``'s node
+    timeout for the env plus 4 min for the peering).
+
+    Raises
+    ------
+    TestbedError
+        When the server fails or is not ready in time (the message quotes its log).
+    """
+    from labkit.testbed.embedded import EmbeddedTestbed
+
+    session.mkdir(parents=True, exist_ok=True)
+    wanted = fingerprint(env)
+    state = _serving(session)
+    if state is None or state.fingerprint != wanted:
+        if state is not None:
+            log(f"[shared] the session's test bed runs {state.env}; replacing it with {env.name}")
+        stop(session, log)
+        state = _start(env, wanted, session, log, timeout)
+    else:
+        log(f"[shared] attaching to the running test bed of {env.name} (server pid {state.pid})")
+    return EmbeddedTestbed.attach(env, timings=state.timings, log=log)
+
+
+def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None) -> ServerState:
+    """Start a server for ``env`` and wait until it is ready."""
+    vms = sum(len(c.nodes) for c in env.clusters)
+    timeout = timeout if timeout is not None else 120.0 + 12.0 * vms + 240.0
+    (session / REQUEST).write_text(json.dumps({"fingerprint": wanted,
+                                               "env": env.model_dump(mode="json", exclude_none=True)}))
+    (session / STATE).unlink(missing_ok=True)
+    with open(session / LOG, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "labkit.testbed.embedded.shared", str(session)],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    threading.Thread(target=proc.wait, daemon=True, name="labkit-shared-reaper").start()  # no zombie
+    log(f"[shared] server pid {proc.pid} brings up {env.name}; its log: {session / LOG}")
+    deadline, shown = time.monotonic() + timeout, _log_size(session)
+    while True:
+        shown = _forward(session, shown, log)
+        state = ServerState.read(session)
+        if state is not None and state.pid == proc.pid and state.state == "ready":
+            return state
+        if (state is not None and state.state == "failed") or proc.poll() is not None:
+            raise TestbedError(f"the shared test bed of {env.name} failed: "
+                               f"{state.error if state else 'the server exited'}; see {session / LOG}")
+        if time.monotonic() > deadline:
+            stop(session, log)
+            raise TestbedError(f"the shared test bed of {env.name} was not ready after {timeout:.0f} s; "
+                               f"see {session / LOG}")
+        time.sleep(0.5)
+
+
+def _log_size(session: Path) -> int:
+    try:
+        return (session / LOG).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _forward(session: Path, offset: int, log: Log) -> int:
+    """Pass the server's new complete log lines from ``offset`` on to ``log``; return the new offset."""
+    try:
+        with open(session / LOG, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return offset
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    for line in complete.decode(errors="replace").splitlines():
+        log(f"  {line}")
+    return offset + len(complete)
+
+
+def stop(session: Path, log: Log = print, timeout: float = 180.0) -> None:
+    """Stop the session's server (it tears its test bed down) and wait until it is gone; idempotent."""
+    state = _serving(session)
+    if state is None:
+        return
+    log(f"[shared] stopping the test bed of {state.env} (server pid {state.pid})")
+    offset = _log_size(session)
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(state.pid):
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the shared test bed's server (pid {state.pid}) did not stop within {timeout:.0f} s; "
+                               f"see {session / LOG}, then `invoke down --force`")
+        time.sleep(0.3)
+    _forward(session, offset, log)
+
+
+def yield_machine(log: Log = print) -> None:
+    """In a sharing process, stop the shared server so that an own embedded test bed can start.
+
+    (The server itself does not share: it removes :data:`SESSION_ENV` from its environment.)
+    """
+    session = session_dir()
+    if session is not None:
+        stop(session, log)
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def _terminate_handler(server: int) -> Callable[[int, Any], None]:
+    """SIGTERM as Ctrl-C in the server (unwind, tear down); the default action in its forked helpers.
+
+    Forks that run Python (pyroute2's network-namespace workers) inherit the handler; raising
+    there would unwind a copy of the server's stack and tear the test bed down under it.
+    """
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        if os.getpid() != server:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    return handler
+
+
+def serve(session: Path) -> int:
+    """Bring up the requested env, report ``ready``, hold it until SIGTERM or SIGINT, tear it down."""
+    from labkit.testbed.embedded import EmbeddedTestbed
+
+    os.environ.pop(SESSION_ENV, None)  # this process owns the machine: never stop itself
+    request = json.loads((session / REQUEST).read_text())
+    env = validate_env(request["env"], source=session / REQUEST)
+    state = ServerState(pid=os.getpid(), fingerprint=request["fingerprint"], env=env.name, state="starting")
+    state.write(session)
+    signal.signal(signal.SIGTERM, _terminate_handler(os.getpid()))
+    testbed = EmbeddedTestbed(log=lambda line: print(line, flush=True))
+    try:
+        testbed.up(env)
+        state.state, state.timings = "ready", dict(testbed.timings)
+        state.write(session)
+        print(f"[shared] {env.name} ready; serving until SIGTERM", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    except BaseException as err:
+        state.state, state.error = "failed", f"{type(err).__name__}: {err}"
+        state.write(session)
+        print(f"[shared] failed:\n{''.join(traceback.format_exception(err))}", flush=True)
+        return 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the teardown itself is not interrupted
+            signal.signal(sig, signal.SIG_IGN)
+        testbed.down()
+        if state.state != "failed":
+            state.state = "stopped"
+            state.write(session)
+        print("[shared] stopped", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve(Path(sys.argv[1])))
