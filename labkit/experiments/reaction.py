@@ -56,7 +56,7 @@ METHODS = ("poll", "watch")
 
 
 def provider_of(env: Env, provider: str | None = None) -> str:
-    """The leaf to disconnect: ``provider``, or the first cluster the root peers with (its virtual node ``liqo-<leaf>``).
+    """The leaf to disconnect: ``provider``, or the first cluster the root peers with (virtual node ``liqo-<leaf>``).
 
     Raises
     ------

@@ -1,8 +1,8 @@
 """The CIDR plan: a pod and a service CIDR for every cluster.
 
-The clusters of a DB domain need distinct pod CIDRs: Liqo remaps colliding ranges with NAT,
-and a clustered database that advertises its own pod IP then breaks (thesis 4.2, Liqo issue
-2386). Where a file gives no CIDR, one is allocated from ``env.addressing``:
+The clusters of a DB domain, and the owner of its namespace, need distinct pod CIDRs: Liqo
+remaps colliding ranges with NAT, and a clustered database that advertises its own pod IP then
+breaks (thesis 4.2, Liqo issue 2386). Where a file gives no CIDR, one is allocated from ``env.addressing``:
 
 * logical domains (6.1): every cluster gets its own pod CIDR (the thesis' stated limit);
 * multi-level domains (6.2): pod CIDRs are distinct inside each DB domain and reused across
@@ -19,7 +19,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Mapping
 
-from labkit.config import EmbeddedBackend, Env, Problem
+from labkit.config import DbDomain, EmbeddedBackend, Env, Problem
 from labkit.topology.model import ClusterCidrs
 
 Network = ipaddress.IPv4Network
@@ -41,14 +41,26 @@ class CidrExhausted(Exception):
     """The pod pool cannot hold the blocks at this prefix."""
 
 
+def domain_clusters(env: Env, domain: DbDomain) -> list[str]:
+    """The clusters whose pod CIDRs must differ for ``domain``: its members and the owner of its namespace.
+
+    The members find each other through a headless Service whose endpoints every member reads
+    as the owner sees them (Liqo reflects them from the owner, the consumer that offloads the
+    namespace): an address the owner remaps with NAT means nothing in another member.
+    """
+    owners = [o.consumer for o in env.offloading if o.namespace == domain.namespace]
+    return list(dict.fromkeys([*domain.members, *owners]))
+
+
 def conflicts(env: Env) -> dict[str, set[str]] | None:
     """Clusters whose pod CIDRs must differ from each cluster's; ``None`` means all must differ."""
     if env.implementation == "logical-domains":
         return None
     out: dict[str, set[str]] = defaultdict(set)
     for domain in env.db_domains:
-        for member in domain.members:
-            out[member].update(domain.members)
+        clusters = domain_clusters(env, domain)
+        for member in clusters:
+            out[member].update(clusters)
     for name, others in out.items():
         others.discard(name)
     return dict(out)

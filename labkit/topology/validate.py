@@ -14,7 +14,7 @@ import networkx as nx
 
 from labkit.config import EmbeddedBackend, Env, Placement, Problem
 from labkit.topology import labels
-from labkit.topology.cidr import span, spans_overlap
+from labkit.topology.cidr import domain_clusters, span, spans_overlap
 from labkit.topology.model import MAX_NODES_PER_CLUSTER, ClusterCidrs, Link, OffloadPlan
 
 
@@ -189,11 +189,12 @@ def db_namespaces(env: Env, offloads: Sequence[OffloadPlan]) -> list[Problem]:
 
 
 def db_cidrs(env: Env, cidrs: Mapping[str, ClusterCidrs]) -> list[Problem]:
-    """Inside a DB domain, no member's pod CIDR overlaps another member's pod or service CIDR."""
+    """Inside a DB domain (its members and the owner of its namespace, :func:`~.cidr.domain_clusters`), no
+    cluster's pod CIDR overlaps another's pod or service CIDR."""
     spans = {name: (span(c.pod), span(c.service)) for name, c in cidrs.items()}
     out = []
     for i, domain in enumerate(env.db_domains):
-        members = list(dict.fromkeys(domain.members))
+        members = [m for m in domain_clusters(env, domain) if m in spans]
         if _disjoint(members, spans):
             continue
         for j, a in enumerate(members):
@@ -225,7 +226,8 @@ def _clash(a: ClusterCidrs, b: ClusterCidrs, spans: Spans) -> str | None:
     (a_pod, _), (b_pod, b_service) = spans[a.cluster], spans[b.cluster]
     if spans_overlap(a_pod, b_pod):
         return (f"overlapping pod CIDRs {a.cluster} {a.pod} and {b.cluster} {b.pod}: the clusters of a DB domain "
-                f"need distinct CIDRs (Liqo's NAT remapping breaks the database's headless service)")
+                f"need distinct CIDRs, and so does the owner of its namespace (Liqo's NAT remapping breaks "
+                f"the database's headless service)")
     if spans_overlap(a_pod, b_service):
         return f"pod CIDR of {a.cluster} {a.pod} overlaps the service CIDR of {b.cluster} {b.service}"
     return None

@@ -78,14 +78,20 @@ def test_pod_cidr_overlapping_a_peer_service_cidr_inside_a_db_domain() -> None:
     _assert_problem(_plan_error(raw), "db_domains[0] (pdc-config)", "overlaps the service CIDR of leaf-2")
 
 
-def test_overlap_outside_a_db_domain_is_allowed_and_auto_cidrs_avoid_explicit_ones() -> None:
+def test_auto_cidrs_avoid_explicit_ones() -> None:
     raw = raw_env("thesis")
-    raw["clusters"][0]["pod_cidr"] = "10.65.0.0/16"  # root: in no DB domain
     raw["clusters"][1]["pod_cidr"] = "10.65.0.0/16"
     result = plan(env_from(raw))
     assert result.cidrs["leaf-1"].pod_source == "file" and result.cidrs["leaf-2"].pod_source == "auto"
-    leaves = [result.cidrs[f"leaf-{i}"].pod for i in range(1, 5)]
-    assert all(not a.overlaps(b) for i, a in enumerate(leaves) for b in leaves[i + 1:])
+    pods = [c.pod for c in result.cidrs.values()]
+    assert all(not a.overlaps(b) for i, a in enumerate(pods) for b in pods[i + 1:])
+
+
+def test_the_owner_of_a_db_domains_namespace_needs_its_own_cidr() -> None:
+    raw = raw_env("thesis")
+    raw["clusters"][0]["pod_cidr"] = "10.65.0.0/16"  # root: no member, but it owns the namespace `test`
+    raw["clusters"][1]["pod_cidr"] = "10.65.0.0/16"
+    _assert_problem(_plan_error(raw), "db_domains[0] (pdc-config)", "overlapping pod CIDRs", "root")
 
 
 def test_pod_cidr_on_the_lab_network() -> None:

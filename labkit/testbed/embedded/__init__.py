@@ -229,7 +229,8 @@ class EmbeddedTestbed:
         topology's CIDRs, labels, peerings and offloads) or a hand-made
         :class:`~.spec.EmbeddedEnv`. Then peers the env's pairs and offloads its namespaces.
         Only one embedded testbed runs per machine: ``up()`` waits ``$LABKIT_EMBEDDED_WAIT``
-        seconds (default 0) for another one to finish. ``timeout`` bounds the wait for every
+        seconds (default 0) for another one to finish; in a process sharing a run's test bed
+        (:mod:`.shared`) it stops that one first. ``timeout`` bounds the wait for every
         node Ready (default: 120 s + 12 s per VM).
 
         Raises
@@ -293,11 +294,11 @@ class EmbeddedTestbed:
                     vmlib.create(vm)
                 self._vms[vm.name] = vm
                 nodes.append(Node(vm, dict(vm_spec.labels), subnets[vm.name]))
-            self._clusters[spec.name] = Cluster(spec, nodes, env.tuning, binaries, images, sup,  # type: ignore[arg-type]
-                                                self._log)
+            self._clusters[spec.name] = Cluster(spec, nodes, env.tuning, binaries, images, sup, self._log)
 
     @classmethod
-    def attach(cls, env: Env | EmbeddedEnv, timings: dict[str, float] | None = None, log: Log = print) -> EmbeddedTestbed:
+    def attach(cls, env: Env | EmbeddedEnv, timings: dict[str, float] | None = None,
+               log: Log = print) -> EmbeddedTestbed:
         """A view of the running test bed of ``env`` that another process brought up and holds.
 
         The view reaches the clusters (``kube``), VMs (``host``, faults) and containerds
