@@ -100,4 +100,7 @@ def read_comparisons(run_dir: Path) -> pd.DataFrame:
     paths = sorted((Path(run_dir) / COMPARISON_DIR).glob("*.parquet"))
     if not paths:
         return pd.DataFrame(columns=["experiment", "key", "unit", "thesis_mean", "labkit_mean"])
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    frames = [pd.read_parquet(p) for p in paths]
+    columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+    # all-NA columns (a number the thesis gives without a spread) are left out of the concat, then restored
+    return pd.concat([f.dropna(axis=1, how="all") for f in frames], ignore_index=True).reindex(columns=columns)

@@ -1,12 +1,14 @@
 """The CIDR plan: a pod and a service CIDR for every cluster.
 
-The clusters of a DB domain, and the owner of its namespace, need distinct pod CIDRs: Liqo
-remaps colliding ranges with NAT, and a clustered database that advertises its own pod IP then
-breaks (thesis 4.2, Liqo issue 2386). Where a file gives no CIDR, one is allocated from ``env.addressing``:
+The clusters of a DB domain need distinct pod CIDRs: Liqo remaps colliding ranges with NAT, and
+a clustered database that advertises its own pod IP then breaks (thesis 4.2, Liqo issue 2386).
+So does the owner of the domain's namespace, and no cluster peered with one of them may share
+another member's range (:func:`domain_views`). Where a file gives no CIDR, one is allocated from
+``env.addressing``:
 
 * logical domains (6.1): every cluster gets its own pod CIDR (the thesis' stated limit);
-* multi-level domains (6.2): pod CIDRs are distinct inside each DB domain and reused across
-  them (a greedy colouring of the "shares a DB domain" graph).
+* multi-level domains (6.2): pod CIDRs differ where :func:`conflicts` says so and are reused
+  elsewhere (a greedy colouring of that graph).
 
 Blocks are ``addressing.pod_prefix`` wide (``/16``, k3s' size) and shrink, down to ``/24``,
 until the pool holds them all. Every cluster without a service CIDR gets the shared
@@ -17,10 +19,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from labkit.config import DbDomain, EmbeddedBackend, Env, Problem
-from labkit.topology.model import ClusterCidrs
+from labkit.topology.model import ClusterCidrs, Link
 
 Network = ipaddress.IPv4Network
 SMALLEST_BLOCK = 24
@@ -42,32 +44,63 @@ class CidrExhausted(Exception):
 
 
 def domain_clusters(env: Env, domain: DbDomain) -> list[str]:
-    """The clusters whose pod CIDRs must differ for ``domain``: its members and the owner of its namespace.
+    """The clusters a DB domain spans: its members and the owner of its namespace.
 
     The members find each other through a headless Service whose endpoints every member reads
     as the owner sees them (Liqo reflects them from the owner, the consumer that offloads the
-    namespace): an address the owner remaps with NAT means nothing in another member.
+    namespace), so the owner's view of the members' addresses matters as much as theirs.
     """
     owners = [o.consumer for o in env.offloading if o.namespace == domain.namespace]
     return list(dict.fromkeys([*domain.members, *owners]))
 
 
-def conflicts(env: Env) -> dict[str, set[str]] | None:
-    """Clusters whose pod CIDRs must differ from each cluster's; ``None`` means all must differ."""
+def neighbours(links: Iterable[Link]) -> dict[str, set[str]]:
+    """The clusters each cluster peers with, in either direction (each has a tunnel to the other)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for link in links:
+        out[link.consumer].add(link.provider)
+        out[link.provider].add(link.consumer)
+    return dict(out)
+
+
+def domain_views(env: Env, links: Iterable[Link]) -> list[tuple[DbDomain, list[str], dict[str, set[str]]]]:
+    """Per DB domain: its clusters, and for each of them the clusters its gateway routes to besides them.
+
+    A Galera member advertises its real pod address, so every cluster of the domain must tell
+    the others apart without NAT: a gateway that routes two peers of one pod CIDR remaps one of
+    them, and an advertised address then reaches the wrong cluster (the first multi-level env
+    had ``p-1``'s member joining ``p-2``'s ``high-1`` member at the same address).
+    """
+    near = neighbours(links)
+    out = []
+    for domain in env.db_domains:
+        clusters = domain_clusters(env, domain)
+        out.append((domain, clusters, {c: near.get(c, set()) - set(clusters) for c in clusters}))
+    return out
+
+
+def conflicts(env: Env, links: Iterable[Link]) -> dict[str, set[str]] | None:
+    """Clusters whose pod CIDRs must differ from each cluster's; ``None`` means all must differ.
+
+    Inside a DB domain's clusters (:func:`domain_clusters`), and between each of them and every
+    cluster another of them peers with (:func:`domain_views`).
+    """
     if env.implementation == "logical-domains":
         return None
     out: dict[str, set[str]] = defaultdict(set)
-    for domain in env.db_domains:
-        clusters = domain_clusters(env, domain)
+    for _, clusters, seen in domain_views(env, links):
+        routed = set(clusters).union(*seen.values())
         for member in clusters:
-            out[member].update(clusters)
+            out[member].update(routed)
+        for other in routed:
+            out[other].update(clusters)
     for name, others in out.items():
         others.discard(name)
     return dict(out)
 
 
-def plan_cidrs(env: Env) -> tuple[dict[str, ClusterCidrs], list[Problem]]:
-    """Each cluster's CIDRs, allocating the missing ones.
+def plan_cidrs(env: Env, links: Iterable[Link] = ()) -> tuple[dict[str, ClusterCidrs], list[Problem]]:
+    """Each cluster's CIDRs, allocating the missing ones (``links``: the env's peerings, :func:`conflicts`).
 
     Returns
     -------
@@ -79,7 +112,7 @@ def plan_cidrs(env: Env) -> tuple[dict[str, ClusterCidrs], list[Problem]]:
         if prefix < pool.prefixlen:
             continue
         try:
-            pods = _allocate(env, prefix)
+            pods = _allocate(env, prefix, links)
         except CidrExhausted:
             continue
         return _assemble(env, pods), []
@@ -110,13 +143,13 @@ def _reserved(env: Env) -> list[Network]:
     return out
 
 
-def _allocate(env: Env, prefix: int) -> dict[str, Network]:
+def _allocate(env: Env, prefix: int, links: Iterable[Link]) -> dict[str, Network]:
     """Pod CIDRs of every cluster (explicit ones kept) with blocks of ``prefix``."""
     blocks = _blocks(env.addressing.pod_pool, prefix)
     reserved = [span(r) for r in _reserved(env)]
     explicit = {c.name: span(c.pod_cidr) for c in env.clusters if c.pod_cidr is not None}
     free = [i for i, b in enumerate(blocks) if not any(spans_overlap(b, r) for r in reserved)]
-    graph = conflicts(env)
+    graph = conflicts(env, list(links))
     if graph is None:
         chosen = _allocate_distinct(env, blocks, free, explicit)
     else:

@@ -36,7 +36,7 @@ def plan(env: Env, max_nodes: int = MAX_NODES_PER_CLUSTER) -> Plan:
            + validate.duplicate_peerings(env))
     links = peering.derive(env) if env.peerings is None else peering.explicit(env)
     offloads = resolve_offloads(env, links)
-    cidrs, problems = cidr.plan_cidrs(env)
+    cidrs, problems = cidr.plan_cidrs(env, links)
     _raise(env, problems)
     advertised = labels.cluster_labels(env)
     virtual = Counter(link.consumer for link in links)
@@ -48,7 +48,7 @@ def plan(env: Env, max_nodes: int = MAX_NODES_PER_CLUSTER) -> Plan:
         lambda: validate.offloads_peered(offloads, links),
         lambda: validate.db_full_mesh(env, links),
         lambda: validate.db_namespaces(env, offloads),
-        lambda: validate.db_cidrs(env, cidrs),
+        lambda: validate.db_cidrs(env, cidrs, links),
         lambda: validate.cluster_cidrs(env, cidrs),
         lambda: validate.node_limit(env, virtual, max_nodes),
         lambda: validate.placements(env, offloads, advertised),

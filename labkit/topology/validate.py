@@ -14,7 +14,7 @@ import networkx as nx
 
 from labkit.config import EmbeddedBackend, Env, Placement, Problem
 from labkit.topology import labels
-from labkit.topology.cidr import domain_clusters, span, spans_overlap
+from labkit.topology.cidr import domain_views, span, spans_overlap
 from labkit.topology.model import MAX_NODES_PER_CLUSTER, ClusterCidrs, Link, OffloadPlan
 
 
@@ -188,20 +188,31 @@ def db_namespaces(env: Env, offloads: Sequence[OffloadPlan]) -> list[Problem]:
     return out
 
 
-def db_cidrs(env: Env, cidrs: Mapping[str, ClusterCidrs]) -> list[Problem]:
-    """Inside a DB domain (its members and the owner of its namespace, :func:`~.cidr.domain_clusters`), no
-    cluster's pod CIDR overlaps another's pod or service CIDR."""
+def db_cidrs(env: Env, cidrs: Mapping[str, ClusterCidrs], links: Sequence[Link] = ()) -> list[Problem]:
+    """A DB domain's clusters tell each other apart without NAT (:func:`~.cidr.domain_views`).
+
+    Inside the domain (its members and the owner of its namespace) no cluster's pod CIDR
+    overlaps another's pod or service CIDR, and no cluster one of them peers with overlaps the
+    pod CIDR of another of them.
+    """
     spans = {name: (span(c.pod), span(c.service)) for name, c in cidrs.items()}
     out = []
-    for i, domain in enumerate(env.db_domains):
-        members = [m for m in domain_clusters(env, domain) if m in spans]
-        if _disjoint(members, spans):
-            continue
-        for j, a in enumerate(members):
-            for b in members[j + 1:]:
-                clash = _clash(cidrs[a], cidrs[b], spans) or _clash(cidrs[b], cidrs[a], spans)
-                if clash:
-                    out.append(Problem(_where(env, "db_domains", i), clash))
+    for i, (domain, clusters, seen) in enumerate(domain_views(env, links)):
+        members = [m for m in clusters if m in spans]
+        if not _disjoint(members, spans):
+            for j, a in enumerate(members):
+                for b in members[j + 1:]:
+                    clash = _clash(cidrs[a], cidrs[b], spans) or _clash(cidrs[b], cidrs[a], spans)
+                    if clash:
+                        out.append(Problem(_where(env, "db_domains", i), clash))
+        for via, others in seen.items():
+            for other in sorted(o for o in others if o in spans):
+                for member in members:
+                    if member != via and spans_overlap(spans[other][0], spans[member][0]):
+                        out.append(Problem(_where(env, "db_domains", i),
+                                           f"pod CIDR of {other} {cidrs[other].pod}, a peer of {via}, overlaps "
+                                           f"{member}'s {cidrs[member].pod}: {via} would reach one of them through "
+                                           f"NAT, while a member advertises its real address"))
     return out
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 from labkit.testbed.embedded import binaries, cluster, pki
+from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, SpecError, Tuning, VmSpec
 from labkit.testbed.embedded.vm import Vm, VmError
 
@@ -145,3 +148,25 @@ def test_down_leaves_another_processs_testbed_alone(tmp_path, monkeypatch) -> No
         holder.wait()
     tb.down()  # the lock is free now: a crash cleanup sweeps
     assert swept == ["sweep"] and not tb._lock.held
+
+
+def _wait_empty(folder: Path, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(folder.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(folder.iterdir())
+
+
+def test_discard_moves_a_tree_away_at_once_and_deletes_it_in_the_background(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    trash = tmp_path / "trash"
+    monkeypatch.setattr(vmlib, "TRASH_ROOT", trash)
+    state = tmp_path / "vm-a"
+    (state / "containerd" / "snapshots").mkdir(parents=True)
+    (state / "containerd" / "snapshots" / "layer").write_bytes(b"x" * 1024)
+    vmlib.discard(state)
+    assert not state.exists() and trash.is_dir()
+    assert _wait_empty(trash)
+    vmlib.discard(tmp_path / "absent")  # nothing to do
+    (trash / "left-by-a-reboot" / "sub").mkdir(parents=True)
+    vmlib.purge_trash()
+    assert _wait_empty(trash)

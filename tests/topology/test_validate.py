@@ -233,3 +233,11 @@ def test_every_problem_is_reported_at_once_naming_the_env() -> None:
     err = _plan_error(raw)
     assert len(err.problems) >= 2
     assert str(err).startswith("env 'thesis': ")
+
+
+def test_a_db_member_must_tell_its_peers_apart_from_the_other_members() -> None:
+    raw = raw_env("multilevel")
+    names = [c["name"] for c in raw["clusters"]]
+    raw["clusters"][names.index("p-2")]["pod_cidr"] = "10.90.0.0/16"
+    raw["clusters"][names.index("s-1-2")]["pod_cidr"] = "10.90.0.0/16"  # p-1 peers with both: its gateway remaps one
+    _assert_problem(_plan_error(raw), "db_domains[3] (low-1)", "a peer of p-1", "through NAT")
