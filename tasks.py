@@ -120,7 +120,8 @@ def _hold(testbed: object) -> None:
 
 
 @task(help={"env": "env name in envs/ (default: embedded)",
-            "force": "embedded: sweep even while a running process holds the test bed"})
+            "force": "embedded: sweep even while a running process holds the test bed (stops a run's shared "
+                     "test bed first)"})
 def down(c: Context, env: str = "embedded", force: bool = False) -> None:
     """Tear a test bed down: embedded removes every leftover of the kit (also after a crash); VMs uninstall."""
     from labkit.config import ConfigError, load_env
@@ -130,13 +131,15 @@ def down(c: Context, env: str = "embedded", force: bool = False) -> None:
         model = load_env(env)
         if model.backend.kind == "embedded":
             from labkit.host import require_root
-            from labkit.testbed.embedded import MachineLock, sweep
+            from labkit.testbed.embedded import MachineLock, shared, sweep
 
             require_root("removing the embedded test bed")
             holder = MachineLock().holder()
             if holder and not force:
                 raise Exit(f"down: the embedded test bed of {holder} is running; stop that process "
                            "(it tears down) or pass --force", code=1)
+            if force:
+                shared.stop_all()  # a killed `invoke lab` leaves its server holding the test bed
             found = sweep()
             print(f"[down] removed: {found}")
         else:

@@ -203,10 +203,6 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
     return manifest
 
 
-#: Where the shared test bed's sessions live (``<root>/<run_id>``: the server's state and log).
-SHARED_ROOT = Path("/run/labkit-shared")
-
-
 @contextmanager
 def _sharing(enabled: bool, run_id: str, run_dir: Path, log: Callable[[str], None]) -> Iterator[None]:
     """Let the notebooks share one embedded test bed for the block; always stop it after.
@@ -219,7 +215,7 @@ def _sharing(enabled: bool, run_id: str, run_dir: Path, log: Callable[[str], Non
         return
     from labkit.testbed.embedded import shared
 
-    session = SHARED_ROOT / run_id  # created by the first notebook that asks for a test bed
+    session = shared.SESSIONS_ROOT / run_id  # created by the first notebook that asks for a test bed
     previous = os.environ.get(shared.SESSION_ENV)
     os.environ[shared.SESSION_ENV] = str(session)
     try:

@@ -49,12 +49,21 @@ def test_server_state_round_trip_and_log_forwarding(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_the_runner_shares_only_inside_its_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(shared.SESSION_ENV, raising=False)
-    monkeypatch.setattr("labkit.runner.SHARED_ROOT", tmp_path)
+    monkeypatch.setattr(shared, "SESSIONS_ROOT", tmp_path)
     with _sharing(True, "r1", tmp_path / "run", print):
         assert shared.session_dir() == tmp_path / "r1"
     assert shared.session_dir() is None
     with _sharing(False, "r2", tmp_path / "run", print):
         assert shared.session_dir() is None
+
+
+@pytest.mark.unit
+def test_stop_all_skips_sessions_whose_server_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared, "SESSIONS_ROOT", tmp_path)
+    assert shared.stop_all() == 0  # no session at all
+    (tmp_path / "old-run").mkdir()
+    shared.ServerState(pid=2**22 + 1, fingerprint="f", env="e", state="ready").write(tmp_path / "old-run")
+    assert shared.stop_all() == 0  # its pid does not run
 
 
 def _server(session: Path) -> shared.ServerState:

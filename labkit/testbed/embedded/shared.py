@@ -46,6 +46,8 @@ from labkit.testbed.base import TestbedError
 
 #: Environment variable naming the session directory; set by the runner, read by ``running()``.
 SESSION_ENV = "LABKIT_SHARED_TESTBED"
+#: Where the runner puts its sessions (``<root>/<run_id>``).
+SESSIONS_ROOT = Path("/run/labkit-shared")
 #: Files of a session directory.
 REQUEST, STATE, LOG = "request.json", "server.json", "server.log"
 
@@ -200,6 +202,16 @@ def stop(session: Path, log: Log = print, timeout: float = 180.0) -> None:
                                f"see {session / LOG}, then `invoke down --force`")
         time.sleep(0.3)
     _forward(session, offset, log)
+
+
+def stop_all(log: Log = print) -> int:
+    """Stop the server of every session under :data:`SESSIONS_ROOT` (a killed run's); return how many ran."""
+    stopped = 0
+    for session in sorted(SESSIONS_ROOT.iterdir()) if SESSIONS_ROOT.is_dir() else ():
+        if _serving(session) is not None:
+            stop(session, log)
+            stopped += 1
+    return stopped
 
 
 def yield_machine(log: Log = print) -> None:
