@@ -1,0 +1,205 @@
+"""The downtime and its phases: milestones from the PDC's logs (parsed, read from its pods in the
+clusters concerned), the split of a downtime into consecutive phases at measured milestones,
+and the tidy rows of one repetition (downtime per stream, phases of the low stream).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labkit.experiments.stream.chain import Chain, hosting_cluster, pod_namespace
+from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, INSTANCE
+from labkit.grid.config import parse_fetch_line
+from labkit.measure.stream import stream_downtime
+
+
+#: Order of the phases in tables and figures.
+PHASES = ("detection", "eviction", "restart", "startup", "config fetch", "reconnect", "first frame")
+
+
+# --------------------------------------------------------------------------- PDC logs
+
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\S+) (\w+) (.*)$")
+#: Log messages of the PDC that mark a milestone: (event, pattern).
+LOG_EVENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("process started", re.compile(r"^process started")),
+    ("listening", re.compile(r"listening on ")),
+    ("input connected", re.compile(r"^input (?P<input>\S+) connected")),
+    ("first forward", re.compile(r"^first frame forwarded after (?P<kind>\w+) of (?P<input>\S+)")),
+)
+
+
+def parse_log(text: str) -> pd.DataFrame:
+    """Milestones in a PDC log (the kit's format ``%(asctime)s %(name)s %(levelname)s %(message)s``, UTC).
+
+    Returns columns ``t`` (UNIX s), ``event``, ``input`` (for ``config fetched``: ``file`` or ``db``),
+    ``seconds`` (the fetch duration the PDC measured, :func:`labkit.grid.config.parse_fetch_line`), ``message``.
+    """
+    rows = []
+    for line in text.splitlines():
+        m = _LOG_LINE.match(line.strip())
+        if not m:
+            continue
+        stamp = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=timezone.utc).timestamp()
+        message = m.group(4)
+        fetched = parse_fetch_line(message)
+        if fetched is not None:
+            rows.append({"t": stamp, "event": "config fetched", "input": fetched[1].source,
+                         "seconds": fetched[1].seconds, "message": message})
+            continue
+        for event, pattern in LOG_EVENTS:
+            hit = pattern.search(message)
+            if hit:
+                groups = hit.groupdict()
+                rows.append({"t": stamp, "event": event, "input": groups.get("input") or "", "seconds": np.nan,
+                             "message": message})
+                break
+    return pd.DataFrame(rows, columns=["t", "event", "input", "seconds", "message"])
+
+
+def pdc_logs(testbed: Any, chain: Chain, name: str, clusters: Iterable[str]) -> pd.DataFrame:
+    """Milestones of every container (current and previous) of ``name``'s real pods in ``clusters``."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    frames = []
+    for cluster in clusters:
+        core = client.CoreV1Api(testbed.kube(cluster))
+        ns = pod_namespace(chain, name, cluster)
+        try:
+            pods = core.list_namespaced_pod(ns, label_selector=f"{INSTANCE}={name}", _request_timeout=10).items
+        except Exception:  # an unreachable or missing namespace holds nothing to read
+            continue
+        for pod in pods:
+            if pod.spec.node_name and pod.spec.node_name.startswith("liqo-"):
+                continue  # the home view of an offloaded pod: its logs are in the provider
+            for previous in (False, True):
+                try:
+                    text = core.read_namespaced_pod_log(pod.metadata.name, ns, previous=previous,
+                                                        _request_timeout=15)
+                except (ApiException, Exception):
+                    continue
+                frames.append(parse_log(text).assign(cluster=cluster, pod=pod.metadata.name))
+    if not frames:
+        return pd.DataFrame(columns=["t", "event", "input", "seconds", "message", "cluster", "pod"])
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["t", "event", "pod"])
+
+
+def restart_logs(testbed: Any, chain: Chain, cluster: str, since: float, attempts: int = 3) -> pd.DataFrame:
+    """The low PDC's milestones after a fault in ``cluster``: its logs there and where it runs now.
+
+    A log read can time out on a busy machine, and a replaced pod may run elsewhere, so both
+    clusters are read, up to ``attempts`` times until a ``process started`` after ``since`` shows.
+    """
+    logs = pd.DataFrame()
+    for attempt in range(attempts):
+        clusters = {cluster, hosting_cluster(testbed, chain, chain.low)}
+        logs = pdc_logs(testbed, chain, chain.low, sorted(clusters))
+        if ((logs["event"] == "process started") & (logs["t"] >= since)).any():
+            break
+        time.sleep(2.0 * (attempt + 1))
+    return logs
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def phase_split(last_old: float, first_new: float,
+                milestones: Sequence[tuple[str, float | None]]) -> list[tuple[str, float, float]]:
+    """Consecutive phases from ``last_old`` to ``first_new`` ending at ``milestones`` (name, time).
+
+    Missing milestones (``None``) are skipped, the next phase starting where the previous
+    ended; times out of order are clamped into ``[previous end, first_new]``. The last phase
+    (``first frame``) ends at ``first_new``. The durations add up to ``first_new - last_old``.
+    """
+    if first_new < last_old:
+        raise ValueError(f"first_new {first_new} is before last_old {last_old}")
+    out: list[tuple[str, float, float]] = []
+    start = last_old
+    for name, t in milestones:
+        if t is None or not np.isfinite(t):
+            continue
+        end = min(max(float(t), start), first_new)
+        out.append((name, start, end))
+        start = end
+    out.append(("first frame", start, first_new))
+    return out
+
+
+def _first(frame: pd.DataFrame, after: float, **equal: Any) -> float | None:
+    """Time of the first row of ``frame`` (column ``t``, UNIX s) at or after ``after`` matching ``equal``."""
+    if frame.empty:
+        return None
+    sel = frame[frame["t"] >= after]
+    for column, value in equal.items():
+        sel = sel[sel[column] == value]
+    return float(sel["t"].min()) if not sel.empty else None
+
+
+def _unix(series: pd.Series) -> pd.Series:
+    """UTC timestamps as UNIX seconds."""
+    return (pd.to_datetime(series, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+
+
+def downtime_after(frames: pd.DataFrame, t_fault: float, stream: str, window_s: float = 30.0) -> pd.Series | None:
+    """The first downtime of ``stream`` whose last old frame is at most ``window_s`` before/after the fault."""
+    sel = frames[frames["stream"] == stream] if "stream" in frames else frames
+    if sel.empty:
+        return None
+    dt = stream_downtime(sel, threshold=DOWNTIME_THRESHOLD_S)
+    dt = dt[(dt["last_old"] >= t_fault - 2.0) & (dt["last_old"] <= t_fault + window_s)]
+    return dt.sort_values("last_old").iloc[0] if not dt.empty else None
+
+
+def repetition_rows(*, rep: int, t_fault: float, frames: pd.DataFrame, logs: pd.DataFrame,
+                    milestones_before: Sequence[tuple[str, float | None]], cluster: str,
+                    detection_before_downtime: bool, **keys: Any) -> list[dict[str, Any]]:
+    """Tidy rows of one repetition: ``stream_downtime`` per stream and ``phase`` of the low stream.
+
+    ``milestones_before`` are the scenario's own milestones preceding the PDC's log milestones
+    (cluster failure: NotReady, replacement pod); the log milestones are taken after the last
+    old frame of the low stream.
+    """
+    rows: list[dict[str, Any]] = []
+    base = {"repetition": rep, "cluster": cluster, **keys}
+    for stream in ("low", "high"):
+        d = downtime_after(frames, t_fault, stream)
+        if d is None:
+            rows.append({**base, "metric": "stream_downtime", "unit": "s", "t": pd.Timestamp(t_fault, unit="s", tz="UTC"),
+                         "value": np.nan, "stream": stream, "recovered": False})
+            continue
+        rows.append({**base, "metric": "stream_downtime", "unit": "s", "t": d["t"], "value": float(d["value"]),
+                     "stream": stream, "recovered": True, "last_old": float(d["last_old"]),
+                     "first_new": float(d["first_new"]), "missing_frames": int(d["missing_frames"]),
+                     "pmu_idcode": int(d["pmu_idcode"])})
+    low = downtime_after(frames, t_fault, "low")
+    if low is None:
+        return rows
+    last_old, first_new = float(low["last_old"]), float(low["first_new"])
+    after = logs[logs["t"] >= last_old - 0.5] if not logs.empty else logs
+    fetched = after[after["event"] == "config fetched"] if not after.empty else after
+    source = str(fetched["input"].iloc[0]) if len(fetched) else ""
+    if len(fetched):  # the fetch ends at its log line and lasted what the PDC measured
+        fetch_end = float(fetched["t"].iloc[0])
+        startup = [("startup", fetch_end - float(fetched["seconds"].iloc[0])), ("config fetch", fetch_end)]
+    else:
+        startup = [("startup", _first(after, last_old - 0.5, event="listening"))]
+    milestones = [*milestones_before, ("restart", _first(after, last_old - 0.5, event="process started")),
+                  *startup, ("reconnect", _first(after, last_old - 0.5, event="input connected"))]
+    for name, start, end in phase_split(last_old, first_new, milestones):
+        rows.append({**base, "metric": "phase", "unit": "s", "t": pd.Timestamp(end, unit="s", tz="UTC"),
+                     "value": end - start, "stream": "low", "phase": name, "start": start, "end": end,
+                     "config_source": source})
+    if detection_before_downtime:
+        rows.append({**base, "metric": "phase", "unit": "s", "t": pd.Timestamp(last_old, unit="s", tz="UTC"),
+                     "value": max(0.0, last_old - t_fault), "stream": "low", "phase": "detection",
+                     "start": t_fault, "end": last_old})
+    return rows

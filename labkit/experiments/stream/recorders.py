@@ -1,0 +1,150 @@
+"""Recorder pods (:mod:`labkit.grid.recorder`) subscribed to the low and the high PDC's output:
+their manifest and files, starting them, waiting until they stream or see the stream come
+back (their status file), and stopping them to fetch every frame they recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from labkit.config import Env
+from labkit.experiments.stream.chain import Chain, pod_namespace, prepare
+from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, RECORDER_NAMESPACE, StreamError
+from labkit.testbed.pods import PodHost, start_pods
+from labkit.workloads.render import C37118_PORT
+
+
+#: IDCODE the recorders put in their command frames.
+RECORDER_IDCODE = 950
+#: Files of a recorder pod (an emptyDir at /data).
+REC_OUT, REC_STOP, REC_STATUS = "/data/frames.parquet", "/data/stop", "/data/status.json"
+
+
+@dataclass
+class RecorderPod:
+    """A recorder pod subscribed to one PDC's output."""
+
+    stream: str          # "low" or "high"
+    cluster: str
+    target: str          # host the recorder connects to
+    host: PodHost
+
+    def status(self) -> dict[str, Any]:
+        """The recorder's status file (frames, last frame time and arrival), empty before the first flush."""
+        res = self.host.run(["cat", REC_STATUS], timeout=15)
+        if not res.ok or not res.stdout.strip():
+            return {}
+        try:
+            return json.loads(res.stdout)
+        except ValueError:
+            return {}
+
+
+def recorder_manifest(name: str, image: str, node: str, target: str) -> dict[str, Any]:
+    """A pod on ``node`` recording ``target``:4712 until ``/data/stop`` exists, then idling (for the fetch)."""
+    cmd = (f"python -m labkit.grid.recorder --host {target} --port {C37118_PORT} --idcode {RECORDER_IDCODE} "
+           f"--out {REC_OUT} --stop-file {REC_STOP} --status-file {REC_STATUS} --backoff-max 0.5 "
+           f"--gap {DOWNTIME_THRESHOLD_S} "
+           f"--flush-every 0.5; touch /data/done; sleep infinity")
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "labkit-recorder",
+                                                  "app.kubernetes.io/part-of": "labkit"}},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "restartPolicy": "Never",
+                     "containers": [{"name": "recorder", "image": image, "imagePullPolicy": "IfNotPresent",
+                                     "command": ["sh", "-c", cmd],
+                                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                     "volumes": [{"name": "data", "emptyDir": {}}]}}
+
+
+def start_recorder(testbed: Any, env: Env, stream: str, cluster: str, target: str, image: str) -> RecorderPod:
+    """Start a recorder pod on the first node of ``cluster`` subscribed to ``target``."""
+    node = env.cluster(cluster).nodes[0].name
+    (host,) = start_pods(testbed.kube(cluster), RECORDER_NAMESPACE,
+                         [recorder_manifest(f"rec-{stream}", image, node, target)], timeout=180)
+    return RecorderPod(stream, cluster, target, host)
+
+
+def service_host(chain: Chain, name: str, cluster: str) -> str:
+    """DNS name of ``name``'s Service as seen from ``cluster`` (reflected Services keep their name)."""
+    return f"{name}.{pod_namespace(chain, name, cluster)}.svc"
+
+
+def wait_streaming(recorders: Sequence[RecorderPod], timeout: float = 120.0, fresh_s: float = 1.0) -> None:
+    """Wait until every recorder receives frames (last arrival at most ``fresh_s`` old)."""
+    deadline = time.monotonic() + timeout
+    pending = list(recorders)
+    while pending:
+        pending = [r for r in pending if not _fresh(r.status(), fresh_s)]
+        if pending and time.monotonic() > deadline:
+            raise StreamError(f"no frames after {timeout:.0f} s at recorder(s) "
+                              f"{[(r.stream, r.cluster, r.target) for r in pending]}")
+        time.sleep(1.0)
+
+
+def _fresh(status: Mapping[str, Any], fresh_s: float) -> bool:
+    """Whether a recorder status shows a frame that arrived within ``fresh_s`` seconds."""
+    arrival = status.get("last_arrival")
+    return arrival is not None and time.time() - float(arrival) <= fresh_s + 0.6  # + one flush period
+
+
+def wait_recovered(recorder: RecorderPod, since: float, timeout: float) -> float | None:
+    """Wait until ``recorder`` saw a gap of data frames ending after ``since`` (UNIX s); return the first new frame's
+    time (None: not within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        gap = recorder.status().get("last_gap")
+        if gap and float(gap[1]) > since:
+            return float(gap[1])
+        time.sleep(0.5)
+    return None
+
+
+def stop_recorder(recorder: RecorderPod, timeout: float = 60.0) -> pd.DataFrame:
+    """Stop the recorder, wait until its file is closed, fetch it and return its frames."""
+    recorder.host.run(["touch", REC_STOP], timeout=15)
+    deadline = time.monotonic() + timeout
+    while not recorder.host.run(["test", "-e", "/data/done"], timeout=15).ok:
+        if time.monotonic() > deadline:
+            raise StreamError(f"recorder {recorder.stream} in {recorder.cluster} did not stop within {timeout:.0f} s")
+        time.sleep(0.5)
+    res = recorder.host.run(["base64", "-w0", REC_OUT], timeout=120)
+    if not res.ok:
+        raise StreamError(f"recorder {recorder.stream} in {recorder.cluster}: cannot read {REC_OUT}: {res.stderr}")
+    frames = pd.read_parquet(io.BytesIO(base64.b64decode(res.stdout)), engine="pyarrow")
+    return frames.assign(stream=recorder.stream)
+
+
+def start_recorders(testbed: Any, chain: Chain, image: str, low_cluster: str | None = None,
+                    low_target: str | None = None) -> dict[str, RecorderPod]:
+    """Recorders of the low PDC (in ``low_cluster``, default its owner) and the high PDC (its owner), streaming.
+
+    ``low_target`` is the address the low recorder connects to (default: the PDC's Service).
+    """
+    low_cluster = low_cluster or chain.owner(chain.low)
+    owner_high = chain.owner(chain.high)
+    recorders = {
+        "low": start_recorder(testbed, chain.env, "low", low_cluster,
+                              low_target or service_host(chain, chain.low, low_cluster), image),
+        "high": start_recorder(testbed, chain.env, "high", owner_high,
+                               service_host(chain, chain.high, owner_high), image),
+    }
+    wait_streaming(list(recorders.values()))
+    return recorders
+
+
+def _setup(testbed: Any, chain: Chain, with_db: bool) -> dict[str, RecorderPod]:
+    """:func:`prepare` then :func:`start_recorders` with their defaults."""
+    return start_recorders(testbed, chain, prepare(testbed, chain, with_db))
+
+
+def _frames(recorders: Mapping[str, RecorderPod]) -> pd.DataFrame:
+    """Every recorder's frames (column ``stream``)."""
+    return pd.concat([stop_recorder(r) for r in recorders.values()], ignore_index=True)

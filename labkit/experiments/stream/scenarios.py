@@ -1,0 +1,274 @@
+"""The scenarios on a running test bed: one repetition of a pod or a cluster failure, the
+measurements (pod failure, cluster failure, island: deploy, record, inject, tidy rows with the
+frame rates and the fault log), and the ``run_*`` entry points that bring an env up for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labkit.config import Env
+from labkit.experiments.stream.chain import (Chain, _core, chain_of, home_pods, hosting_cluster, pod_namespace,
+                                             prepare)
+from labkit.experiments.stream.common import INSTANCE, StreamError
+from labkit.experiments.stream.envs import _env, colocated_env, movable_low_env
+from labkit.experiments.stream.phases import _first, _unix, repetition_rows, restart_logs
+from labkit.experiments.stream.recorders import RecorderPod, _frames, _setup, start_recorders, wait_recovered
+from labkit.faults import FaultLog, FaultSpec, Selector, injected
+from labkit.measure import collecting
+from labkit.measure.nodes import NodeReadyWatch
+from labkit.measure.pods import PodEvents
+from labkit.measure.stream import valid_frames
+from labkit.results import tidy
+from labkit.testbed import off_event_loop, running
+
+
+# --------------------------------------------------------------------------- one repetition
+
+
+def pod_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, RecorderPod], rep: int, after_s: float,
+                     timeout_s: float, log: FaultLog) -> tuple[float, str]:
+    """Make the low PDC's liveness probe fail once it ran ``after_s`` s; wait until the stream is back.
+
+    Returns the fault time (UNIX s, when the probe's file was created) and the hosting cluster.
+    """
+    cluster = hosting_cluster(testbed, chain, chain.low)
+    spec = FaultSpec(name=f"liveness-{rep}", action="pod-liveness-fail",
+                     selector=Selector(cluster=cluster, namespace=pod_namespace(chain, chain.low, cluster),
+                                       labels={INSTANCE: chain.low}), params={"after_s": after_s})
+    with injected(testbed, chain.env, spec, log):
+        t_fault = log.injected_at(spec.name).timestamp()
+        if wait_recovered(recorders["low"], t_fault, timeout_s) is None:
+            raise StreamError(f"repetition {rep}: the low PDC's stream did not come back within {timeout_s:.0f} s")
+        wait_recovered(recorders["high"], t_fault, 20.0)
+    return t_fault, cluster
+
+
+def _virtual_node(chain: Chain, cluster: str) -> str:
+    """Name of the virtual node of provider ``cluster`` in the low PDC's owner (Liqo: ``liqo-<id>``)."""
+    return f"liqo-{cluster}"
+
+
+def cluster_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, RecorderPod], rep: int,
+                         timeout_s: float, log: FaultLog) -> tuple[float, str, pd.DataFrame, pd.DataFrame]:
+    """Disconnect the cluster running the low PDC until the stream is back; then reconnect it.
+
+    Returns the fault time, the disconnected cluster, and the owner's node and pod observations.
+    """
+    cluster = hosting_cluster(testbed, chain, chain.low)
+    others = {hosting_cluster(testbed, chain, n) for n in (*chain.pmus, chain.high)}
+    if cluster in others or cluster == chain.owner(chain.low):
+        raise StreamError(f"repetition {rep}: the low PDC runs in {cluster}, which also runs its PMU, the high "
+                          f"PDC or owns the namespace; disconnecting it would not be a low-PDC failure")
+    owner = chain.owner(chain.low)
+    keys = {"run_id": "", "scenario": "", "step": "measure"}  # the experiment's table sets its own
+    nodes = NodeReadyWatch(_core(testbed, owner), cluster=owner, nodes=[_virtual_node(chain, cluster)], **keys)
+    pods = PodEvents(_core(testbed, owner), cluster=owner, namespace=chain.namespace(chain.low),
+                     label_selector=f"{INSTANCE}={chain.low}", **keys)
+    old = {p.metadata.name for p in home_pods(testbed, chain, chain.low)}
+    spec = FaultSpec(name=f"disconnect-{rep}", action="cluster-disconnect", selector=Selector(cluster=cluster))
+    with collecting([nodes, pods]):
+        with injected(testbed, chain.env, spec, log):
+            t_fault = log.injected_at(spec.name).timestamp()
+            if wait_recovered(recorders["low"], t_fault, timeout_s) is None:
+                raise StreamError(f"repetition {rep}: the low PDC's stream did not come back within "
+                                  f"{timeout_s:.0f} s of disconnecting {cluster}")
+            wait_recovered(recorders["high"], t_fault, 20.0)
+        wait_node_ready(testbed, owner, _virtual_node(chain, cluster), 120.0)
+    wait_single_pod(testbed, chain, chain.low, 120.0)
+    pod_rows = pods.collect()
+    pod_rows = pod_rows.assign(new=~pod_rows["pod"].isin(old)) if not pod_rows.empty else pod_rows
+    return t_fault, cluster, nodes.collect(), pod_rows
+
+
+def wait_node_ready(testbed: Any, cluster: str, node: str, timeout: float) -> None:
+    """Wait until ``node`` of ``cluster`` is Ready again."""
+    from labkit.measure.nodes import ready_condition
+
+    deadline = time.monotonic() + timeout
+    while not ready_condition(_core(testbed, cluster).read_node(node))[0]:
+        if time.monotonic() > deadline:
+            raise StreamError(f"node {node} of {cluster} not Ready again within {timeout:.0f} s")
+        time.sleep(1.0)
+
+
+def wait_single_pod(testbed: Any, chain: Chain, name: str, timeout: float) -> None:
+    """Wait until the owner holds exactly one pod of ``name`` (evicted copies finished terminating)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = _core(testbed, chain.owner(name)).list_namespaced_pod(
+            chain.namespace(name), label_selector=f"{INSTANCE}={name}").items
+        if len(pods) == 1:
+            return
+        if time.monotonic() > deadline:
+            raise StreamError(f"{name}: {len(pods)} pods in {chain.owner(name)} after {timeout:.0f} s")
+        time.sleep(1.0)
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: float, with_db: bool = True,
+                        settle_s: float = 5.0, timeout_s: float = 120.0, **keys: str) -> pd.DataFrame:
+    """Fig. 7.3 on a running test bed: ``repetitions`` liveness failures of the low PDC; tidy rows.
+
+    ``with_db``: the PDCs fetch their configuration from the DB domain at every start (the
+    thesis); otherwise from their ConfigMap file.
+    """
+    chain = chain_of(env)
+    recorders = _setup(testbed, chain, with_db)
+    log = FaultLog()
+    done: list[tuple[int, float, str, pd.DataFrame]] = []
+    try:
+        for rep in range(1, repetitions + 1):
+            t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
+            time.sleep(settle_s)
+            done.append((rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault)))
+    finally:
+        frames = _frames(recorders)
+    rows: list[dict[str, Any]] = []
+    for rep, t_fault, cluster, logs in done:
+        rows += repetition_rows(rep=rep, t_fault=t_fault, frames=frames, logs=logs, milestones_before=[],
+                                cluster=cluster, detection_before_downtime=True, **keys)
+    return _table(rows, frames, log, keys)
+
+
+def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db: bool = True, settle_s: float = 5.0,
+                            timeout_s: float = 180.0, **keys: str) -> pd.DataFrame:
+    """Fig. 7.4 on a running test bed: ``repetitions`` disconnections of the low PDC's cluster; tidy rows.
+
+    ``with_db`` as in :func:`measure_pod_failure`.
+    """
+    chain = chain_of(env)
+    recorders = _setup(testbed, chain, with_db)
+    log = FaultLog()
+    done = []
+    try:
+        for rep in range(1, repetitions + 1):
+            t_fault, cluster, nodes, pods = cluster_failure_once(testbed, chain, recorders, rep, timeout_s, log)
+            time.sleep(settle_s)
+            done.append((rep, t_fault, cluster, nodes, pods, restart_logs(testbed, chain, cluster, t_fault)))
+    finally:
+        frames = _frames(recorders)
+    rows: list[dict[str, Any]] = []
+    for rep, t_fault, cluster, nodes, pods, logs in done:
+        node_t = nodes.assign(t=_unix(nodes["t"])) if not nodes.empty else nodes
+        pod_t = pods.assign(t=_unix(pods["t"])) if not pods.empty else pods
+        not_ready = _first(node_t, t_fault, value=0.0) if not node_t.empty else None
+        replaced = _first(pod_t, t_fault, new=True) if not pod_t.empty else None
+        rows += repetition_rows(rep=rep, t_fault=t_fault, frames=frames, logs=logs,
+                                milestones_before=[("detection", not_ready), ("eviction", replaced)],
+                                cluster=cluster, detection_before_downtime=False, **keys)
+    return _table(rows, frames, log, keys)
+
+
+def measure_island(testbed: Any, env: Env, *, isolation_s: float, before_s: float, after_s: float,
+                   with_db: bool = True, **keys: str) -> pd.DataFrame:
+    """Fig. 6.2 on a running test bed: cut the low PDC's cluster off for ``isolation_s`` s; tidy rows.
+
+    The low PDC's recorder runs in the isolated cluster (it connects to the PDC's pod
+    address), the high PDC's in its owner. Rows: ``frame_rate`` per second and stream,
+    ``frames_lost`` per stream for the isolation window, and the fault's ``fault`` rows.
+    """
+    chain = chain_of(env)
+    image = prepare(testbed, chain, with_db)
+    cluster, low_ip = running_address(testbed, chain, chain.low)
+    placed = {n: hosting_cluster(testbed, chain, n) for n in chain.pmus}
+    recorders = start_recorders(testbed, chain, image, low_cluster=cluster, low_target=low_ip)
+    log = FaultLog()
+    try:
+        time.sleep(before_s)
+        spec = FaultSpec(name="island", action="cluster-disconnect", selector=Selector(cluster=cluster),
+                         duration_s=isolation_s)
+        with injected(testbed, chain.env, spec, log):
+            pass
+        time.sleep(after_s)
+    finally:
+        frames = _frames(recorders)
+    t_cut = log.injected_at("island").timestamp()
+    t_back = next(e.t for e in log.events if e.phase == "recover").timestamp()
+    rows = island_rows(frames, t_cut, t_back, chain.env.grid.fps, cluster=cluster,
+                       colocated=all(c == cluster for c in placed.values()),
+                       placement=",".join(f"{n}@{c}" for n, c in sorted(placed.items())), **keys)
+    return _table(rows, frames, log, keys)
+
+
+def running_address(testbed: Any, chain: Chain, name: str) -> tuple[str, str]:
+    """The cluster really running ``name`` and its pod's address there."""
+    cluster = hosting_cluster(testbed, chain, name)
+    ns = pod_namespace(chain, name, cluster)
+    pods = [p for p in _core(testbed, cluster).list_namespaced_pod(ns, label_selector=f"{INSTANCE}={name}").items
+            if p.status.phase == "Running" and p.status.pod_ip and p.metadata.deletion_timestamp is None]
+    if not pods:
+        raise StreamError(f"{name}: no running pod in {cluster}/{ns}")
+    return cluster, pods[0].status.pod_ip
+
+
+def island_rows(frames: pd.DataFrame, t_cut: float, t_back: float, fps: int, **labels: Any) -> list[dict[str, Any]]:
+    """Frames lost per stream in ``[t_cut, t_back]`` (expected = one per 1/fps slot) and per-second rates."""
+    rows: list[dict[str, Any]] = []
+    for stream, grp in frames.groupby("stream"):
+        valid = valid_frames(grp)
+        for pmu, pg in valid.groupby("pmu_idcode"):
+            t = pg["frame_time"].to_numpy()
+            expected = int(np.floor(t_back * fps) - np.ceil(t_cut * fps) + 1)
+            got = int(((t >= t_cut) & (t <= t_back)).sum())
+            rows.append({**labels, "metric": "frames_lost", "unit": "frames", "t": pd.Timestamp(t_back, unit="s", tz="UTC"),
+                         "value": float(expected - got), "stream": stream, "pmu_idcode": int(pmu),
+                         "expected": expected, "received": got, "start": t_cut, "end": t_back})
+    return rows
+
+
+def rate_rows(frames: pd.DataFrame, **labels: Any) -> list[dict[str, Any]]:
+    """Data frames per second (by frame timestamp, 1 s bins) per stream and PMU, zero-filled inside the span."""
+    rows: list[dict[str, Any]] = []
+    for (stream, pmu), grp in valid_frames(frames).groupby(["stream", "pmu_idcode"]):
+        sec = np.floor(grp["frame_time"].to_numpy()).astype(np.int64)
+        counts = pd.Series(sec).value_counts().sort_index()
+        full = counts.reindex(range(int(sec.min()), int(sec.max()) + 1), fill_value=0)
+        for s, n in full.items():
+            rows.append({**labels, "metric": "frame_rate", "unit": "1/s", "t": pd.Timestamp(int(s), unit="s", tz="UTC"),
+                         "value": float(n), "stream": stream, "pmu_idcode": int(pmu)})
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], frames: pd.DataFrame, log: FaultLog, keys: Mapping[str, Any]) -> pd.DataFrame:
+    """The experiment's tidy table: its rows, the per-second frame rates and the fault log."""
+    defaults = {"run_id": "", "scenario": "", "step": "measure", "cluster": "", **keys}
+    parts = [tidy(rows, **defaults)] if rows else []
+    parts.append(tidy(rate_rows(frames), **defaults))
+    parts.append(log.table(**{k: v for k, v in defaults.items() if k != "cluster"}))
+    out = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+    return tidy(out)
+
+
+@off_event_loop
+def run_pod_failure(env: Env | str, *, repetitions: int, after_s: float, with_db: bool = True,
+                    **keys: str) -> pd.DataFrame:
+    """Bring ``env`` up, measure :func:`measure_pod_failure`, always tear down."""
+    env = _env(env)
+    with running(env) as testbed:
+        return measure_pod_failure(testbed, env, repetitions=repetitions, after_s=after_s, with_db=with_db, **keys)
+
+
+@off_event_loop
+def run_cluster_failure(env: Env | str, *, repetitions: int, with_db: bool = True, **keys: str) -> pd.DataFrame:
+    """Bring ``env`` up (the low PDC movable, :func:`movable_low_env`), measure, always tear down."""
+    env = movable_low_env(_env(env))
+    with running(env) as testbed:
+        return measure_cluster_failure(testbed, env, repetitions=repetitions, with_db=with_db, **keys)
+
+
+@off_event_loop
+def run_island(env: Env | str, *, isolation_s: float, before_s: float, after_s: float, with_db: bool = True,
+               **keys: str) -> pd.DataFrame:
+    """Bring ``env`` up (PMUs with their low PDC, :func:`colocated_env`), measure Fig. 6.2, always tear down."""
+    env = colocated_env(_env(env))
+    with running(env) as testbed:
+        return measure_island(testbed, env, isolation_s=isolation_s, before_s=before_s, after_s=after_s,
+                              with_db=with_db, **keys)
