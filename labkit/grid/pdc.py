@@ -164,8 +164,10 @@ class StreamClient:
         while True:
             frames_before = self.frames
             try:
-                _, proto = await asyncio.wait_for(
-                    loop.create_connection(lambda: _InputProtocol(self), self.host, self.port), timeout=2.0)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives while the
+                # connection fails (the loop then ran on, and close() waited for it forever)
+                async with asyncio.timeout(2.0):
+                    _, proto = await loop.create_connection(lambda: _InputProtocol(self), self.host, self.port)
                 self._proto = proto  # type: ignore[assignment]
                 self.connects += 1
                 await self._watch(proto)  # type: ignore[arg-type]
@@ -184,7 +186,8 @@ class StreamClient:
     async def _watch(self, proto: _InputProtocol) -> None:
         while True:
             try:
-                await asyncio.wait_for(asyncio.shield(proto.lost), timeout=min(1.0, self.idle_timeout))
+                async with asyncio.timeout(min(1.0, self.idle_timeout)):
+                    await asyncio.shield(proto.lost)
                 return
             except asyncio.TimeoutError:
                 if time.monotonic() - proto.last_rx > self.idle_timeout:
