@@ -39,10 +39,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.config import Env, validate_env
 from labkit.testbed.base import TestbedError
+
+if TYPE_CHECKING:
+    from labkit.testbed.embedded import EmbeddedTestbed
 
 #: Environment variable naming the session directory; set by the runner, read by ``running()``.
 SESSION_ENV = "LABKIT_SHARED_TESTBED"
@@ -111,7 +114,7 @@ def _serving(session: Path) -> ServerState | None:
 # --------------------------------------------------------------------------- client side
 
 
-def acquire(env: Env, session: Path, log: Log = print, timeout: float | None = None) -> Any:
+def acquire(env: Env, session: Path, log: Log = print, timeout: float | None = None) -> EmbeddedTestbed:
     """A view of the session's test bed running ``env``, starting (or replacing) the server as needed.
 
     ``timeout`` bounds the wait for a new server to be ready (default: ``up()``'s node
@@ -156,7 +159,7 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
         state = ServerState.read(session)
         if state is not None and state.pid == proc.pid and state.state == "ready":
             return state
-        if (state is not None and state.state == "failed") or proc.poll() is not None:
+        if (state is not None and state.state == "failed") or proc.returncode is not None:  # set by the reaper
             raise TestbedError(f"the shared test bed of {env.name} failed: "
                                f"{state.error if state else 'the server exited'}; see {session / LOG}")
         if time.monotonic() > deadline:
