@@ -248,6 +248,9 @@ def test_pdc_cli_logs_how_long_the_config_fetch_took(tmp_path: Path, mariadb: in
         assert proc.stdout is not None and proc.stdout.readline().startswith("listening 0.0.0.0 ")
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()  # never leave a PDC behind, also when it ignored SIGTERM
     fetched = [f for f in map(parse_fetch_line, err.splitlines()) if f]
     assert len(fetched) == 1 and fetched[0][0] == "pdc-low-1" and fetched[0][1].source == "db", err
