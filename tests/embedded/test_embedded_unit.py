@@ -170,3 +170,13 @@ def test_discard_moves_a_tree_away_at_once_and_deletes_it_in_the_background(tmp_
     (trash / "left-by-a-reboot" / "sub").mkdir(parents=True)
     vmlib.purge_trash()
     assert _wait_empty(trash)
+
+
+def test_host_limits_are_raised_never_lowered(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "fs" / "inotify").mkdir(parents=True)
+    (tmp_path / "fs/inotify/max_user_instances").write_text("128\n")
+    (tmp_path / "fs/inotify/max_user_watches").write_text("1048576\n")
+    raised = vmlib.ensure_host_limits(tmp_path, log=lambda _: None)
+    assert raised == {"fs/inotify/max_user_instances": 8192}
+    assert (tmp_path / "fs/inotify/max_user_instances").read_text().strip() == "8192"
+    assert (tmp_path / "fs/inotify/max_user_watches").read_text().strip() == "1048576"

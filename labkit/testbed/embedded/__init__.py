@@ -266,6 +266,7 @@ class EmbeddedTestbed:
     def _up(self, env: EmbeddedEnv, binaries: Binaries, timeout: float) -> None:
         start = time.monotonic()
         vmlib.sweep()  # leftovers of a crashed run would collide with our names
+        vmlib.ensure_host_limits(log=self._log)
         self._sup = Supervisor(vmlib.STATE_ROOT / "supervisor.log")
         self._model(env, binaries, _PauseOnce(self._images), self._sup, create=True)
         self.timings["vms_s"] = time.monotonic() - start
