@@ -69,7 +69,6 @@ def grid_clusters(chain: Chain) -> list[str]:
     return sorted(out)
 
 
-#: Clusters of a test bed that already hold the runtime image (several experiments on one test bed).
 def load_runtime(testbed: Any, clusters: Iterable[str]) -> str:
     """Import the ``runtime`` image into every node of ``clusters``; return its reference."""
     return load_image(testbed, sorted(set(clusters)), "runtime")

@@ -1,6 +1,7 @@
 """Thin wrappers over the Linux system calls Python 3.11 lacks: setns, unshare, mount, prctl.
 
-Only what the embedded testbed needs, called through ``ctypes`` on the C library.
+Only what the embedded testbed needs, called through ``ctypes`` on the C library; plus the
+mount table and detached processes.
 """
 
 from __future__ import annotations
@@ -8,7 +9,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import subprocess
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -80,3 +85,15 @@ def mount_points(prefix: str = "/") -> list[str]:
 def is_mount_point(path: str | Path) -> bool:
     """Whether ``path`` is a mount point in this mount namespace."""
     return str(path) in mount_points(str(path))
+
+
+def spawn_detached(argv: Sequence[str], stdout: IO[Any] | int = subprocess.DEVNULL) -> subprocess.Popen:
+    """Start ``argv`` in a session of its own, so that it outlives this process; a daemon thread reaps it.
+
+    Read its end from ``returncode`` (the reaper sets it), not ``poll()``: that cannot take the
+    wait lock the reaper holds and answers ``None`` while the reaper waits.
+    """
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    threading.Thread(target=proc.wait, daemon=True, name=f"reaper-{proc.pid}").start()
+    return proc

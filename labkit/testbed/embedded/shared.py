@@ -31,9 +31,7 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.config import Env, validate_env
 from labkit.testbed.base import TestbedError
+from labkit.testbed.embedded import linux
 
 if TYPE_CHECKING:
     from labkit.testbed.embedded import EmbeddedTestbed
@@ -148,10 +147,7 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
                                                "env": env.model_dump(mode="json", exclude_none=True)}))
     (session / STATE).unlink(missing_ok=True)
     with open(session / LOG, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "labkit.testbed.embedded.shared", str(session)],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    threading.Thread(target=proc.wait, daemon=True, name="labkit-shared-reaper").start()  # no zombie
+        proc = linux.spawn_detached([sys.executable, "-m", "labkit.testbed.embedded.shared", str(session)], out)
     log(f"[shared] server pid {proc.pid} brings up {env.name}; its log: {session / LOG}")
     deadline, shown = time.monotonic() + timeout, _log_size(session)
     while True:
@@ -159,7 +155,7 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
         state = ServerState.read(session)
         if state is not None and state.pid == proc.pid and state.state == "ready":
             return state
-        if (state is not None and state.state == "failed") or proc.returncode is not None:  # set by the reaper
+        if (state is not None and state.state == "failed") or proc.returncode is not None:
             raise TestbedError(f"the shared test bed of {env.name} failed: "
                                f"{state.error if state else 'the server exited'}; see {session / LOG}")
         if time.monotonic() > deadline:

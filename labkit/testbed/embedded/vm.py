@@ -26,8 +26,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -494,11 +492,8 @@ def purge_trash() -> None:
 
 
 def _delete_detached(path: Path) -> None:
-    """``rm -rf path`` in a process of its own session, at idle priority; a thread reaps it."""
-    argv = ["nice", "-n", "19", "ionice", "-c", "3", "rm", "-rf", "--one-file-system", str(path)]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    threading.Thread(target=proc.wait, daemon=True, name="labkit-trash-reaper").start()
+    """``rm -rf path`` in a detached process (:func:`~.linux.spawn_detached`) at idle priority."""
+    linux.spawn_detached(["nice", "-n", "19", "ionice", "-c", "3", "rm", "-rf", "--one-file-system", str(path)])
 
 
 def _unbind(mnt: Path) -> None:
