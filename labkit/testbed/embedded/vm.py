@@ -569,8 +569,8 @@ def sweep() -> Leftovers:
     _remove_links([lk for lk in found.links if lk != LAB_BRIDGE] + ([LAB_BRIDGE] if LAB_BRIDGE in found.links else []))
     for cg in found.cgroups:
         remove_cgroup("/" + cg)
+    purge_trash()  # before discard: it would not yet see the new rm and start a second one
     discard(STATE_ROOT)
-    purge_trash()
     shutil.rmtree(NS_DIR.parent, ignore_errors=True)
     for sock in Path("/var/run/wireguard").glob(f"{PREFIX}-wg*.sock"):  # the gateways' wireguard-go sockets
         sock.unlink(missing_ok=True)
