@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from labkit.config import load_env
 from labkit.experiments import latency
+from labkit.measure.base import CollectorError
+from labkit.testbed.base import PingResult
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +45,30 @@ def test_compare_maps_steps_to_thesis_tables_and_derives_the_liqo_overhead() -> 
     assert "latency_ms.table_7_3_same_cluster.leaf-4" not in table.index  # the thesis had three leaves
     overhead = table.loc["latency_ms.table_7_5_liqo_overhead"]
     assert overhead["labkit_mean"] == pytest.approx(1.4 - 2.95) and overhead["thesis_mean"] == 0.458
+
+
+class _BarrierHost:
+    """A ping source that only answers once ``parties`` sources ping at the same time."""
+
+    def __init__(self, name: str, barrier: threading.Barrier) -> None:
+        self.name, self.barrier = name, barrier
+
+    def ping(self, target: str, count: int, interval: float, timeout: float) -> PingResult:
+        self.barrier.wait(timeout=2.0)  # BrokenBarrierError unless every source pings at once
+        return PingResult(target=target, sent=count, received=count, rtt_ms=(0.5,) * count)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_ping_each_pings_from_every_leaf_at_once_only_when_concurrent(concurrent: bool) -> None:
+    barrier = threading.Barrier(3)
+    sources = [(_BarrierHost(f"vm-{i}", barrier), f"leaf-{i}") for i in range(3)]
+    if not concurrent:
+        with pytest.raises(CollectorError, match="ping failed"):
+            latency.ping_each(sources, "10.0.0.1", step="vm-to-vm", count=2, interval=0.2, concurrent=False,
+                              run_id="r", scenario="s")
+        return
+    rows = latency.ping_each(sources, "10.0.0.1", step="vm-to-vm", count=2, interval=0.2, concurrent=True,
+                              run_id="r", scenario="s")
+    rtt = rows[rows["metric"] == "rtt"]
+    assert sorted(rtt["leaf"].unique()) == ["leaf-0", "leaf-1", "leaf-2"]
+    assert len(rtt) == 6

@@ -7,8 +7,9 @@
   (needs the Liqo-compatible peering of the embedded test bed).
 - Table 7.5: Liqo overhead = mean of 7.4 - mean of 7.3.
 
-The thesis pinged ~1000 times per test, leaf by leaf; so do we (``count`` per leaf, leaves
-one after another).
+The thesis pinged ~1000 times per test, leaf by leaf; so do we (``count`` per leaf), leaves one
+after another or, with ``concurrent`` (the pipeline's choice, to keep the full profile's 9 x 1000
+probes within its time budget), every leaf at once.
 
 Table 7.4 runs on the env itself (the thesis' test bed, Fig. 7.1): the root and each leaf are
 clusters of their own, the root peered with every leaf and offloading a namespace to them. A
@@ -80,24 +81,28 @@ def leaf_names(env: Env, leaves: int) -> list[str]:
 
 
 def ping_each(sources: Sequence[Any], target: str, *, step: str, count: int, interval: float,
-              **keys: str) -> pd.DataFrame:
-    """Ping ``target`` from each source in turn (as the thesis did); tidy rows labelled with ``leaf``."""
-    frames = []
-    for source, leaf in sources:
-        collector = PingCollector(source, target, cluster=leaf, count=count, interval=interval, step=step, **keys)
-        with collecting([collector]):
+              concurrent: bool = False, **keys: str) -> pd.DataFrame:
+    """Ping ``target`` from each source; tidy rows labelled with ``leaf``.
+
+    Leaf by leaf as the thesis did, or with ``concurrent`` all sources at once (one collector
+    thread each): ``count`` probes then take ``count * interval`` seconds for every leaf
+    together, and each leaf's path is probed while the others carry a few packets a second.
+    """
+    collectors = [(PingCollector(source, target, cluster=leaf, count=count, interval=interval, step=step, **keys),
+                   leaf) for source, leaf in sources]
+    for batch in ([collectors] if concurrent else [[c] for c in collectors]):
+        with collecting([collector for collector, _ in batch]):
             pass
-        frames.append(collector.collect().assign(leaf=leaf))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([collector.collect().assign(leaf=leaf) for collector, leaf in collectors], ignore_index=True)
 
 
 def measure_single_cluster(testbed: Any, env: Env, *, leaves: int, count: int, interval: float,
-                           **keys: str) -> pd.DataFrame:
+                           concurrent: bool = False, **keys: str) -> pd.DataFrame:
     """Tables 7.2 and 7.3 on a test bed running :func:`single_cluster`: VM and pod RTT, leaf -> root."""
     root_vm = env.root.nodes[0].name
     leaves_vms = leaf_names(env, leaves)
     vm_rows = ping_each([(testbed.host(vm), vm) for vm in leaves_vms], testbed.host(root_vm).address,
-                        step="vm-to-vm", count=count, interval=interval, **keys)
+                        step="vm-to-vm", count=count, interval=interval, concurrent=concurrent, **keys)
     cluster = env.root.name
     image = testbed.load_image(cluster, "runtime")
     pods = start_pods(testbed.kube(cluster), NAMESPACE,
@@ -105,7 +110,7 @@ def measure_single_cluster(testbed: Any, env: Env, *, leaves: int, count: int, i
     root_pod, leaf_pods = pods[0], pods[1:]
     try:
         pod_rows = ping_each(list(zip(leaf_pods, leaves_vms)), root_pod.address, step="pod-same-cluster",
-                             count=count, interval=interval, **keys)
+                             count=count, interval=interval, concurrent=concurrent, **keys)
     finally:
         stop_pods(testbed.kube(cluster), NAMESPACE, [p.name for p in pods])
     return pd.concat([vm_rows, pod_rows], ignore_index=True)
@@ -136,7 +141,8 @@ def provider_pod(testbed: Any, provider: str, home_pod: str, timeout: float = 12
         time.sleep(0.5)
 
 
-def measure_peered(testbed: Any, env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
+def measure_peered(testbed: Any, env: Env, *, leaves: int, count: int, interval: float, concurrent: bool = False,
+                   **keys: str) -> pd.DataFrame:
     """Table 7.4 on ``env``'s peered test bed: pod RTT from ``leaves`` leaf clusters to the root.
 
     The root's probe pod runs on its physical node; each leaf's probe is a pod of the namespace
@@ -155,37 +161,44 @@ def measure_peered(testbed: Any, env: Env, *, leaves: int, count: int, interval:
         root_pod = start_pods(api, NAMESPACE, [probe_pod(f"probe-{root}", image, node=env.root.nodes[0].name)])[0]
         start_pods(api, namespace, homes)
         sources = [(provider_pod(testbed, leaf, f"probe-{leaf}"), leaf) for leaf in names]
-        return ping_each(sources, root_pod.address, step="pod-peered", count=count, interval=interval, **keys)
+        return ping_each(sources, root_pod.address, step="pod-peered", count=count, interval=interval,
+                         concurrent=concurrent, **keys)
     finally:
         stop_pods(api, namespace, [h["metadata"]["name"] for h in homes])
         stop_pods(api, NAMESPACE, [f"probe-{root}"])
 
 
 @off_event_loop
-def run_peered(env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
+def run_peered(env: Env, *, leaves: int, count: int, interval: float, concurrent: bool = False,
+               **keys: str) -> pd.DataFrame:
     """Bring up ``env`` (the thesis' test bed, Fig. 7.1: peered and offloaded), measure Table 7.4, always tear down."""
     with running(env) as testbed:
-        return measure_peered(testbed, env, leaves=leaves, count=count, interval=interval, **keys)
+        return measure_peered(testbed, env, leaves=leaves, count=count, interval=interval, concurrent=concurrent,
+                              **keys)
 
 
 @off_event_loop
-def run_single_cluster(env: Env, *, leaves: int, count: int, interval: float, **keys: str) -> pd.DataFrame:
+def run_single_cluster(env: Env, *, leaves: int, count: int, interval: float, concurrent: bool = False,
+                       **keys: str) -> pd.DataFrame:
     """Bring up :func:`single_cluster` of ``env``, measure Tables 7.2 and 7.3, always tear down."""
     single = single_cluster(env, leaves)
     with running(single) as testbed:
-        return measure_single_cluster(testbed, single, leaves=leaves, count=count, interval=interval, **keys)
+        return measure_single_cluster(testbed, single, leaves=leaves, count=count, interval=interval,
+                                      concurrent=concurrent, **keys)
 
 
-def run(env: Env, *, leaves: int, count: int, interval: float, peered: bool = True, **keys: str) -> pd.DataFrame:
+def run(env: Env, *, leaves: int, count: int, interval: float, peered: bool = True, concurrent: bool = False,
+        **keys: str) -> pd.DataFrame:
     """Every step of thesis 7.2: Tables 7.2 and 7.3 on :func:`single_cluster`, then 7.4 on ``env`` itself.
 
     The two test beds run one after the other (one embedded test bed per machine); each is
     torn down before the next comes up (or, in a pipeline run, the second stays up for the next
-    notebooks). ``peered=False`` measures Tables 7.2 and 7.3 only.
+    notebooks). ``peered=False`` measures Tables 7.2 and 7.3 only; ``concurrent`` pings from
+    every leaf at once (:func:`ping_each`).
     """
-    frames = [run_single_cluster(env, leaves=leaves, count=count, interval=interval, **keys)]
+    frames = [run_single_cluster(env, leaves=leaves, count=count, interval=interval, concurrent=concurrent, **keys)]
     if peered:
-        frames.append(run_peered(env, leaves=leaves, count=count, interval=interval, **keys))
+        frames.append(run_peered(env, leaves=leaves, count=count, interval=interval, concurrent=concurrent, **keys))
     return pd.concat(frames, ignore_index=True)
 
 
