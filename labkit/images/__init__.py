@@ -65,6 +65,7 @@ def setup_steps() -> list:  # list[labkit.install.Step]; imported lazily (instal
     return [
         step("pause", f"{image_ref('pause')}: static pause binary (Go) as a one-layer OCI archive"),
         step("runtime", "labkit runtime image: bookworm rootfs + pinned Python deps + labkit wheel"),
+        step("probe", "labkit probe image: the runtime's bookworm rootfs alone (ping, ip; latency probes)"),
         step("galera", f"{REGISTRY}/galera image: bookworm + mariadb-server + galera-4"),
     ]
 

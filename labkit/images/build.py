@@ -112,6 +112,21 @@ def _runtime_spec() -> ImageSpec:
     )
 
 
+def _probe_spec() -> ImageSpec:
+    """The runtime image's rootfs alone (``ping``, ``ip``, ``sleep``): the latency probes' pods.
+
+    Its one layer is the runtime's first (same key, same blob), so building it re-packs a cached
+    layer, and a node that already holds the runtime image unpacks nothing new; a node that
+    does not unpacks about 60 MB instead of the runtime's 280.
+    """
+    return ImageSpec(
+        name="probe", tag=__version__,
+        layers=(DebianRootfs("runtime-rootfs", RUNTIME_PACKAGES),),
+        config=oci.ImageConfig(cmd=("sleep", "infinity"), workdir="/"),
+        needs_root=True,
+    )
+
+
 def _galera_spec() -> ImageSpec:
     return ImageSpec(
         name="galera", tag="10.11",
@@ -150,6 +165,7 @@ def binary_image_spec(name: str, tag: str, binary: Path, args: tuple[str, ...] =
 IMAGES: dict[str, Callable[[], ImageSpec]] = {
     "pause": _pause_spec,
     "runtime": _runtime_spec,
+    "probe": _probe_spec,
     "galera": _galera_spec,
 }
 

@@ -203,6 +203,8 @@ def test_runtime_requirements_leave_out_notebook_tooling() -> None:
     names = [r.split("==")[0] for r in runtime_requirements(root / "pyproject.toml")]
     assert "numpy" in names and "pandapower" in names
     assert not {"jupyterlab", "papermill", "ipykernel", "invoke", "nbconvert"} & set(names)
+    assert not {"kubernetes", "matplotlib", "seaborn", "pyroute2", "asyncssh"} & set(names)  # host side only
+    assert not {"kubernetes", "matplotlib"} & {p.split("==")[0] for p in locked_closure(names)}
 
 
 def test_locked_closure_pins_transitive_dependencies() -> None:
@@ -241,10 +243,19 @@ def test_setup_steps_name_each_image_and_root_needs() -> None:
     from labkit.images import APT_PACKAGES, setup_steps
 
     steps = {s.name: s for s in setup_steps()}
-    assert list(steps) == ["image-pause", "image-runtime", "image-galera"]
+    assert list(steps) == ["image-pause", "image-runtime", "image-probe", "image-galera"]
     assert not steps["image-pause"].needs_root
-    assert steps["image-runtime"].needs_root and steps["image-galera"].needs_root
+    assert all(steps[f"image-{name}"].needs_root for name in ("runtime", "probe", "galera"))
     assert {"mmdebstrap", "containerd"} <= set(APT_PACKAGES)
+
+
+def test_probe_image_is_the_runtime_rootfs_layer_alone() -> None:
+    from labkit.images import spec
+
+    probe, runtime = spec("probe"), spec("runtime")
+    assert len(probe.layers) == 1 and len(runtime.layers) > 1
+    assert probe.layers[0].key() == runtime.layers[0].key()  # one cached blob, one snapshot on a node
+    assert probe.config.cmd == ("sleep", "infinity")
 
 
 def test_rootfs_build_without_root_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

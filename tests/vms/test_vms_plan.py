@@ -263,11 +263,11 @@ def test_parse_peer_command_reads_liqo_0_10_output() -> None:
 def test_images_are_copied_and_imported_on_every_node(env: Any, plan: CommandPlan) -> None:
     for host in plan.hosts():
         cmds = [c for c in plan.for_host(host) if c.step.startswith("images.")]
-        assert [c.remote for c in cmds if isinstance(c, Put)] == [f"{STAGING}/images/runtime.oci.tar",
-                                                                  f"{STAGING}/images/galera.oci.tar"]
+        assert [c.remote for c in cmds if isinstance(c, Put)] == [f"{STAGING}/images/{n}.oci.tar"
+                                                                  for n in ("runtime", "probe", "galera")]
         imports = [c.argv for c in cmds if isinstance(c, Run)]
         assert imports == [("sudo", "-n", "k3s", "ctr", "images", "import", f"{STAGING}/images/{n}.oci.tar")
-                           for n in ("runtime", "galera")]
+                           for n in ("runtime", "probe", "galera")]
     assert stage_index(plan, "k3s.ready") < stage_index(plan, "images")
 
 

@@ -59,7 +59,7 @@ class VmsOptions:
     artifacts_dir: Path = field(default_factory=default_artifacts_dir)
     arch: str = "amd64"
     disable: tuple[str, ...] = ("traefik", "servicelb")
-    images: tuple[str, ...] = ("runtime", "galera")
+    images: tuple[str, ...] = ("runtime", "probe", "galera")
     extra_archives: tuple[Path, ...] = ()
     percona: bool = True
     api_port: int = 6443
