@@ -53,7 +53,7 @@ def test_the_pods_programs_run_without_the_host_only_packages(tmp_path: Path) ->
 
 
 def test_the_blocker_does_block() -> None:
-    script = (f"BLOCKED = {{'kubernetes'}}\nOUT = ''\n" + textwrap.dedent(POD_WORK)).replace(
+    script = ("BLOCKED = {'kubernetes'}\nOUT = ''\n" + textwrap.dedent(POD_WORK)).replace(
         "from labkit.grid import", "import kubernetes\nfrom labkit.grid import")
     res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "kubernetes is not in the runtime image" in res.stderr
