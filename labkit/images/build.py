@@ -243,6 +243,10 @@ def build_image(name: str, log: Log | None = None, *, force: bool = False) -> oc
     return build_spec(spec(name), log, force=force)
 
 
+#: An archive of an older key is pruned once unused this long (see :func:`_prune`).
+PRUNE_UNUSED_S = 24 * 3600.0
+
+
 def build_spec(image: ImageSpec, log: Log | None = None, *, force: bool = False) -> oci.Archive:
     """Build (or reuse) the image described by ``image``; see :func:`build_image`."""
     log = _log(log)
@@ -254,6 +258,7 @@ def build_spec(image: ImageSpec, log: Log | None = None, *, force: bool = False)
     with _locked(root / f".{name}.lock"):
         if not force and archive_path.exists() and meta.exists():
             log(f"[images] {image.ref}: cached {archive_path}")
+            os.utime(archive_path)  # in use: no other checkout's build prunes it (see _prune)
             return _archive_from_json(json.loads(meta.read_text()))
         start = time.monotonic()
         layers = [build_layer(source, root, log, force=force) for source in image.layers]
@@ -326,10 +331,17 @@ def gc(log: Log | None = None) -> int:
     return freed
 
 
-def _prune(root: Path, name: str, keep: Path) -> None:
-    """Remove older archives of ``name`` (layers stay: they are shared and small to rebuild from)."""
+def _prune(root: Path, name: str, keep: Path, unused_s: float = PRUNE_UNUSED_S) -> None:
+    """Remove the other archives of ``name`` unused for ``unused_s`` seconds (layers stay: they are
+    shared and quick to re-pack from).
+
+    The cache is shared by every checkout on the machine: another checkout (a git worktree, a
+    pipeline run of other code) may be importing its own archive of ``name`` right now. Each
+    use refreshes an archive's modification time, so only archives nobody used recently go.
+    """
+    horizon = time.time() - unused_s
     for old in root.glob(f"{name}-*.oci.tar"):
-        if old != keep:
+        if old != keep and old.stat().st_mtime < horizon:
             old.unlink(missing_ok=True)
             old.with_name(old.name.removesuffix(".oci.tar") + ".json").unlink(missing_ok=True)
 

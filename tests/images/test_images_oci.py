@@ -8,6 +8,7 @@ import io
 import json
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -266,6 +267,22 @@ def test_rootfs_build_without_root_says_so(tmp_path: Path, monkeypatch: pytest.M
         DebianRootfs("demo-rootfs", ("python3",)).layer(tmp_path, tmp_path / "store", lambda _: None)
 
 
+def test_rebuild_keeps_an_archive_another_checkout_just_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.images import binary_image_spec, build_spec
+
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    binary = tmp_path / "tool"
+    binary.write_bytes(b"v1")
+    spec_v1 = binary_image_spec("tool", "1", binary)
+    used = build_spec(spec_v1, log=lambda _: None)
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(used.path, (day_ago, day_ago))
+    assert build_spec(spec_v1, log=lambda _: None) == used  # a pipeline run reuses it: that refreshes it
+    binary.write_bytes(b"v2")
+    build_spec(binary_image_spec("tool", "1", binary), log=lambda _: None)  # a worktree builds its own
+    assert used.path.exists()  # still there for the run importing it
+
+
 def test_rootfs_emptied_directories_keep_the_directory_only() -> None:
     from labkit.images.sources import DebianRootfs
 
@@ -283,9 +300,11 @@ def test_gc_keeps_what_archives_use(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     binary = tmp_path / "tool"
     binary.write_bytes(b"v1")
     old = build_spec(binary_image_spec("tool", "1", binary), log=lambda _: None)
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(old.path, (day_ago, day_ago))
     binary.write_bytes(b"v2")
     new = build_spec(binary_image_spec("tool", "1", binary), log=lambda _: None)
-    assert not old.path.exists()  # older archive of the same image pruned on rebuild
+    assert not old.path.exists()  # older archive of the same image, unused for a day: pruned on rebuild
     assert gc(log=lambda _: None) > 0
     blobs = {p.name for p in (images_dir() / "blobs" / "sha256").iterdir()}
     assert blobs == {new.layers[0].digest.split(":")[1]}
