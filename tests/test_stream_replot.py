@@ -56,7 +56,7 @@ def _downtime_rows(scenario: str, cluster_failure: bool, reps: int = 3) -> pd.Da
         rows += stream.repetition_rows(rep=rep, t_fault=fault, frames=frames, logs=log, milestones_before=before,
                                        cluster=f"leaf-{rep + 1}", detection_before_downtime=not cluster_failure,
                                        run_id="t", scenario=scenario)
-    return stream._table(rows, frames, FaultLog(), {"run_id": "t", "scenario": scenario})
+    return stream.experiment_table(rows, frames, FaultLog(), {"run_id": "t", "scenario": scenario})
 
 
 def _island_rows() -> pd.DataFrame:
@@ -64,7 +64,7 @@ def _island_rows() -> pd.DataFrame:
     frames = pd.concat([_frames("low", T0, T0 + 60.0, []), _frames("high", T0, T0 + 60.0, [(cut - 0.01, back + 2.0)])],
                        ignore_index=True)
     rows = stream.island_rows(frames, cut, back, FPS, cluster="leaf-2", colocated=True, run_id="t", scenario="island")
-    return stream._table(rows, frames, FaultLog(), {"run_id": "t", "scenario": "island"})
+    return stream.experiment_table(rows, frames, FaultLog(), {"run_id": "t", "scenario": "island"})
 
 
 def _replot(notebook: str, run_dir: Path, figures: Path, out: Path, **extra: object) -> None:

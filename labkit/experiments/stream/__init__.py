@@ -50,7 +50,7 @@ from labkit.experiments.stream.phases import (LOG_EVENTS, PHASES, downtime_after
 from labkit.experiments.stream.recorders import (REC_OUT, REC_STATUS, REC_STOP, RECORDER_IDCODE, RecorderPod,
                                                  recorder_manifest, service_host, start_recorder, start_recorders,
                                                  stop_recorder, wait_recovered, wait_streaming)
-from labkit.experiments.stream.scenarios import (_table as _table, cluster_failure_once, island_rows,
+from labkit.experiments.stream.scenarios import (cluster_failure_once, experiment_table, island_rows,
                                                  measure_cluster_failure, measure_island, measure_pod_failure,
                                                  pod_failure_once, rate_rows, run_cluster_failure, run_island,
                                                  run_pod_failure, running_address, wait_node_ready, wait_single_pod)
@@ -72,7 +72,8 @@ __all__ = [
     "LOG_EVENTS", "PHASES", "downtime_after", "parse_log", "pdc_logs", "phase_split", "repetition_rows",
     "restart_logs",
     # scenarios
-    "cluster_failure_once", "island_rows", "measure_cluster_failure", "measure_island", "measure_pod_failure",
+    "cluster_failure_once", "experiment_table", "island_rows", "measure_cluster_failure", "measure_island",
+    "measure_pod_failure",
     "pod_failure_once", "rate_rows", "run_cluster_failure", "run_island", "run_pod_failure", "running_address",
     "wait_node_ready", "wait_single_pod",
     # summary

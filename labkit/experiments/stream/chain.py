@@ -156,7 +156,7 @@ def remove_chain(testbed: Any, chain: Chain, timeout: float = 120.0) -> None:
                 if exc.status != 404:
                     raise
     for cluster in testbed.clusters():
-        core = _core(testbed, cluster)
+        core = core_api(testbed, cluster)
         try:
             core.delete_collection_namespaced_pod(RECORDER_NAMESPACE, grace_period_seconds=0)
         except ApiException as exc:
@@ -164,10 +164,10 @@ def remove_chain(testbed: Any, chain: Chain, timeout: float = 120.0) -> None:
                 raise
     deadline = time.monotonic() + timeout
     while True:
-        left = [p.metadata.name for name in names for p in _core(testbed, chain.owner(name)).list_namespaced_pod(
+        left = [p.metadata.name for name in names for p in core_api(testbed, chain.owner(name)).list_namespaced_pod(
             chain.namespace(name), label_selector=f"{INSTANCE}={name}").items]
         left += [p.metadata.name for c in testbed.clusters()
-                 for p in _core(testbed, c).list_namespaced_pod(RECORDER_NAMESPACE).items]
+                 for p in core_api(testbed, c).list_namespaced_pod(RECORDER_NAMESPACE).items]
         if not left:
             return
         if time.monotonic() > deadline:
@@ -220,7 +220,7 @@ def pod_namespace(chain: Chain, name: str, cluster: str) -> str:
     return chain.namespace(name) if cluster == chain.owner(name) else chain.remote_namespace(name)
 
 
-def _core(testbed: Any, cluster: str) -> Any:
+def core_api(testbed: Any, cluster: str) -> Any:
     from kubernetes import client
 
     return client.CoreV1Api(testbed.kube(cluster))

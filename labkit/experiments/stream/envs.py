@@ -117,13 +117,13 @@ def reduced_env(env: Env, keep: Sequence[str]) -> Env:
 MULTILEVEL_CI = ("acc", "p-1", "p-2", "s-1-1", "s-1-2")
 
 
-def _env(env: Env | str) -> Env:
+def as_env(env: Env | str) -> Env:
     """An env model from a model or an env name."""
     return load_env(env) if isinstance(env, str) else env
 
 
 def kept(env: Env | str, clusters: str) -> Env:
     """``env`` reduced to the comma-separated ``clusters`` (:func:`reduced_env`); all of it when empty."""
-    model = _env(env)
+    model = as_env(env)
     names = [c.strip() for c in clusters.split(",") if c.strip()]
     return reduced_env(model, names) if names else model

@@ -134,7 +134,7 @@ def phase_split(last_old: float, first_new: float,
     return out
 
 
-def _first(frame: pd.DataFrame, after: float, **equal: Any) -> float | None:
+def first_at(frame: pd.DataFrame, after: float, **equal: Any) -> float | None:
     """Time of the first row of ``frame`` (column ``t``, UNIX s) at or after ``after`` matching ``equal``."""
     if frame.empty:
         return None
@@ -144,7 +144,7 @@ def _first(frame: pd.DataFrame, after: float, **equal: Any) -> float | None:
     return float(sel["t"].min()) if not sel.empty else None
 
 
-def _unix(series: pd.Series) -> pd.Series:
+def unix_seconds(series: pd.Series) -> pd.Series:
     """UTC timestamps as UNIX seconds."""
     return (pd.to_datetime(series, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
 
@@ -191,9 +191,9 @@ def repetition_rows(*, rep: int, t_fault: float, frames: pd.DataFrame, logs: pd.
         fetch_end = float(fetched["t"].iloc[0])
         startup = [("startup", fetch_end - float(fetched["seconds"].iloc[0])), ("config fetch", fetch_end)]
     else:
-        startup = [("startup", _first(after, last_old - 0.5, event="listening"))]
-    milestones = [*milestones_before, ("restart", _first(after, last_old - 0.5, event="process started")),
-                  *startup, ("reconnect", _first(after, last_old - 0.5, event="input connected"))]
+        startup = [("startup", first_at(after, last_old - 0.5, event="listening"))]
+    milestones = [*milestones_before, ("restart", first_at(after, last_old - 0.5, event="process started")),
+                  *startup, ("reconnect", first_at(after, last_old - 0.5, event="input connected"))]
     for name, start, end in phase_split(last_old, first_new, milestones):
         rows.append({**base, "metric": "phase", "unit": "s", "t": pd.Timestamp(end, unit="s", tz="UTC"),
                      "value": end - start, "stream": "low", "phase": name, "start": start, "end": end,

@@ -140,11 +140,11 @@ def start_recorders(testbed: Any, chain: Chain, image: str, low_cluster: str | N
     return recorders
 
 
-def _setup(testbed: Any, chain: Chain, with_db: bool) -> dict[str, RecorderPod]:
+def record_chain(testbed: Any, chain: Chain, with_db: bool) -> dict[str, RecorderPod]:
     """:func:`prepare` then :func:`start_recorders` with their defaults."""
     return start_recorders(testbed, chain, prepare(testbed, chain, with_db))
 
 
-def _frames(recorders: Mapping[str, RecorderPod]) -> pd.DataFrame:
+def stop_recorders(recorders: Mapping[str, RecorderPod]) -> pd.DataFrame:
     """Every recorder's frames (column ``stream``)."""
     return pd.concat([stop_recorder(r) for r in recorders.values()], ignore_index=True)

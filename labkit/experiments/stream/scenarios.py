@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 
 from labkit.config import Env
-from labkit.experiments.stream.chain import (Chain, _core, chain_of, home_pods, hosting_cluster, pod_namespace,
+from labkit.experiments.stream.chain import (Chain, chain_of, core_api, home_pods, hosting_cluster, pod_namespace,
                                              prepare)
 from labkit.experiments.stream.common import INSTANCE, StreamError
-from labkit.experiments.stream.envs import _env, colocated_env, movable_low_env
-from labkit.experiments.stream.phases import _first, _unix, repetition_rows, restart_logs
-from labkit.experiments.stream.recorders import RecorderPod, _frames, _setup, start_recorders, wait_recovered
+from labkit.experiments.stream.envs import as_env, colocated_env, movable_low_env
+from labkit.experiments.stream.phases import first_at, repetition_rows, restart_logs, unix_seconds
+from labkit.experiments.stream.recorders import (RecorderPod, record_chain, start_recorders, stop_recorders,
+                                                 wait_recovered)
 from labkit.faults import FaultLog, FaultSpec, Selector, injected
 from labkit.measure import collecting
 from labkit.measure.nodes import NodeReadyWatch
@@ -67,8 +68,8 @@ def cluster_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, Rec
                           f"PDC or owns the namespace; disconnecting it would not be a low-PDC failure")
     owner = chain.owner(chain.low)
     keys = {"run_id": "", "scenario": "", "step": "measure"}  # the experiment's table sets its own
-    nodes = NodeReadyWatch(_core(testbed, owner), cluster=owner, nodes=[_virtual_node(chain, cluster)], **keys)
-    pods = PodEvents(_core(testbed, owner), cluster=owner, namespace=chain.namespace(chain.low),
+    nodes = NodeReadyWatch(core_api(testbed, owner), cluster=owner, nodes=[_virtual_node(chain, cluster)], **keys)
+    pods = PodEvents(core_api(testbed, owner), cluster=owner, namespace=chain.namespace(chain.low),
                      label_selector=f"{INSTANCE}={chain.low}", **keys)
     old = {p.metadata.name for p in home_pods(testbed, chain, chain.low)}
     spec = FaultSpec(name=f"disconnect-{rep}", action="cluster-disconnect", selector=Selector(cluster=cluster))
@@ -91,7 +92,7 @@ def wait_node_ready(testbed: Any, cluster: str, node: str, timeout: float) -> No
     from labkit.measure.nodes import ready_condition
 
     deadline = time.monotonic() + timeout
-    while not ready_condition(_core(testbed, cluster).read_node(node))[0]:
+    while not ready_condition(core_api(testbed, cluster).read_node(node))[0]:
         if time.monotonic() > deadline:
             raise StreamError(f"node {node} of {cluster} not Ready again within {timeout:.0f} s")
         time.sleep(1.0)
@@ -101,7 +102,7 @@ def wait_single_pod(testbed: Any, chain: Chain, name: str, timeout: float) -> No
     """Wait until the owner holds exactly one pod of ``name`` (evicted copies finished terminating)."""
     deadline = time.monotonic() + timeout
     while True:
-        pods = _core(testbed, chain.owner(name)).list_namespaced_pod(
+        pods = core_api(testbed, chain.owner(name)).list_namespaced_pod(
             chain.namespace(name), label_selector=f"{INSTANCE}={name}").items
         if len(pods) == 1:
             return
@@ -121,7 +122,7 @@ def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: fl
     thesis); otherwise from their ConfigMap file.
     """
     chain = chain_of(env)
-    recorders = _setup(testbed, chain, with_db)
+    recorders = record_chain(testbed, chain, with_db)
     log = FaultLog()
     done: list[tuple[int, float, str, pd.DataFrame]] = []
     try:
@@ -130,12 +131,12 @@ def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: fl
             time.sleep(settle_s)
             done.append((rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault)))
     finally:
-        frames = _frames(recorders)
+        frames = stop_recorders(recorders)
     rows: list[dict[str, Any]] = []
     for rep, t_fault, cluster, logs in done:
         rows += repetition_rows(rep=rep, t_fault=t_fault, frames=frames, logs=logs, milestones_before=[],
                                 cluster=cluster, detection_before_downtime=True, **keys)
-    return _table(rows, frames, log, keys)
+    return experiment_table(rows, frames, log, keys)
 
 
 def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db: bool = True, settle_s: float = 5.0,
@@ -145,7 +146,7 @@ def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db
     ``with_db`` as in :func:`measure_pod_failure`.
     """
     chain = chain_of(env)
-    recorders = _setup(testbed, chain, with_db)
+    recorders = record_chain(testbed, chain, with_db)
     log = FaultLog()
     done = []
     try:
@@ -154,17 +155,17 @@ def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db
             time.sleep(settle_s)
             done.append((rep, t_fault, cluster, nodes, pods, restart_logs(testbed, chain, cluster, t_fault)))
     finally:
-        frames = _frames(recorders)
+        frames = stop_recorders(recorders)
     rows: list[dict[str, Any]] = []
     for rep, t_fault, cluster, nodes, pods, logs in done:
-        node_t = nodes.assign(t=_unix(nodes["t"])) if not nodes.empty else nodes
-        pod_t = pods.assign(t=_unix(pods["t"])) if not pods.empty else pods
-        not_ready = _first(node_t, t_fault, value=0.0) if not node_t.empty else None
-        replaced = _first(pod_t, t_fault, new=True) if not pod_t.empty else None
+        node_t = nodes.assign(t=unix_seconds(nodes["t"])) if not nodes.empty else nodes
+        pod_t = pods.assign(t=unix_seconds(pods["t"])) if not pods.empty else pods
+        not_ready = first_at(node_t, t_fault, value=0.0) if not node_t.empty else None
+        replaced = first_at(pod_t, t_fault, new=True) if not pod_t.empty else None
         rows += repetition_rows(rep=rep, t_fault=t_fault, frames=frames, logs=logs,
                                 milestones_before=[("detection", not_ready), ("eviction", replaced)],
                                 cluster=cluster, detection_before_downtime=False, **keys)
-    return _table(rows, frames, log, keys)
+    return experiment_table(rows, frames, log, keys)
 
 
 def measure_island(testbed: Any, env: Env, *, isolation_s: float, before_s: float, after_s: float,
@@ -189,20 +190,20 @@ def measure_island(testbed: Any, env: Env, *, isolation_s: float, before_s: floa
             pass
         time.sleep(after_s)
     finally:
-        frames = _frames(recorders)
+        frames = stop_recorders(recorders)
     t_cut = log.injected_at("island").timestamp()
     t_back = next(e.t for e in log.events if e.phase == "recover").timestamp()
     rows = island_rows(frames, t_cut, t_back, chain.env.grid.fps, cluster=cluster,
                        colocated=all(c == cluster for c in placed.values()),
                        placement=",".join(f"{n}@{c}" for n, c in sorted(placed.items())), **keys)
-    return _table(rows, frames, log, keys)
+    return experiment_table(rows, frames, log, keys)
 
 
 def running_address(testbed: Any, chain: Chain, name: str) -> tuple[str, str]:
     """The cluster really running ``name`` and its pod's address there."""
     cluster = hosting_cluster(testbed, chain, name)
     ns = pod_namespace(chain, name, cluster)
-    pods = [p for p in _core(testbed, cluster).list_namespaced_pod(ns, label_selector=f"{INSTANCE}={name}").items
+    pods = [p for p in core_api(testbed, cluster).list_namespaced_pod(ns, label_selector=f"{INSTANCE}={name}").items
             if p.status.phase == "Running" and p.status.pod_ip and p.metadata.deletion_timestamp is None]
     if not pods:
         raise StreamError(f"{name}: no running pod in {cluster}/{ns}")
@@ -237,7 +238,8 @@ def rate_rows(frames: pd.DataFrame, **labels: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(rows: list[dict[str, Any]], frames: pd.DataFrame, log: FaultLog, keys: Mapping[str, Any]) -> pd.DataFrame:
+def experiment_table(rows: list[dict[str, Any]], frames: pd.DataFrame, log: FaultLog,
+                     keys: Mapping[str, Any]) -> pd.DataFrame:
     """The experiment's tidy table: its rows, the per-second frame rates and the fault log."""
     defaults = {"run_id": "", "scenario": "", "step": "measure", "cluster": "", **keys}
     parts = [tidy(rows, **defaults)] if rows else []
@@ -251,7 +253,7 @@ def _table(rows: list[dict[str, Any]], frames: pd.DataFrame, log: FaultLog, keys
 def run_pod_failure(env: Env | str, *, repetitions: int, after_s: float, with_db: bool = True,
                     **keys: str) -> pd.DataFrame:
     """Bring ``env`` up, measure :func:`measure_pod_failure`, always tear down."""
-    env = _env(env)
+    env = as_env(env)
     with running(env) as testbed:
         return measure_pod_failure(testbed, env, repetitions=repetitions, after_s=after_s, with_db=with_db, **keys)
 
@@ -259,7 +261,7 @@ def run_pod_failure(env: Env | str, *, repetitions: int, after_s: float, with_db
 @off_event_loop
 def run_cluster_failure(env: Env | str, *, repetitions: int, with_db: bool = True, **keys: str) -> pd.DataFrame:
     """Bring ``env`` up (the low PDC movable, :func:`movable_low_env`), measure, always tear down."""
-    env = movable_low_env(_env(env))
+    env = movable_low_env(as_env(env))
     with running(env) as testbed:
         return measure_cluster_failure(testbed, env, repetitions=repetitions, with_db=with_db, **keys)
 
@@ -268,7 +270,7 @@ def run_cluster_failure(env: Env | str, *, repetitions: int, with_db: bool = Tru
 def run_island(env: Env | str, *, isolation_s: float, before_s: float, after_s: float, with_db: bool = True,
                **keys: str) -> pd.DataFrame:
     """Bring ``env`` up (PMUs with their low PDC, :func:`colocated_env`), measure Fig. 6.2, always tear down."""
-    env = colocated_env(_env(env))
+    env = colocated_env(as_env(env))
     with running(env) as testbed:
         return measure_island(testbed, env, isolation_s=isolation_s, before_s=before_s, after_s=after_s,
                               with_db=with_db, **keys)

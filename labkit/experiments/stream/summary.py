@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from labkit import reference
-from labkit.experiments.stream.phases import PHASES, _unix
+from labkit.experiments.stream.phases import PHASES, unix_seconds
 
 
 # --------------------------------------------------------------------------- summaries and comparison
@@ -189,7 +189,7 @@ def plot_island(rows: pd.DataFrame, path: Any) -> Any:
     lost = rows[rows["metric"] == "frames_lost"]
     t_cut, t_back = float(lost["start"].iloc[0]), float(lost["end"].iloc[0])
     rate = rows[rows["metric"] == "frame_rate"].copy()
-    rate["s"] = _unix(rate["t"]) - t_cut
+    rate["s"] = unix_seconds(rate["t"]) - t_cut
     fig, axes = plt.subplots(2, 1, figsize=(8, 4.8), sharex=True, constrained_layout=True)
     for ax, stream in zip(axes, ("low", "high")):
         sel = rate[rate["stream"] == stream]
