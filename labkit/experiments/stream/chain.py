@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,28 +100,44 @@ def chain_domains(chain: Chain) -> list[str]:
 def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = print) -> list[str]:
     """Run the DB domains of the chain's PDCs and store the PDCs' configuration in them (thesis 3.2, 7.4).
 
-    Uses :mod:`labkit.experiments.database` (Galera, as the thesis' Percona XtraDB Cluster).
+    Uses :mod:`labkit.experiments.database` (Galera, as the thesis' Percona XtraDB Cluster). A
+    domain a previous experiment on this test bed left running is reused once every member is
+    Synced again. The missing ones form side by side (the multi-level chain has two): the galera
+    image is first imported into all their clusters at once, so no cluster imports it twice.
     """
     from labkit.experiments import database
-
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
     domains = chain_domains(chain)
     if not domains:
         raise StreamError(f"env {chain.env.name!r}: no DB domain holds the namespaces of {chain.low}/{chain.high}")
+    missing = [name for name in domains if not _reuse_database(testbed, chain, name)]
+    if missing:
+        clusters = sorted({c for name in missing for c in database.domain_of(chain.plan, name).members})
+        database.load_images(testbed, clusters, log)
+        with ThreadPoolExecutor(max_workers=len(missing), thread_name_prefix="db-domain") as pool:
+            list(pool.map(lambda name: database.deploy_database(testbed, chain.plan, name, log=log), missing))
     for name in domains:
-        domain = database.domain_of(chain.plan, name)
-        apps = client.AppsV1Api(testbed.kube(namespace_owner(chain.plan, domain.namespace)))
-        try:  # a previous experiment on this test bed already runs it: wait for every member (one may rejoin)
-            apps.read_namespaced_stateful_set(database.statefulset_name(domain), domain.namespace)
-            database.wait_complete(testbed, chain.plan, domain, 300.0)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            database.deploy_database(testbed, chain.plan, name, log=log)
         database.write_pdc_configs(testbed, chain.plan, name)
     return domains
+
+
+def _reuse_database(testbed: Any, chain: Chain, name: str) -> bool:
+    """Whether DB domain ``name`` already runs (then wait until every member is Synced; one may rejoin)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from labkit.experiments import database
+
+    domain = database.domain_of(chain.plan, name)
+    apps = client.AppsV1Api(testbed.kube(namespace_owner(chain.plan, domain.namespace)))
+    try:
+        apps.read_namespaced_stateful_set(database.statefulset_name(domain), domain.namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    database.wait_complete(testbed, chain.plan, domain, 300.0)
+    return True
 
 
 def deploy_chain(testbed: Any, chain: Chain, image: str, with_db: bool, estimator: bool = False) -> list[Manifest]:
