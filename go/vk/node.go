@@ -154,16 +154,21 @@ func (p *nodeProvider) providerCapacity(ctx context.Context) (corev1.ResourceLis
 // delay the tunnel check, which is what marks the node NotReady in that very case.
 func (p *nodeProvider) run(ctx context.Context) {
 	go p.refreshCapacity(ctx)
-	tick := time.NewTicker(time.Second)
+	if p.o.checkNetwork {
+		every(ctx, time.Second, func() { p.setTunnel(ctx, p.tunnelConnected(ctx)) })
+	}
+}
+
+// every calls fn each interval (the first time one interval from now) until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		}
-		if p.o.checkNetwork {
-			p.setTunnel(ctx, p.tunnelConnected(ctx))
+			fn()
 		}
 	}
 }
@@ -171,20 +176,13 @@ func (p *nodeProvider) run(ctx context.Context) {
 // refreshCapacity reads the provider's capacity every capacityInterval (each read bounded by
 // capacityTimeout) and pushes it to the node when it changed.
 func (p *nodeProvider) refreshCapacity(ctx context.Context) {
-	tick := time.NewTicker(p.o.capacityInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, p.o.capacityInterval, func() {
 		cctx, cancel := context.WithTimeout(ctx, capacityTimeout)
 		c, err := p.providerCapacity(cctx)
 		cancel()
 		if err != nil {
 			log.G(ctx).WithError(err).Debug("cannot read the provider's capacity")
-			continue
+			return
 		}
 		p.update(func(n *corev1.Node) bool {
 			if resourceListEqual(n.Status.Capacity, c) {
@@ -193,7 +191,7 @@ func (p *nodeProvider) refreshCapacity(ctx context.Context) {
 			n.Status.Capacity, n.Status.Allocatable = c, c.DeepCopy()
 			return true
 		})
-	}
+	})
 }
 
 // tunnelConnected reads the peering's TunnelEndpoint in the tenant namespace of the home cluster.

@@ -78,13 +78,22 @@ func (r *reflectors) resyncNamespace(ctx context.Context, ns string) {
 	}
 }
 
-func (r *reflectors) apply(ctx context.Context, k *reflector, obj interface{}) {
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return
+// target is the object to reflect and its namespace in the provider; ok is false when obj is
+// not reflected (not an object, its namespace not offloaded, or a kind the provider keeps its own of).
+func (r *reflectors) target(k *reflector, obj interface{}) (m metav1.Object, remote string, ok bool) {
+	if m, ok = obj.(metav1.Object); !ok {
+		return nil, "", false
 	}
 	remote, offloaded := r.offl.remote(m.GetNamespace())
 	if !offloaded || skipReflection(k.kind, obj) {
+		return nil, "", false
+	}
+	return m, remote, true
+}
+
+func (r *reflectors) apply(ctx context.Context, k *reflector, obj interface{}) {
+	m, remote, ok := r.target(k, obj)
+	if !ok {
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -98,12 +107,8 @@ func (r *reflectors) delete(ctx context.Context, k *reflector, obj interface{}) 
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	m, ok := obj.(metav1.Object)
+	m, remote, ok := r.target(k, obj)
 	if !ok {
-		return
-	}
-	remote, offloaded := r.offl.remote(m.GetNamespace())
-	if !offloaded || skipReflection(k.kind, obj) {
 		return
 	}
 	if err := k.remove(ctx, m.GetName(), remote); err != nil && !apierrors.IsNotFound(err) {
