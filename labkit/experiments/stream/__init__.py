@@ -53,7 +53,8 @@ from labkit.experiments.stream.recorders import (REC_OUT, REC_STATUS, REC_STOP, 
 from labkit.experiments.stream.scenarios import (cluster_failure_once, experiment_table, island_rows,
                                                  measure_cluster_failure, measure_island, measure_pod_failure,
                                                  pod_failure_once, rate_rows, run_cluster_failure, run_island,
-                                                 run_pod_failure, running_address, wait_node_ready, wait_single_pod)
+                                                 replace_pod, run_pod_failure, running_address, wait_node_ready,
+                                                 wait_single_pod)
 from labkit.experiments.stream.summary import (COMPOSITION, compare_cluster_failure, compare_pod_failure, composition,
                                                downtimes, island_table, phase_table, plot_downtime, plot_island, table)
 
@@ -73,9 +74,8 @@ __all__ = [
     "restart_logs",
     # scenarios
     "cluster_failure_once", "experiment_table", "island_rows", "measure_cluster_failure", "measure_island",
-    "measure_pod_failure",
-    "pod_failure_once", "rate_rows", "run_cluster_failure", "run_island", "run_pod_failure", "running_address",
-    "wait_node_ready", "wait_single_pod",
+    "measure_pod_failure", "pod_failure_once", "rate_rows", "replace_pod", "run_cluster_failure", "run_island",
+    "run_pod_failure", "running_address", "wait_node_ready", "wait_single_pod",
     # summary
     "COMPOSITION", "compare_cluster_failure", "compare_pod_failure", "composition", "downtimes", "island_table",
     "phase_table", "plot_downtime", "plot_island", "table",

@@ -87,6 +87,24 @@ def cluster_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, Rec
     return t_fault, cluster, nodes.collect(), pod_rows
 
 
+def replace_pod(testbed: Any, chain: Chain, recorders: Mapping[str, RecorderPod], name: str,
+                timeout_s: float) -> None:
+    """Delete the pod of component ``name``; wait until its controller's new pod streams again.
+
+    Raises
+    ------
+    StreamError
+        When the low recorder sees no new frame within ``timeout_s``.
+    """
+    core = core_api(testbed, chain.owner(name))
+    since = time.time()
+    for pod in home_pods(testbed, chain, name):
+        core.delete_namespaced_pod(pod.metadata.name, chain.namespace(name))
+    if wait_recovered(recorders["low"], since, timeout_s) is None:
+        raise StreamError(f"{name}: no frame at the low recorder within {timeout_s:.0f} s of replacing its pod")
+    wait_single_pod(testbed, chain, name, timeout_s)
+
+
 def wait_node_ready(testbed: Any, cluster: str, node: str, timeout: float) -> None:
     """Wait until ``node`` of ``cluster`` is Ready again."""
     from labkit.measure.nodes import ready_condition
@@ -119,7 +137,10 @@ def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: fl
     """Fig. 7.3 on a running test bed: ``repetitions`` liveness failures of the low PDC; tidy rows.
 
     ``with_db``: the PDCs fetch their configuration from the DB domain at every start (the
-    thesis); otherwise from their ConfigMap file.
+    thesis); otherwise from their ConfigMap file. Every repetition fails a pod whose container
+    has not restarted before (:func:`replace_pod` between repetitions): the kubelet holds the
+    k-th restart of one container back 10 s x 2^(k-2) after it died (capped at 300 s), so on one
+    pod the 2nd-6th failures would measure that back-off, and the 7th wait past the timeout.
     """
     chain = chain_of(env)
     recorders = record_chain(testbed, chain, with_db)
@@ -127,6 +148,8 @@ def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: fl
     done: list[tuple[int, float, str, pd.DataFrame]] = []
     try:
         for rep in range(1, repetitions + 1):
+            if rep > 1:
+                replace_pod(testbed, chain, recorders, chain.low, timeout_s)
             t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
             time.sleep(settle_s)
             done.append((rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault)))
