@@ -138,9 +138,10 @@ def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: fl
 
     ``with_db``: the PDCs fetch their configuration from the DB domain at every start (the
     thesis); otherwise from their ConfigMap file. Every repetition fails a pod whose container
-    has not restarted before (:func:`replace_pod` between repetitions): the kubelet holds the
-    k-th restart of one container back 10 s x 2^(k-2) after it died (capped at 300 s), so on one
-    pod the 2nd-6th failures would measure that back-off, and the 7th wait past the timeout.
+    never restarted (:func:`replace_pod` between repetitions): the kubelet's restart back-off of
+    one container doubles with each restart (10 s up to 300 s) and counts from the previous
+    instance's exit, so on one pod failing every ~70 s the 6th restart would wait for it, and the
+    7th (full profile, 29 Nov) did not stream again within the 120 s timeout.
     """
     chain = chain_of(env)
     recorders = record_chain(testbed, chain, with_db)
