@@ -42,7 +42,8 @@ neighbours' interval, and the raw timestamps are kept in the table.
 
 from labkit.experiments.stream.chain import (Chain, apply_object, chain_domains, chain_of, deploy_chain,
                                              deploy_databases, grid_clusters, home_pods, hosting_cluster,
-                                             load_runtime, pod_namespace, prepare, remove_chain, wait_ready)
+                                             load_runtime, pod_namespace, prepare, remove_chain, wait_databases,
+                                             wait_ready)
 from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, INSTANCE, RECORDER_NAMESPACE, StreamError
 from labkit.experiments.stream.envs import MULTILEVEL_CI, colocated_env, kept, movable_low_env, reduced_env
 from labkit.experiments.stream.phases import (LOG_EVENTS, PHASES, downtime_after, parse_log, pdc_logs, phase_split,
@@ -65,7 +66,8 @@ __all__ = [
     "MULTILEVEL_CI", "colocated_env", "kept", "movable_low_env", "reduced_env",
     # chain
     "Chain", "apply_object", "chain_domains", "chain_of", "deploy_chain", "deploy_databases", "grid_clusters",
-    "home_pods", "hosting_cluster", "load_runtime", "pod_namespace", "prepare", "remove_chain", "wait_ready",
+    "home_pods", "hosting_cluster", "load_runtime", "pod_namespace", "prepare", "remove_chain", "wait_databases",
+    "wait_ready",
     # recorders
     "REC_OUT", "REC_STATUS", "REC_STOP", "RECORDER_IDCODE", "RecorderPod", "recorder_manifest", "service_host",
     "start_recorder", "start_recorders", "stop_recorder", "wait_recovered", "wait_streaming",

@@ -121,6 +121,19 @@ def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = pr
     return domains
 
 
+def wait_databases(testbed: Any, chain: Chain, timeout: float = 300.0) -> None:
+    """Wait until every member of the chain's DB domains is Synced again (after a fault cut one off).
+
+    A member on a disconnected cluster rejoins (a state transfer) some time after its cluster
+    comes back; a next fault that cuts another member off before that leaves one of three, a
+    non-Primary component, and the PDCs could not fetch their configuration.
+    """
+    from labkit.experiments import database
+
+    for name in chain_domains(chain):
+        database.wait_complete(testbed, chain.plan, name, timeout)
+
+
 def _reuse_database(testbed: Any, chain: Chain, name: str) -> bool:
     """Whether DB domain ``name`` already runs (then wait until every member is Synced; one may rejoin)."""
     from kubernetes import client

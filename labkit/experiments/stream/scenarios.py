@@ -14,7 +14,7 @@ import pandas as pd
 
 from labkit.config import Env
 from labkit.experiments.stream.chain import (Chain, chain_of, core_api, home_pods, hosting_cluster, pod_namespace,
-                                             prepare)
+                                             prepare, wait_databases)
 from labkit.experiments.stream.common import INSTANCE, StreamError
 from labkit.experiments.stream.envs import as_env, colocated_env, movable_low_env
 from labkit.experiments.stream.phases import first_at, repetition_rows, restart_logs, unix_seconds
@@ -167,7 +167,8 @@ def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db
                             timeout_s: float = 180.0, **keys: str) -> pd.DataFrame:
     """Fig. 7.4 on a running test bed: ``repetitions`` disconnections of the low PDC's cluster; tidy rows.
 
-    ``with_db`` as in :func:`measure_pod_failure`.
+    ``with_db`` as in :func:`measure_pod_failure`; every repetition after the first starts once
+    the DB domains are complete again (:func:`~.chain.wait_databases`).
     """
     chain = chain_of(env)
     recorders = record_chain(testbed, chain, with_db)
@@ -175,6 +176,8 @@ def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db
     done = []
     try:
         for rep in range(1, repetitions + 1):
+            if with_db and rep > 1:
+                wait_databases(testbed, chain)
             t_fault, cluster, nodes, pods = cluster_failure_once(testbed, chain, recorders, rep, timeout_s, log)
             time.sleep(settle_s)
             done.append((rep, t_fault, cluster, nodes, pods, restart_logs(testbed, chain, cluster, t_fault)))
