@@ -117,7 +117,7 @@ def _probe_spec() -> ImageSpec:
 
     Its one layer is the runtime's first (same key, same blob), so building it re-packs a cached
     layer, and a node that already holds the runtime image unpacks nothing new; a node that
-    does not unpacks about 60 MB instead of the runtime's 280.
+    does not unpacks 59 MB instead of the runtime's 224.
     """
     return ImageSpec(
         name="probe", tag=__version__,
