@@ -180,3 +180,16 @@ def test_host_limits_are_raised_never_lowered(tmp_path) -> None:  # noqa: ANN001
     assert raised == {"fs/inotify/max_user_instances": 8192}
     assert (tmp_path / "fs/inotify/max_user_instances").read_text().strip() == "8192"
     assert (tmp_path / "fs/inotify/max_user_watches").read_text().strip() == "1048576"
+
+
+def test_a_stale_socket_file_is_not_a_listening_containerd(tmp_path) -> None:  # noqa: ANN001
+    import socket
+
+    path = tmp_path / "containerd.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        assert not cluster.accepts(path)  # bound, not listening: what a dead containerd leaves
+        server.listen(1)
+        assert cluster.accepts(path)
+    assert path.exists() and not cluster.accepts(path)
+    assert not cluster.accepts(tmp_path / "missing.sock")

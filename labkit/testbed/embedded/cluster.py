@@ -12,6 +12,7 @@ no Kubernetes behaviour is reimplemented.
 from __future__ import annotations
 
 import json
+import socket as socketlib
 import ssl
 import subprocess
 import time
@@ -244,11 +245,16 @@ class Cluster:
         (etc / "containerd.toml").write_text(containerd_config(pause_ref, str(self.bin.runc),
                                                                str(self.bin.cni_bin_dir)))
         (vm.host_path("/etc/cni/net.d") / "10-labkit.conflist").write_text(cni_config(node.pod_subnet))
-        self._spawn(vm, "containerd", [self.bin.containerd, "--config=/etc/kubernetes/containerd.toml"])
         socket = vm.host_path(CONTAINERD_SOCK)
-        _wait_for(lambda: socket.exists(), 30, f"containerd socket {socket} of VM {vm.name}",
+        socket.unlink(missing_ok=True)  # a stale file would pass for a listening containerd
+        self._spawn(vm, "containerd", [self.bin.containerd, "--config=/etc/kubernetes/containerd.toml"])
+        _wait_for(lambda: accepts(socket), 30, f"containerd on {socket} of VM {vm.name}",
                   lambda: self._check_alive(vm, ("containerd",)))
-        self.images.import_archive(pause_archive, socket)
+        try:
+            self.images.import_archive(pause_archive, socket)
+        except Exception:
+            self._check_alive(vm, ("containerd",))  # a containerd that died names its log
+            raise
         (etc / "kubelet.yaml").write_text(json.dumps(kubelet_config(vm, self.spec, self.tuning), indent=1))
         labels = ",".join(f"{k}={v}" for k, v in sorted(node.labels.items()))
         self._spawn(vm, "kubelet", [
@@ -301,6 +307,17 @@ class Cluster:
                     subprocess.run(base + ["tasks", "kill", "--all", "-s", "SIGKILL", task], capture_output=True, timeout=5)
             except (subprocess.TimeoutExpired, OSError):
                 pass
+
+
+def accepts(path: Path) -> bool:
+    """Whether a process listens on the Unix socket ``path`` (the file alone is not enough)."""
+    with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_for(cond: Callable[[], bool], timeout: float, what: str, check: Callable[[], None] | None = None) -> None:
