@@ -193,3 +193,23 @@ def test_a_stale_socket_file_is_not_a_listening_containerd(tmp_path) -> None:  #
         assert cluster.accepts(path)
     assert path.exists() and not cluster.accepts(path)
     assert not cluster.accepts(tmp_path / "missing.sock")
+
+
+def test_a_failed_start_keeps_the_vms_logs(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    state = tmp_path / "lkt"
+    for vm in ("root", "leaf-1"):
+        (state / vm / "logs").mkdir(parents=True)
+        (state / vm / "logs" / "containerd.log").write_text(f"{vm}: level=fatal\n")
+    (state / "supervisor.log").write_text("exit 1\n")
+    monkeypatch.setattr(vmlib, "STATE_ROOT", state)
+    kept_root = tmp_path / "failed"
+    kept_root.mkdir()
+    for i in range(vmlib.KEPT_LOGS):  # older copies: the oldest goes
+        (kept_root / f"2020010{i}T000000Z").mkdir()
+    kept = vmlib.keep_logs(kept_root)
+    assert kept is not None and (kept / "leaf-1" / "containerd.log").read_text() == "leaf-1: level=fatal\n"
+    assert (kept / "supervisor.log").exists()
+    assert sorted(p.name for p in kept_root.iterdir())[0] == "20200101T000000Z"
+    assert len(list(kept_root.iterdir())) == vmlib.KEPT_LOGS
+    monkeypatch.setattr(vmlib, "STATE_ROOT", tmp_path / "none")
+    assert vmlib.keep_logs(kept_root) is None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labkit.host import require_root
+from labkit.paths import cache_dir
 from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
@@ -260,6 +261,7 @@ class EmbeddedTestbed:
             self._peer(env)
         except BaseException:
             self._log("[embedded] up() failed: tearing down what was started")
+            self._quietly(self._keep_logs)
             self._quietly(self.down)
             raise
 
@@ -329,7 +331,8 @@ class EmbeddedTestbed:
         vk_timers, gw_timers = timers(env.tuning.liqo)
         self.liqo = Liqo(self, cluster_labels=env.cluster_labels, vk_timers=vk_timers, gateway_timers=gw_timers,
                          log=self._log)
-        self.liqo.peer_all(env.peerings)
+        # one peering's virtual node takes 5-15 s alone, 80-110 s beside 15 other clusters on 2 cores
+        self.liqo.peer_all(env.peerings, timeout=120.0 + 6.0 * len(env.clusters))
         self.timings["peering_s"] = time.monotonic() - start
         for off in env.offloads:
             providers = {p: env.cluster_labels.get(p, {}) for c, p in env.peerings if c == off.consumer}
@@ -406,6 +409,12 @@ class EmbeddedTestbed:
         self._lock.release()
         if not rest.empty():
             raise TestbedError(f"down() left {rest}")
+
+    def _keep_logs(self) -> None:
+        """Keep the VMs' logs of a failed start (``down()`` deletes them) and say where."""
+        kept = vmlib.keep_logs(cache_dir() / "failed-starts")
+        if kept:
+            self._log(f"[embedded] the VMs' logs of this failed start: {kept}")
 
     def _quietly(self, action: Callable[[], object]) -> None:
         """Run a teardown action; log and continue when it fails (down() must complete)."""

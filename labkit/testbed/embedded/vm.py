@@ -474,6 +474,31 @@ def discard(path: Path) -> None:
     _delete_detached(target)
 
 
+#: How many failed starts' logs :func:`keep_logs` keeps (the oldest go first).
+KEPT_LOGS = 5
+
+
+def keep_logs(into: Path) -> Path | None:
+    """Copy every VM's ``logs/`` (and the supervisor's log) to a new directory under ``into``.
+
+    Called before a failed ``up()`` tears the VMs down, which deletes their state: the logs
+    of the component that failed would go with it. Keeps the newest :data:`KEPT_LOGS` copies.
+    Returns the copy, or ``None`` when there was nothing to keep.
+    """
+    sources = sorted(STATE_ROOT.glob("*/logs")) if STATE_ROOT.is_dir() else []
+    if not sources:
+        return None
+    target = into / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for logs in sources:
+        shutil.copytree(logs, target / logs.parent.name, dirs_exist_ok=True)
+    supervisor = STATE_ROOT / "supervisor.log"
+    if supervisor.exists():
+        shutil.copy2(supervisor, target / supervisor.name)
+    for old in sorted(p for p in into.iterdir() if p.is_dir())[:-KEPT_LOGS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def purge_trash() -> None:
     """Start deleting what :data:`TRASH_ROOT` holds and no ``rm`` deletes yet (left by a reboot mid-deletion)."""
     if not TRASH_ROOT.is_dir():
