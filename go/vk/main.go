@@ -53,7 +53,6 @@ type options struct {
 	statusInterval     time.Duration
 	capacityInterval   time.Duration
 	reflectionResync   time.Duration
-	offloadingInterval time.Duration
 	taint              bool
 	logLevel           string
 	remoteRemapFlag    string
@@ -80,7 +79,6 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.statusInterval, "node-status-update-interval", time.Minute, "interval of full node status updates")
 	fs.DurationVar(&o.capacityInterval, "capacity-update-interval", 30*time.Second, "interval of provider capacity reads")
 	fs.DurationVar(&o.reflectionResync, "resync-period", 30*time.Second, "resync period of the reflectors")
-	fs.DurationVar(&o.offloadingInterval, "offloading-poll-interval", 2*time.Second, "interval of NamespaceOffloading reads")
 	fs.BoolVar(&o.taint, "node-taint", true, "taint the node virtual-node.liqo.io/not-allowed=true:NoExecute as Liqo does")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level (debug, info, warn, error)")
 	fs.StringVar(&o.remoteRemapFlag, "remote-pod-cidr-remap", "", "PROVIDER_POD_CIDR=CIDR the consumer reaches it at (colliding pod CIDRs)")
@@ -169,7 +167,7 @@ func run(ctx context.Context, o *options) error {
 	homeDyn := dynamic.NewForConfigOrDie(hcfg)
 	foreign := kubernetes.NewForConfigOrDie(fcfg)
 
-	offl := newOffloadingTracker(homeDyn, o.clusterID, o.homeClusterID, o.offloadingInterval)
+	offl := newOffloadingTracker(homeDyn, o.clusterID, o.homeClusterID, o.reflectionResync)
 	go offl.run(ctx)
 
 	np := newNodeProvider(o, foreign, homeDyn, home.CoreV1().Nodes())

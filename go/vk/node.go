@@ -149,13 +149,14 @@ func (p *nodeProvider) providerCapacity(ctx context.Context) (corev1.ResourceLis
 	return total, nil
 }
 
-// run watches the TunnelEndpoint (every second) and refreshes the capacity until ctx ends.
-// The two loops are independent: a capacity read that hangs on an unreachable provider must not
-// delay the tunnel check, which is what marks the node NotReady in that very case.
+// run watches the peering's TunnelEndpoint and refreshes the capacity until ctx ends.
+// The two are independent: a capacity read that hangs on an unreachable provider must not
+// delay the tunnel state, which is what marks the node NotReady in that very case.
 func (p *nodeProvider) run(ctx context.Context) {
 	go p.refreshCapacity(ctx)
 	if p.o.checkNetwork {
-		every(ctx, time.Second, func() { p.setTunnel(ctx, p.tunnelConnected(ctx)) })
+		watchObjects(ctx, p.homeDyn, tunnelEndpointGVR, p.o.tenantNamespace, labelTepClusterID+"="+p.o.clusterID,
+			p.o.reflectionResync, func(items []*unstructured.Unstructured) { p.setTunnel(ctx, tunnelConnectedIn(items)) })
 	}
 }
 
@@ -194,21 +195,9 @@ func (p *nodeProvider) refreshCapacity(ctx context.Context) {
 	})
 }
 
-// tunnelConnected reads the peering's TunnelEndpoint in the tenant namespace of the home cluster.
-// A read error keeps the previous state: the home API server being busy says nothing about the tunnel.
-func (p *nodeProvider) tunnelConnected(ctx context.Context) bool {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	list, err := p.homeDyn.Resource(tunnelEndpointGVR).Namespace(p.o.tenantNamespace).List(cctx,
-		metav1.ListOptions{LabelSelector: labelTepClusterID + "=" + p.o.clusterID})
-	p.mu.Lock()
-	prev := p.tunnelUp
-	p.mu.Unlock()
-	if err != nil {
-		log.G(ctx).WithError(err).Debug("cannot read TunnelEndpoint")
-		return prev
-	}
-	for _, item := range list.Items {
+// tunnelConnectedIn says whether one of the peering's TunnelEndpoints reads Connected.
+func tunnelConnectedIn(items []*unstructured.Unstructured) bool {
+	for _, item := range items {
 		st, _, _ := unstructured.NestedString(item.Object, "status", "connection", "status")
 		if st == tunnelConnected {
 			return true

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -24,7 +23,7 @@ type offloadingTracker struct {
 	dyn       dynamic.Interface
 	clusterID string
 	homeID    string
-	interval  time.Duration
+	resync    time.Duration
 
 	mu      sync.RWMutex
 	mapping map[string]string
@@ -40,8 +39,8 @@ func (t *offloadingTracker) OnNewNamespace(f func(home string)) {
 	t.onNew = append(t.onNew, f)
 }
 
-func newOffloadingTracker(dyn dynamic.Interface, clusterID, homeID string, interval time.Duration) *offloadingTracker {
-	return &offloadingTracker{dyn: dyn, clusterID: clusterID, homeID: homeID, interval: interval,
+func newOffloadingTracker(dyn dynamic.Interface, clusterID, homeID string, resync time.Duration) *offloadingTracker {
+	return &offloadingTracker{dyn: dyn, clusterID: clusterID, homeID: homeID, resync: resync,
 		mapping: map[string]string{}, synced: make(chan struct{})}
 }
 
@@ -64,26 +63,18 @@ func (t *offloadingTracker) snapshot() map[string]string {
 	return out
 }
 
+// run watches the home cluster's NamespaceOffloadings and updates the mapping on every change.
 func (t *offloadingTracker) run(ctx context.Context) {
-	for {
-		t.refresh(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(t.interval):
-		}
-	}
+	watchObjects(ctx, t.dyn, namespaceOffloadingGVR, "", "", t.resync, func(items []*unstructured.Unstructured) {
+		t.update(ctx, items)
+	})
 }
 
-func (t *offloadingTracker) refresh(ctx context.Context) {
-	list, err := t.dyn.Resource(namespaceOffloadingGVR).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		log.G(ctx).WithError(err).Debug("cannot list NamespaceOffloadings")
-		return
-	}
+// update replaces the mapping with the namespaces ``items`` offload here and calls the hooks for new ones.
+func (t *offloadingTracker) update(ctx context.Context, items []*unstructured.Unstructured) {
 	next := map[string]string{}
-	for _, item := range list.Items {
-		if remote, ok := t.remoteName(&item); ok {
+	for _, item := range items {
+		if remote, ok := t.remoteName(item); ok {
 			next[item.GetNamespace()] = remote
 		}
 	}
