@@ -98,31 +98,47 @@ def test_reaction_table_counts_a_missed_detection() -> None:
     assert summary.loc["poll", "median"] == pytest.approx(11.0)
 
 
-def _scalability_rows() -> pd.DataFrame:
+def _scalability_rows(star: bool = False) -> pd.DataFrame:
+    """Full meshes of N = 2, 4, 6 (and, with ``star``, a partial-mesh star of 8 in domains of 3)."""
+    cases = [(scalability.FULL_MESH, n, n - 1) for n in (2, 4, 6)]
+    cases += [(scalability.PARTIAL_MESH_STAR, 8, 3)] if star else []
     rows = []
-    for n in (2, 4, 6):
-        links = scalability.full_mesh_links(n)
+    for topology, n, d in cases:
+        links = scalability.formula_links(topology, n, d)
         values = {"clusters_ready": 15 + 4 * n, "peerings_ready": 3 + 0.8 * links, "peering_links": links,
                   "tunnels": links, "virtual_nodes_ready": links, "memory_pss": 420.0 * n + 35 * links,
                   "memory_rss": 600.0 * n + 40 * links, "down": 5 + n}
         rows += [{"t": pd.Timestamp("2026-01-01", tz="UTC"), "metric": m, "unit": scalability.UNITS[m],
-                  "value": float(v), "n": n, "links_planned": links, "step": f"n-{n}"} for m, v in values.items()]
+                  "value": float(v), "topology": topology, "n": n, "domain_size": d, "links_planned": links,
+                  "links_formula": links, "step": f"n-{n}"} for m, v in values.items()]
     return results.tidy(rows, run_id="t", scenario="scalability", cluster="all")
 
 
 @pytest.mark.notebook
 def test_scalability_replot_draws_links_beside_eq_5_1(tmp_path: Path) -> None:
-    rows = _scalability_rows()
+    rows = _scalability_rows(star=True)
     results.write_table(tmp_path / "run", "scalability", rows)
     reference.write_comparison(tmp_path / "run", "scalability", scalability.compare(rows))
     figures, text = _replot("70-scalability.ipynb", tmp_path)
     assert (figures / "eq-5-1-scalability.png").stat().st_size > 20_000
-    summary = scalability.table(rows).set_index("n")
-    assert list(summary["eq_5_1_links"]) == [1, 6, 15] and list(summary["star_links"]) == [1, 3, 5]
-    assert summary.loc[6, "setup"] == pytest.approx(39 + 15)
+    summary = scalability.table(rows)
+    mesh = summary[summary["topology"] == scalability.FULL_MESH].set_index("n")
+    assert list(mesh["eq_5_1_links"]) == [1, 6, 15] and list(mesh["star_links"]) == [1, 3, 5]
+    assert mesh.loc[6, "setup"] == pytest.approx(39 + 15)
+    star = summary[summary["topology"] == scalability.PARTIAL_MESH_STAR].iloc[0]
+    assert (star["n"], star["links_formula"], star["eq_5_1_links"]) == (8, 7 + 3 + 1 + 1, 28)  # 7 leaves: domains of 3, 2, 2
     assert "scalability.peering_links_full_mesh.n6" in text
-    slope, _ = scalability.per_cluster_cost(summary.reset_index(), "clusters_ready")
+    assert "scalability.peering_links_partial_mesh_star.d3.n8" in text
+    slope, _ = scalability.per_cluster_cost(mesh.reset_index(), "clusters_ready")
     assert slope == pytest.approx(4.0)
+
+
+@pytest.mark.unit
+def test_scalability_reads_tables_from_before_the_partial_mesh_star() -> None:
+    rows = _scalability_rows().drop(columns=["topology", "domain_size"])
+    summary = scalability.table(rows)
+    assert set(summary["topology"]) == {scalability.FULL_MESH} and list(summary["domain_size"]) == [1, 3, 5]
+    assert scalability.headline(rows)["links_missing"] == 0.0
 
 
 @pytest.mark.unit
@@ -177,15 +193,37 @@ def test_scalability_mesh_env_peers_every_pair_once(n: int) -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(("n", "domain_size"), [(2, 4), (5, 2), (12, 4), (20, 4), (20, 19)])
+def test_scalability_region_env_is_a_partial_mesh_star(n: int, domain_size: int) -> None:
+    base = load_env("thesis")
+    env = scalability.region_env(base, n, domain_size)
+    topo = plan(env)
+    assert len(env.clusters) == n and env.tuning == base.tuning and env.backend == base.backend
+    assert len(topo.virtual_nodes) == scalability.formula_links(scalability.PARTIAL_MESH_STAR, n, domain_size)
+    assert sum(v.consumer == env.root.name for v in topo.virtual_nodes) == n - 1
+    assert max(len(d.members) for d in env.db_domains) <= domain_size
+    if domain_size >= n - 1:  # one domain of every leaf: the full mesh again
+        assert len(topo.virtual_nodes) == scalability.full_mesh_links(n)
+    with pytest.raises(ValueError, match="domain_size must be >= 1"):
+        scalability.region_env(base, n, 0)
+    with pytest.raises(ValueError, match="expected 'full mesh'"):
+        scalability.formula_links("ring", n, domain_size)
+
+
+@pytest.mark.unit
 def test_scalability_sizes_and_memory_check() -> None:
     assert scalability.parse_sizes("6, 2,4,4") == [2, 4, 6]
     assert scalability.parse_sizes([3, 2]) == [2, 3]
-    for bad in ("1,2", "two", ""):
+    assert scalability.parse_sizes("") == []
+    for bad in ("1,2", "two"):
         with pytest.raises(ValueError):
             scalability.parse_sizes(bad)
+    with pytest.raises(ValueError, match="no sizes"):
+        scalability.run.__wrapped__(load_env("thesis"), sizes="", star_sizes="")
     scalability.check_memory(4, available=4 * 450 + 6 * 40 + 1)
     with pytest.raises(TestbedError, match="N=20 needs about 16600 MiB"):
         scalability.check_memory(20, available=8000)
+    scalability.check_memory(20, links=46, available=20 * 450 + 46 * 40 + 1)  # the partial-mesh star fits
 
 
 @pytest.mark.unit

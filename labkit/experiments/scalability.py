@@ -2,14 +2,21 @@
 
 The thesis argues that a DB domain needs at least a unidirectional full mesh of peerings,
 ``N(N-1)/2`` links (eq. 5.1), and that this costs setup time, growing with N, rather than
-resources. Here, for each N of ``sizes``, :func:`mesh_env` builds an env of N single-node
-clusters: the root (Area Control Center) offloading a namespace to N-1 leaves that form one
-DB domain. The topology then plans N-1 star links plus (N-1)(N-2)/2 mesh links, i.e. exactly
-``N(N-1)/2``: every pair of clusters peered once. Each env is brought up on the embedded test bed,
-peered (one virtual kubelet per link, one WireGuard tunnel per pair), measured and torn down
-before the next.
+resources. Two topologies of N single-node clusters are measured, each env brought up on the
+embedded test bed, peered (one virtual kubelet per link, one WireGuard tunnel per pair),
+measured and torn down before the next:
 
-Measured per N (table ``scalability``, key ``n`` on every row):
+- ``full mesh`` (:func:`mesh_env`, sizes ``sizes``): the root (Area Control Center) offloading a
+  namespace to N-1 leaves that form one DB domain. The topology plans N-1 star links plus
+  (N-1)(N-2)/2 mesh links, exactly ``N(N-1)/2``: eq. 5.1's worst case, every pair peered once.
+- ``partial mesh star`` (:func:`region_env`, sizes ``star_sizes``): the region of thesis 6.1, the
+  root and N-1 leaves in DB domains of at most ``domain_size`` stations (a primary and its
+  secondaries), eq. 5.1 inside each domain only:
+  ``N-1 + sum of d(d-1)/2`` links (:func:`labkit.topology.peering.partial_mesh_star_links`).
+  It grows linearly, which is what lets N reach 20 and more on a 2-core machine, where the
+  full mesh stops near N = 12 (docs/experiments.md).
+
+Measured per topology and N (table ``scalability``, keys ``topology``, ``n``, ``domain_size``):
 
 - ``clusters_ready`` (s): from the start of ``up()`` to every node Ready;
 - ``peerings_ready`` (s): from then to every virtual node Ready (all links peered);
@@ -36,29 +43,23 @@ from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.results import tidy
 from labkit.testbed import TestbedError, create, off_event_loop
+from labkit.topology import examples
+from labkit.topology.peering import full_mesh_links, partial_mesh_star_links, star_links
 
 #: Namespace the root offloads and the DB domain shares.
 NAMESPACE = "scale"
 #: What one cluster and one virtual kubelet cost (MiB, measured: docs/peering.md, docs/embedded.md),
 #: for the free-memory check before each N.
 CLUSTER_MIB, LINK_MIB = 450.0, 40.0
+#: The two topologies measured (the ``topology`` column).
+FULL_MESH, PARTIAL_MESH_STAR = "full mesh", "partial mesh star"
 #: Metrics and their units.
 UNITS = {"clusters_ready": "s", "peerings_ready": "s", "peering_links": "count", "tunnels": "count",
          "virtual_nodes_ready": "count", "memory_pss": "MiB", "memory_rss": "MiB", "down": "s"}
 
 
-def full_mesh_links(n: int) -> int:
-    """Eq. 5.1: links of a unidirectional full mesh of ``n`` clusters, ``n(n-1)/2``."""
-    return n * (n - 1) // 2
-
-
-def star_links(n: int) -> int:
-    """Links of the star alone (the root peered with each of ``n - 1`` leaves)."""
-    return max(0, n - 1)
-
-
 def parse_sizes(sizes: str | Iterable[int]) -> list[int]:
-    """Cluster counts from ``"2,4,6"`` or a sequence; each at least 2, sorted, distinct.
+    """Cluster counts from ``"2,4,6"`` or a sequence; each at least 2, sorted, distinct (``""``: none).
 
     Raises
     ------
@@ -70,7 +71,7 @@ def parse_sizes(sizes: str | Iterable[int]) -> list[int]:
         values = sorted({int(s) for s in items if s != ""})
     except ValueError:
         raise ValueError(f"sizes {sizes!r}: expected integers like '2,4,6'") from None
-    if not values or values[0] < 2:
+    if values and values[0] < 2:
         raise ValueError(f"sizes {sizes!r}: every N must be >= 2 (a root and at least one leaf)")
     return values
 
@@ -94,19 +95,49 @@ def mesh_env(env: Env, n: int) -> Env:
     return validate_env(raw, source=f"mesh_env({env.name}, {n})")
 
 
+def region_env(env: Env, n: int, domain_size: int) -> Env:
+    """N single-node clusters laid out as a region of thesis 6.1: a partial-mesh star.
+
+    The root and N-1 leaves cut into DB domains of at most ``domain_size`` stations (a primary
+    and its secondaries, :func:`labkit.topology.examples.region`), each domain a full mesh
+    offloaded a namespace by the root: ``partial_mesh_star_links(n, domain_size)`` peerings.
+    Backend, tuning and seed come from ``env``.
+    """
+    if n < 2:
+        raise ValueError(f"n must be >= 2 (a root and at least one leaf), got {n}")
+    if domain_size < 1:
+        raise ValueError(f"domain_size must be >= 1 (stations per DB domain), got {domain_size}")
+    leaves = n - 1
+    primaries = -(-leaves // domain_size)
+    raw = examples.region(primaries, leaves - primaries).model_dump(mode="json", exclude_defaults=True)
+    raw.update(name=f"{env.name}-star{n}", seed=env.seed, backend=env.backend.model_dump(mode="json"),
+               tuning=env.tuning.model_dump(mode="json"))
+    return validate_env(raw, source=f"region_env({env.name}, {n}, {domain_size})")
+
+
+def formula_links(topology: str, n: int, domain_size: int) -> int:
+    """The links ``topology`` needs over ``n`` clusters: eq. 5.1, or eq. 5.1 per DB domain plus the star."""
+    if topology == FULL_MESH:
+        return full_mesh_links(n)
+    if topology == PARTIAL_MESH_STAR:
+        return partial_mesh_star_links(n, domain_size)
+    raise ValueError(f"topology {topology!r}: expected {FULL_MESH!r} or {PARTIAL_MESH_STAR!r}")
+
+
 def available_mib() -> float:
     """``MemAvailable`` of this machine (MiB)."""
     text = Path("/proc/meminfo").read_text()
     return int(re.search(r"MemAvailable:\s+(\d+) kB", text).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def check_memory(n: int, available: float | None = None) -> None:
-    """Raise ``TestbedError`` when ``n`` clusters and their full mesh would not fit in free memory."""
-    need = n * CLUSTER_MIB + full_mesh_links(n) * LINK_MIB
+def check_memory(n: int, links: int | None = None, available: float | None = None) -> None:
+    """Raise ``TestbedError`` when ``n`` clusters and ``links`` peerings (default: the full mesh) would not fit in free memory."""
+    links = full_mesh_links(n) if links is None else links
+    need = n * CLUSTER_MIB + links * LINK_MIB
     have = available_mib() if available is None else available
     if need > have:
         raise TestbedError(f"N={n} needs about {need:.0f} MiB ({n} clusters x {CLUSTER_MIB:.0f} + "
-                           f"{full_mesh_links(n)} virtual kubelets x {LINK_MIB:.0f}); {have:.0f} MiB available")
+                           f"{links} virtual kubelets x {LINK_MIB:.0f}); {have:.0f} MiB available")
 
 
 def process_memory(pids: Iterable[int]) -> tuple[float, float]:
@@ -145,13 +176,20 @@ def virtual_nodes_ready(testbed: Any, clusters: Sequence[str]) -> int:
     return ready
 
 
-def measure_size(env: Env, *, settle_s: float = 5.0, **keys: str) -> pd.DataFrame:
-    """Bring up ``env`` (peered), measure setup times, links and memory, always tear down; tidy rows."""
+def measure_size(env: Env, *, topology: str = FULL_MESH, domain_size: int | None = None, settle_s: float = 5.0,
+                 **keys: str) -> pd.DataFrame:
+    """Bring up ``env`` (peered), measure setup times, links and memory, always tear down; tidy rows.
+
+    ``topology`` and ``domain_size`` (default: every leaf in one domain) label the rows; the
+    links the topology's formula gives (``links_formula``) and the plan's (``links_planned``)
+    go beside the measured ones.
+    """
     from labkit.topology import plan
 
     n = len(env.clusters)
-    check_memory(n)
+    domain_size = n - 1 if domain_size is None else domain_size
     planned = len(plan(env).virtual_nodes)
+    check_memory(n, planned)
     testbed = create(env)
     values: dict[str, float] = {}
     try:
@@ -170,51 +208,76 @@ def measure_size(env: Env, *, settle_s: float = 5.0, **keys: str) -> pd.DataFram
         testbed.down()
     values["down"] = testbed.timings["down_s"]
     t = pd.Timestamp.now(tz="UTC")
-    rows = [{"t": t, "metric": metric, "unit": UNITS[metric], "value": float(value), "n": n,
-             "links_planned": planned} for metric, value in values.items()]
-    return tidy(rows, step=f"n-{n}", cluster="all", **keys)
+    labels = {"topology": topology, "n": n, "domain_size": domain_size, "links_planned": planned,
+              "links_formula": formula_links(topology, n, domain_size)}
+    rows = [{"t": t, "metric": metric, "unit": UNITS[metric], "value": float(value), **labels}
+            for metric, value in values.items()]
+    return tidy(rows, step=f"{topology.replace(' ', '-')}-n{n}", cluster="all", **keys)
 
 
 @off_event_loop
-def run(env: Env, *, sizes: str | Sequence[int], **keys: str) -> pd.DataFrame:
-    """:func:`measure_size` of :func:`mesh_env` for every N of ``sizes``, smallest first, one at a time."""
-    frames = []
-    for n in parse_sizes(sizes):
-        frames.append(measure_size(mesh_env(env, n), **keys))
+def run(env: Env, *, sizes: str | Sequence[int], star_sizes: str | Sequence[int] = "", domain_size: int = 4,
+        **keys: str) -> pd.DataFrame:
+    """:func:`measure_size` for every N: full meshes of ``sizes``, then partial-mesh stars of ``star_sizes``.
+
+    One test bed at a time, smallest N first; the stars' DB domains hold at most ``domain_size`` stations.
+    """
+    plans = [(mesh_env(env, n), FULL_MESH, n - 1) for n in parse_sizes(sizes)]
+    plans += [(region_env(env, n, domain_size), PARTIAL_MESH_STAR, domain_size) for n in parse_sizes(star_sizes)]
+    if not plans:
+        raise ValueError("no sizes: give sizes (full mesh) or star_sizes (partial-mesh star), e.g. '2,4'")
+    frames = [measure_size(one, topology=topology, domain_size=d, **keys) for one, topology, d in plans]
     return pd.concat(frames, ignore_index=True)
 
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per N: every metric as a column, plus eq. 5.1's and the star's link counts."""
-    wide = rows.pivot_table(index="n", columns="metric", values="value", aggfunc="mean").reset_index()
+    """One row per topology and N: every metric as a column, plus the formulas' link counts.
+
+    ``links_formula`` is what the row's topology needs (eq. 5.1 for the full mesh), ``eq_5_1_links``
+    and ``star_links`` the two bounds every topology lies between.
+    """
+    if "topology" not in rows:  # tables measured before the partial-mesh star was
+        rows = rows.assign(topology=FULL_MESH, domain_size=rows["n"] - 1)
+    index = ["topology", "n", "domain_size"]
+    wide = rows.pivot_table(index=index, columns="metric", values="value", aggfunc="mean").reset_index()
     wide.columns.name = None
-    wide["n"] = wide["n"].astype(int)
+    wide[["n", "domain_size"]] = wide[["n", "domain_size"]].astype(int)
+    wide["links_formula"] = [formula_links(t, n, d) for t, n, d in zip(wide["topology"], wide["n"], wide["domain_size"])]
     wide["eq_5_1_links"] = wide["n"].map(full_mesh_links)
     wide["star_links"] = wide["n"].map(star_links)
     if {"clusters_ready", "peerings_ready"} <= set(wide.columns):
         wide["setup"] = wide["clusters_ready"] + wide["peerings_ready"]
-    return wide
+    order = {FULL_MESH: 0, PARTIAL_MESH_STAR: 1}
+    return wide.sort_values(["topology", "n"], key=lambda c: c.map(order) if c.name == "topology" else c,
+                            ignore_index=True)
 
 
 def headline(rows: pd.DataFrame) -> dict[str, float]:
-    """The numbers an env's bounds may limit: the largest N, its setup time (s), and links missing vs eq. 5.1."""
+    """The numbers an env's bounds may limit: the largest N, its setup time (s), and links missing vs the formulas."""
     summary = table(rows)
-    largest = summary.loc[summary["n"].idxmax()]
-    out = {"largest_n": float(largest["n"]),
-           "links_missing": float((summary["eq_5_1_links"] - summary["peering_links"]).abs().sum())}
-    if pd.notna(largest.get("setup", np.nan)):
-        out["setup_s_largest_n"] = float(largest["setup"])
+    largest = summary[summary["n"] == summary["n"].max()]
+    out = {"largest_n": float(largest["n"].iloc[0]),
+           "links_missing": float((summary["links_formula"] - summary["peering_links"]).abs().sum())}
+    if "setup" in largest and largest["setup"].notna().any():
+        out["setup_s_largest_n"] = float(largest["setup"].max())
     return out
 
 
 def compare(rows: pd.DataFrame) -> pd.DataFrame:
-    """Eq. 5.1 against the measured peering links, one row per N (key ``scalability.peering_links_full_mesh.n<N>``)."""
+    """The formula's links against the measured ones, one row per topology and N.
+
+    Keys: ``scalability.peering_links_full_mesh.n<N>`` (eq. 5.1) and
+    ``scalability.peering_links_partial_mesh_star.d<d>.n<N>`` (eq. 5.1 in each DB domain plus the star).
+    """
     formula = reference.lookup("scalability.peering_links_full_mesh")
     pairs = []
     for row in table(rows).itertuples():
-        ref = reference.Published(f"scalability.peering_links_full_mesh.n{row.n}", float(full_mesh_links(row.n)),
-                                  None, None, f"links ({formula})")
-        pairs.append((ref, float(row.peering_links), None, 1))
+        if row.topology == FULL_MESH:
+            key, unit = f"scalability.peering_links_full_mesh.n{row.n}", f"links ({formula})"
+        else:
+            key = f"scalability.peering_links_partial_mesh_star.d{row.domain_size}.n{row.n}"
+            unit = f"links (N-1 + {formula} per DB domain of <= {row.domain_size})"
+        pairs.append((reference.Published(key, float(row.links_formula), None, None, unit), float(row.peering_links), None, 1))
     return reference.compare(pairs)
 
 
@@ -228,32 +291,37 @@ def per_cluster_cost(summary: pd.DataFrame, metric: str) -> tuple[float, float]:
 
 
 def plot(summary: pd.DataFrame, path: Any) -> Any:
-    """Links vs N (measured beside eq. 5.1 and the star), setup times vs N, memory vs N."""
+    """Links vs N (measured beside eq. 5.1, the star and the partial-mesh star), setup times vs N, memory vs N."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ns = np.arange(2, max(int(summary["n"].max()), 2) + 1)
-    fig, (links, times, mem) = plt.subplots(1, 3, figsize=(14, 3.8), constrained_layout=True)
+    fig, (links, times, mem) = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     links.plot(ns, [full_mesh_links(n) for n in ns], "-", color="C0", label="eq. 5.1: N(N-1)/2")
+    for d in sorted(summary.loc[summary["topology"] == PARTIAL_MESH_STAR, "domain_size"].unique()):
+        links.plot(ns, [partial_mesh_star_links(n, int(d)) for n in ns], "-.", color="C4",
+                   label=f"partial-mesh star, DB domains <= {d}")
     links.plot(ns, [star_links(n) for n in ns], "--", color="C1", label="star: N-1")
     links.plot(summary["n"], summary["peering_links"], "o", color="C2", label="virtual kubelets (measured)")
     links.plot(summary["n"], summary["tunnels"], "x", color="C3", ms=9, label="WireGuard tunnels (measured)")
     links.set(xlabel="clusters N", ylabel="peering links", title="Peering links vs N (thesis 5.3)")
     links.legend(fontsize=8)
-    times.plot(summary["n"], summary["clusters_ready"], "o-", label="clusters Ready")
-    times.plot(summary["n"], summary["peerings_ready"], "s-", label="all peerings Ready (after)")
-    if "setup" in summary:
-        times.plot(summary["n"], summary["setup"], "^-", label="total setup")
+    for (topology, part), marker in zip(summary.groupby("topology", sort=False), ("o", "s")):
+        times.plot(part["n"], part["clusters_ready"], f"{marker}:", color="C0", label=f"{topology}: clusters Ready")
+        times.plot(part["n"], part["peerings_ready"], f"{marker}--", color="C1", label=f"{topology}: peerings Ready (after)")
+        if "setup" in part:
+            times.plot(part["n"], part["setup"], f"{marker}-", color="C2", label=f"{topology}: total setup")
+        for metric, style in (("memory_pss", "-"), ("memory_rss", "--")):
+            slope, _ = per_cluster_cost(part, metric)
+            per = f", {slope:.0f} MiB per cluster" if np.isfinite(slope) else ""
+            mem.plot(part["n"], part[metric] / 1024, f"{marker}{style}",
+                     label=f"{topology}: {metric.split('_')[1].upper()}{per}")
     times.set(xlabel="clusters N", ylabel="seconds", title="Setup time vs N")
-    times.legend(fontsize=8)
-    for metric, marker in (("memory_pss", "o-"), ("memory_rss", "s--")):
-        slope, _ = per_cluster_cost(summary, metric)
-        mem.plot(summary["n"], summary[metric] / 1024, marker,
-                 label=f"{metric.split('_')[1].upper()} ({slope:.0f} MiB per cluster)")
+    times.legend(fontsize=7)
     mem.set(xlabel="clusters N", ylabel="GiB", title="Test bed memory vs N")
-    mem.legend(fontsize=8)
+    mem.legend(fontsize=7)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
