@@ -331,8 +331,8 @@ class EmbeddedTestbed:
         vk_timers, gw_timers = timers(env.tuning.liqo)
         self.liqo = Liqo(self, cluster_labels=env.cluster_labels, vk_timers=vk_timers, gateway_timers=gw_timers,
                          log=self._log)
-        # one peering's virtual node takes 5-15 s alone, 80-110 s beside 15 other clusters on 2 cores
-        self.liqo.peer_all(env.peerings, timeout=120.0 + 6.0 * len(env.clusters))
+        # a virtual node is Ready 5-15 s after its peering starts alone, up to 180 s among 20 clusters on 2 cores
+        self.liqo.peer_all(env.peerings, timeout=120.0 + 12.0 * len(env.clusters))
         self.timings["peering_s"] = time.monotonic() - start
         for off in env.offloads:
             providers = {p: env.cluster_labels.get(p, {}) for c, p in env.peerings if c == off.consumer}
