@@ -211,6 +211,33 @@ def test_scalability_region_env_is_a_partial_mesh_star(n: int, domain_size: int)
 
 
 @pytest.mark.unit
+def test_a_size_that_does_not_come_up_is_recorded_and_ends_its_topology(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    measured = _scalability_rows(star=True)
+    tried = []
+
+    def fake_measure(env, *, topology, domain_size, **keys):  # noqa: ANN001, ANN202
+        n = len(env.clusters)
+        tried.append((topology, n))
+        if (topology, n) == (scalability.FULL_MESH, 4):
+            raise TestbedError("virtual node liqo-leaf-3 not Ready in cluster leaf-1")
+        one = measured[(measured["topology"] == topology) & (measured["n"] == n)].assign(error="")
+        return pd.concat([one, one.head(1).assign(metric="setup_failed", value=0.0)])
+
+    monkeypatch.setattr(scalability, "measure_size", fake_measure)
+    rows = scalability.run.__wrapped__(load_env("thesis"), sizes="2,4,6", star_sizes="8", domain_size=3, run_id="t",
+                                       scenario="scalability")
+    assert tried == [(scalability.FULL_MESH, 2), (scalability.FULL_MESH, 4), (scalability.PARTIAL_MESH_STAR, 8)]
+    summary = scalability.table(rows).set_index(["topology", "n"])
+    assert summary.loc[(scalability.FULL_MESH, 4), "setup_failed"] == 1.0
+    assert np.isnan(summary.loc[(scalability.FULL_MESH, 4), "peering_links"])
+    assert "liqo-leaf-3 not Ready" in rows.loc[rows["metric"] == "setup_failed", "error"].str.cat()
+    assert scalability.headline(rows) | {"setup_s_largest_n": 0} == {
+        "sizes_failed": 1.0, "largest_n": 8.0, "links_missing": 0.0, "setup_s_largest_n": 0}
+    assert len(scalability.compare(rows)) == 2  # the failed size has nothing to compare
+    assert scalability.plot(scalability.table(rows), tmp_path / "f.png").stat().st_size > 20_000
+
+
+@pytest.mark.unit
 def test_scalability_sizes_and_memory_check() -> None:
     assert scalability.parse_sizes("6, 2,4,4") == [2, 4, 6]
     assert scalability.parse_sizes([3, 2]) == [2, 3]
@@ -238,7 +265,7 @@ def test_headlines_are_the_numbers_bounds_limit(tmp_path: Path) -> None:
     assert rea == {"not_ready_s_median_poll": 11.0, "missed_poll": 0.0,
                    "not_ready_s_median_watch": 10.5, "missed_watch": 0.0}
     sca = scalability.headline(_scalability_rows())
-    assert sca == {"largest_n": 6.0, "links_missing": 0.0, "setup_s_largest_n": 15 + 4 * 6 + 3 + 0.8 * 15}
+    assert sca == {"sizes_failed": 0.0, "largest_n": 6.0, "links_missing": 0.0, "setup_s_largest_n": 15 + 4 * 6 + 3 + 0.8 * 15}
     for experiment, values in (("latency", lat), ("reaction", rea), ("scalability", sca)):
         bounds.record(tmp_path, experiment, **values)  # every headline is recordable
     assert len(bounds.measured(tmp_path)) == len(lat) + len(rea) + len(sca)

@@ -55,7 +55,8 @@ CLUSTER_MIB, LINK_MIB = 450.0, 40.0
 FULL_MESH, PARTIAL_MESH_STAR = "full mesh", "partial mesh star"
 #: Metrics and their units.
 UNITS = {"clusters_ready": "s", "peerings_ready": "s", "peering_links": "count", "tunnels": "count",
-         "virtual_nodes_ready": "count", "memory_pss": "MiB", "memory_rss": "MiB", "down": "s"}
+         "virtual_nodes_ready": "count", "memory_pss": "MiB", "memory_rss": "MiB", "down": "s",
+         "setup_failed": "bool"}
 
 
 def parse_sizes(sizes: str | Iterable[int]) -> list[int]:
@@ -207,9 +208,24 @@ def measure_size(env: Env, *, topology: str = FULL_MESH, domain_size: int | None
     finally:
         testbed.down()
     values["down"] = testbed.timings["down_s"]
+    values["setup_failed"] = 0.0
+    return _rows(values, topology, n, domain_size, planned, "", **keys)
+
+
+def failed_size(env: Env, topology: str, domain_size: int, error: Exception, **keys: str) -> pd.DataFrame:
+    """The rows of a size whose bring-up or peering failed: ``setup_failed`` = 1 and the error."""
+    from labkit.topology import plan
+
+    n = len(env.clusters)
+    return _rows({"setup_failed": 1.0}, topology, n, domain_size, len(plan(env).virtual_nodes),
+                 f"{type(error).__name__}: {error}", **keys)
+
+
+def _rows(values: dict[str, float], topology: str, n: int, domain_size: int, planned: int, error: str,
+          **keys: str) -> pd.DataFrame:
     t = pd.Timestamp.now(tz="UTC")
     labels = {"topology": topology, "n": n, "domain_size": domain_size, "links_planned": planned,
-              "links_formula": formula_links(topology, n, domain_size)}
+              "links_formula": formula_links(topology, n, domain_size), "error": error}
     rows = [{"t": t, "metric": metric, "unit": UNITS[metric], "value": float(value), **labels}
             for metric, value in values.items()]
     return tidy(rows, step=f"{topology.replace(' ', '-')}-n{n}", cluster="all", **keys)
@@ -220,13 +236,24 @@ def run(env: Env, *, sizes: str | Sequence[int], star_sizes: str | Sequence[int]
         **keys: str) -> pd.DataFrame:
     """:func:`measure_size` for every N: full meshes of ``sizes``, then partial-mesh stars of ``star_sizes``.
 
-    One test bed at a time, smallest N first; the stars' DB domains hold at most ``domain_size`` stations.
+    One test bed at a time, smallest N first; the stars' DB domains hold at most ``domain_size``
+    stations. A size whose test bed does not come up (a virtual node not Ready in time: the
+    machine is out of CPU) is a result, not an error: its rows say ``setup_failed`` and why,
+    and the larger sizes of that topology are skipped.
     """
     plans = [(mesh_env(env, n), FULL_MESH, n - 1) for n in parse_sizes(sizes)]
     plans += [(region_env(env, n, domain_size), PARTIAL_MESH_STAR, domain_size) for n in parse_sizes(star_sizes)]
     if not plans:
         raise ValueError("no sizes: give sizes (full mesh) or star_sizes (partial-mesh star), e.g. '2,4'")
-    frames = [measure_size(one, topology=topology, domain_size=d, **keys) for one, topology, d in plans]
+    frames, failed = [], set()
+    for one, topology, d in plans:
+        if topology in failed:
+            continue
+        try:
+            frames.append(measure_size(one, topology=topology, domain_size=d, **keys))
+        except TestbedError as err:
+            frames.append(failed_size(one, topology, d, err, **keys))
+            failed.add(topology)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -243,6 +270,11 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     wide.columns.name = None
     wide[["n", "domain_size"]] = wide[["n", "domain_size"]].astype(int)
     wide["links_formula"] = [formula_links(t, n, d) for t, n, d in zip(wide["topology"], wide["n"], wide["domain_size"])]
+    if "setup_failed" not in wide:  # tables from before failed sizes were recorded
+        wide["setup_failed"] = 0.0
+    for metric in UNITS:  # a table of failed sizes only has no measured columns
+        if metric not in wide:
+            wide[metric] = np.nan
     wide["eq_5_1_links"] = wide["n"].map(full_mesh_links)
     wide["star_links"] = wide["n"].map(star_links)
     if {"clusters_ready", "peerings_ready"} <= set(wide.columns):
@@ -253,12 +285,16 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline(rows: pd.DataFrame) -> dict[str, float]:
-    """The numbers an env's bounds may limit: the largest N, its setup time (s), and links missing vs the formulas."""
-    summary = table(rows)
+    """The numbers an env's bounds may limit: sizes that failed, the largest N that came up, its setup time (s), links missing."""
+    every = table(rows)
+    summary = every[every["setup_failed"] == 0]
+    out = {"sizes_failed": float((every["setup_failed"] > 0).sum())}
+    if summary.empty:
+        return out
     largest = summary[summary["n"] == summary["n"].max()]
-    out = {"largest_n": float(largest["n"].iloc[0]),
-           "links_missing": float((summary["links_formula"] - summary["peering_links"]).abs().sum())}
-    if "setup" in largest and largest["setup"].notna().any():
+    out |= {"largest_n": float(largest["n"].iloc[0]),
+            "links_missing": float((summary["links_formula"] - summary["peering_links"]).abs().sum())}
+    if largest["setup"].notna().any():
         out["setup_s_largest_n"] = float(largest["setup"].max())
     return out
 
@@ -272,6 +308,8 @@ def compare(rows: pd.DataFrame) -> pd.DataFrame:
     formula = reference.lookup("scalability.peering_links_full_mesh")
     pairs = []
     for row in table(rows).itertuples():
+        if row.setup_failed:
+            continue
         if row.topology == FULL_MESH:
             key, unit = f"scalability.peering_links_full_mesh.n{row.n}", f"links ({formula})"
         else:
@@ -306,6 +344,10 @@ def plot(summary: pd.DataFrame, path: Any) -> Any:
     links.plot(ns, [star_links(n) for n in ns], "--", color="C1", label="star: N-1")
     links.plot(summary["n"], summary["peering_links"], "o", color="C2", label="virtual kubelets (measured)")
     links.plot(summary["n"], summary["tunnels"], "x", color="C3", ms=9, label="WireGuard tunnels (measured)")
+    failed = summary[summary["setup_failed"] > 0]
+    if not failed.empty:
+        links.plot(failed["n"], failed["links_formula"], "X", color="#b2182b", ms=11, ls="none",
+                   label="did not come up (setup failed)")
     links.set(xlabel="clusters N", ylabel="peering links", title="Peering links vs N (thesis 5.3)")
     links.legend(fontsize=8)
     for (topology, part), marker in zip(summary.groupby("topology", sort=False), ("o", "s")):
