@@ -223,6 +223,7 @@ def failed_size(env: Env, topology: str, domain_size: int, error: Exception, **k
 
 def _rows(values: dict[str, float], topology: str, n: int, domain_size: int, planned: int, error: str,
           **keys: str) -> pd.DataFrame:
+    """Tidy rows of one size: one per metric of ``values``, labelled with the topology, N and the link counts."""
     t = pd.Timestamp.now(tz="UTC")
     labels = {"topology": topology, "n": n, "domain_size": domain_size, "links_planned": planned,
               "links_formula": formula_links(topology, n, domain_size), "error": error}
