@@ -278,8 +278,7 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
             wide[metric] = np.nan
     wide["eq_5_1_links"] = wide["n"].map(full_mesh_links)
     wide["star_links"] = wide["n"].map(star_links)
-    if {"clusters_ready", "peerings_ready"} <= set(wide.columns):
-        wide["setup"] = wide["clusters_ready"] + wide["peerings_ready"]
+    wide["setup"] = wide["clusters_ready"] + wide["peerings_ready"]
     order = {FULL_MESH: 0, PARTIAL_MESH_STAR: 1}
     return wide.sort_values(["topology", "n"], key=lambda c: c.map(order) if c.name == "topology" else c,
                             ignore_index=True)
@@ -354,8 +353,7 @@ def plot(summary: pd.DataFrame, path: Any) -> Any:
     for (topology, part), marker in zip(summary.groupby("topology", sort=False), ("o", "s")):
         times.plot(part["n"], part["clusters_ready"], f"{marker}:", color="C0", label=f"{topology}: clusters Ready")
         times.plot(part["n"], part["peerings_ready"], f"{marker}--", color="C1", label=f"{topology}: peerings Ready (after)")
-        if "setup" in part:
-            times.plot(part["n"], part["setup"], f"{marker}-", color="C2", label=f"{topology}: total setup")
+        times.plot(part["n"], part["setup"], f"{marker}-", color="C2", label=f"{topology}: total setup")
         for metric, style in (("memory_pss", "-"), ("memory_rss", "--")):
             slope, _ = per_cluster_cost(part, metric)
             per = f", {slope:.0f} MiB per cluster" if np.isfinite(slope) else ""
