@@ -81,9 +81,15 @@ def up(c: Context, env: str = "embedded", dry_run: bool = False) -> None:
             print(_plan_text(model))
             return
         testbed = create(model)
+        if model.backend.kind == "embedded":
+            from labkit.testbed.embedded.shared import unwind_on_terminate
+
+            unwind_on_terminate()  # kill, a closed terminal or Ctrl-C: tear down, also mid-way
         testbed.up(model)
     except (ConfigError, TestbedError, PermissionError) as err:
         raise Exit(f"up: {err}", code=1) from None
+    except KeyboardInterrupt:
+        raise Exit("up: interrupted; what was started is torn down", code=130) from None
     print(f"[up] {env}: clusters {', '.join(testbed.clusters())} are up")
     if model.backend.kind == "embedded":
         _hold(testbed)
@@ -106,16 +112,19 @@ def _plan_text(model: Env) -> str:
 
 
 def _hold(testbed: object) -> None:
-    """Keep an embedded test bed up until Ctrl-C, then tear it down."""
+    """Keep an embedded test bed up until Ctrl-C (or SIGTERM, SIGHUP), then tear it down."""
+    import signal
     import time
 
-    print("[up] embedded test bed runs in this process; Ctrl-C tears it down")
+    print(f"[up] embedded test bed runs in this process (pid {os.getpid()}); Ctrl-C or kill tears it down")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         print("[up] tearing down")
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the teardown itself is not interrupted
+            signal.signal(sig, signal.SIG_IGN)
         testbed.down()  # type: ignore[attr-defined]
 
 

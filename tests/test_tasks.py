@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from invoke import Exit, MockContext, Result
@@ -65,3 +69,36 @@ def test_up_dry_run_prints_the_plan_of_each_backend(capsys: pytest.CaptureFixtur
 def test_up_names_a_bad_env() -> None:
     with pytest.raises(Exit, match=r"up: .*nowhere.yaml"):
         tasks.up(MockContext(), env="nowhere", dry_run=True)
+
+
+_HOLD = """
+import signal, sys
+sys.path.insert(0, {root!r})
+if {ignore_int}:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+import tasks
+from labkit.testbed.embedded.shared import unwind_on_terminate
+
+class Bed:
+    def down(self):
+        print("torn down", flush=True)
+
+unwind_on_terminate()
+tasks._hold(Bed())
+"""
+
+
+@pytest.mark.parametrize(("signum", "ignore_int"), [(signal.SIGTERM, False), (signal.SIGHUP, False),
+                                                    (signal.SIGINT, True)])
+def test_up_tears_the_test_bed_down_on_kill_hangup_and_interrupt(signum: int, ignore_int: bool) -> None:
+    """`invoke up` holds the test bed until a signal; kill, a closed terminal or Ctrl-C all tear it down."""
+    root = str(Path(tasks.__file__).parent)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD.format(root=root, ignore_int=ignore_int)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert "runs in this process" in (proc.stdout.readline() if proc.stdout else "")
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "torn down" in out

@@ -242,6 +242,18 @@ def _terminate_handler(server: int) -> Callable[[int, Any], None]:
     return handler
 
 
+def unwind_on_terminate(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)) -> None:
+    """Make ``signals`` unwind this process as Ctrl-C does, so its ``finally`` tears the test bed down.
+
+    Without it, ``kill`` (SIGTERM) or a closed terminal (SIGHUP) ends a process holding a test
+    bed without running its teardown, and a process started in the background by a shell
+    ignores SIGINT. :func:`serve` and ``invoke up`` call it before they bring a test bed up.
+    """
+    handler = _terminate_handler(os.getpid())
+    for sig in signals:
+        signal.signal(sig, handler)
+
+
 def serve(session: Path) -> int:
     """Bring up the requested env, report ``ready``, hold it until SIGTERM or SIGINT, tear it down."""
     from labkit.testbed.embedded import EmbeddedTestbed
@@ -251,7 +263,7 @@ def serve(session: Path) -> int:
     env = validate_env(request["env"], source=session / REQUEST)
     state = ServerState(pid=os.getpid(), fingerprint=request["fingerprint"], env=env.name, state="starting")
     state.write(session)
-    signal.signal(signal.SIGTERM, _terminate_handler(os.getpid()))
+    unwind_on_terminate((signal.SIGTERM,))
     testbed = EmbeddedTestbed(log=lambda line: print(line, flush=True))
     try:
         testbed.up(env)
