@@ -187,7 +187,10 @@ class Cluster:
             f"--default-not-ready-toleration-seconds={round(t.apiserver.default_not_ready_toleration_s)}",
             f"--default-unreachable-toleration-seconds={round(t.apiserver.default_unreachable_toleration_s)}",
             "--allow-privileged=true", "--profiling=false", "--cert-dir=/var/lib/labkit/apiserver",
-            "--event-ttl=1h"])
+            "--event-ttl=1h",
+            # APF queues requests under overload, which no experiment creates; it costs a third of
+            # an idle apiserver's CPU (docs/embedded.md, "Deviations from k3s")
+            "--enable-priority-and-fairness=false"])
 
     def _wait_apiserver(self, timeout: float) -> None:
         ca, crt, key = self.admin_files()
