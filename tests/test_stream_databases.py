@@ -62,3 +62,47 @@ def test_no_domain_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake(monkeypatch, [], running=set())
     with pytest.raises(chainmod.StreamError, match="no DB domain holds the namespaces of pdc-low/pdc-high"):
         chainmod.deploy_databases(object(), _chain(), log=lambda _: None)
+
+
+def test_the_galera_import_comes_before_images_loaded_and_the_domains_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake(monkeypatch, ["high-1", "low-2"], running={"high-1"})
+    chainmod.deploy_databases(object(), _chain(), log=lambda _: None, images_loaded=lambda: calls.append(("hook", 0)))
+    assert [c[0] for c in calls] == ["images", "hook", "deploy", "configs", "configs"]
+
+
+def test_images_loaded_is_called_when_every_domain_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake(monkeypatch, ["high-1"], running={"high-1"})
+    chainmod.deploy_databases(object(), _chain(), log=lambda _: None, images_loaded=lambda: calls.append(("hook", 0)))
+    assert calls == [("hook", 0), ("configs", "high-1")]
+
+
+@pytest.mark.parametrize("with_db", [True, False])
+def test_prepare_imports_the_runtime_image_while_the_domains_form(monkeypatch: pytest.MonkeyPatch,
+                                                                  with_db: bool) -> None:
+    """The runtime import runs in the shadow of the DB domains forming, not after them."""
+    events: list[str] = []
+    formed = threading.Event()
+
+    def deploy_databases(testbed: Any, chain: Any, log: Any = print, images_loaded: Any = None) -> list[str]:
+        events.append("galera imported")
+        images_loaded()
+        assert formed.wait(timeout=2.0), "the runtime import did not start while the domains formed"
+        events.append("domains formed")
+        return ["high-1"]
+
+    def load_runtime(testbed: Any, clusters: list[str]) -> str:
+        events.append(f"runtime into {','.join(clusters)}")
+        formed.set()
+        return "labkit.local/runtime:0.1.0"
+
+    for name, fake in [("remove_chain", lambda testbed, chain: events.append("removed")),
+                       ("grid_clusters", lambda chain: ["p-1", "s-1-1"]),
+                       ("deploy_databases", deploy_databases), ("load_runtime", load_runtime),
+                       ("deploy_chain", lambda testbed, chain, image, db: events.append(f"chain with {image}")),
+                       ("wait_ready", lambda testbed, chain, names: events.append("ready"))]:
+        monkeypatch.setattr(chainmod, name, fake)
+    chain = SimpleNamespace(pmus=("pmu-1",), low="pdc-low", high="pdc-high", owner=lambda name: "acc")
+    assert chainmod.prepare(object(), chain, with_db) == "labkit.local/runtime:0.1.0"
+    expected = ["removed", "galera imported", "runtime into acc,p-1,s-1-1", "domains formed"] if with_db else [
+        "removed", "runtime into acc,p-1,s-1-1"]
+    assert events == [*expected, "chain with labkit.local/runtime:0.1.0", "ready"]

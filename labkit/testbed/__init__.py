@@ -87,12 +87,11 @@ def running(env: Env, *, run_dir: Path | None = None, log: Callable[[str], None]
 def load_image(testbed: Testbed, clusters: Sequence[str], name: str) -> str:
     """Build (or reuse) image ``name`` and import it into every node of ``clusters``; return its reference.
 
-    The first cluster builds it, the others only import, four at a time.
+    Four clusters at a time from the start: the first to take the image's build lock builds it
+    (or finds it built); the others wait on that lock, then only import.
     """
     if not clusters:
         raise ValueError(f"load_image({name!r}): no cluster given")
-    ref = testbed.load_image(clusters[0], name)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for future in [pool.submit(testbed.load_image, c, name) for c in clusters[1:]]:
-            future.result()
-    return ref
+    with ThreadPoolExecutor(max_workers=min(4, len(clusters)), thread_name_prefix=f"load-{name}") as pool:
+        refs = list(pool.map(lambda cluster: testbed.load_image(cluster, name), clusters))
+    return refs[0]

@@ -16,7 +16,7 @@ import pytest
 from labkit.images import oci
 from labkit.images.build import build_layer
 from labkit.images.containerd import archive_ref, import_archive
-from labkit.images.sources import ImageError, locked_closure, runtime_requirements
+from labkit.images.sources import ImageError, drop_dirs, locked_closure, runtime_requirements
 
 pytestmark = pytest.mark.unit
 
@@ -213,6 +213,16 @@ def test_locked_closure_pins_transitive_dependencies() -> None:
     names = {p.split("==")[0] for p in pins}
     assert {"pyyaml", "requests", "urllib3", "idna"} <= names
     assert all("==" in p for p in pins) and pins == sorted(pins)
+
+
+def test_drop_dirs_removes_test_suites_inside_packages_only(tmp_path: Path) -> None:
+    for rel, size in [("numpy/core/tests/test_a.py", 10), ("numpy/core/tests/data/x.npy", 5),
+                      ("numpy/core/multiarray.py", 7), ("pandas/tests/t.py", 3), ("tests/keep.py", 1)]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x" * size)
+    assert drop_dirs(tmp_path, {"tests"}) == 18
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == ["numpy/core/multiarray.py", "tests/keep.py"]
 
 
 def test_import_archive_errors_are_clear(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,13 +97,16 @@ def chain_domains(chain: Chain) -> list[str]:
     return [d.name for d in chain.env.db_domains if d.namespace in namespaces]
 
 
-def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = print) -> list[str]:
+def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = print,
+                     images_loaded: Callable[[], object] = lambda: None) -> list[str]:
     """Run the DB domains of the chain's PDCs and store the PDCs' configuration in them (thesis 3.2, 7.4).
 
     Uses :mod:`labkit.experiments.database` (Galera, as the thesis' Percona XtraDB Cluster). A
     domain a previous experiment on this test bed left running is reused once every member is
     Synced again. The missing ones form side by side (the multi-level chain has two): the galera
     image is first imported into all their clusters at once, so no cluster imports it twice.
+    ``images_loaded`` is called once that import is done (at once if none is needed), before
+    any domain forms: :func:`prepare` starts the runtime image's import there.
     """
     from labkit.experiments import database
 
@@ -114,6 +117,8 @@ def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = pr
     if missing:
         clusters = sorted({c for name in missing for c in database.domain_of(chain.plan, name).members})
         database.load_images(testbed, clusters, log)
+    images_loaded()
+    if missing:
         with ThreadPoolExecutor(max_workers=len(missing), thread_name_prefix="db-domain") as pool:
             list(pool.map(lambda name: database.deploy_database(testbed, chain.plan, name, log=log), missing))
     for name in domains:
@@ -261,12 +266,22 @@ def prepare(testbed: Any, chain: Chain, with_db: bool) -> str:
 
     What a previous experiment left of a chain on this test bed (a shared one) goes first
     (:func:`remove_chain`; on a fresh test bed that finds nothing). ``with_db``: first the PDCs'
-    DB domains (:func:`deploy_databases`).
+    DB domains (:func:`deploy_databases`); the runtime image is imported while they form (they
+    mostly wait: for their pods, for the state transfers), not after.
     """
     remove_chain(testbed, chain)
-    if with_db:
-        deploy_databases(testbed, chain)
-    image = load_runtime(testbed, sorted({*grid_clusters(chain), chain.owner(chain.high)}))
+    clusters = sorted({*grid_clusters(chain), chain.owner(chain.high)})
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime-image") as pool:
+        runtime: list[Future[str]] = []
+
+        def load() -> None:
+            runtime.append(pool.submit(load_runtime, testbed, clusters))
+
+        if with_db:
+            deploy_databases(testbed, chain, images_loaded=load)
+        else:
+            load()
+        image = runtime[0].result()
     deploy_chain(testbed, chain, image, with_db)
     wait_ready(testbed, chain, [*chain.pmus, chain.low, chain.high])
     return image
