@@ -43,7 +43,7 @@ HOST_ONLY_MODULES = ("matplotlib", "seaborn", "kubernetes", "pyroute2", "asyncss
                      "nbclient", "nbformat", "nbconvert", "ipykernel", "invoke", "jupyterlab")
 #: Directories left out of the installed distributions: their own test suites (numpy, scipy,
 #: pandas, networkx, pyarrow ship about 5,000 files and 96 MB of them). Every node unpacks the
-#: image; without them one import takes 15.5 s instead of 17.7 s on an idle core (29 Nov).
+#: image; without them one import into an idle containerd took 15.5 s instead of 17.7 s (29 Nov).
 #: ``labkit.grid`` never imports them; pip's RECORD still lists them (nothing in a pod reads it).
 DROPPED_DIRS = frozenset({"tests"})
 #: Build backend used by ``pip wheel`` for the labkit wheel (pinned so the wheel's metadata,
