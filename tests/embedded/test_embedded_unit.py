@@ -200,6 +200,9 @@ def test_a_failed_start_keeps_the_vms_logs(tmp_path, monkeypatch) -> None:  # no
     for vm in ("root", "leaf-1"):
         (state / vm / "logs").mkdir(parents=True)
         (state / vm / "logs" / "containerd.log").write_text(f"{vm}: level=fatal\n")
+    vk = state / "root" / "log-pods" / "liqo-tenant-leaf-1_virtual-kubelet-leaf-1-abc_uid" / "vk"
+    vk.mkdir(parents=True)
+    (vk / "0.log").write_text("node not ready\n")
     (state / "supervisor.log").write_text("exit 1\n")
     monkeypatch.setattr(vmlib, "STATE_ROOT", state)
     kept_root = tmp_path / "failed"
@@ -209,6 +212,8 @@ def test_a_failed_start_keeps_the_vms_logs(tmp_path, monkeypatch) -> None:  # no
     kept = vmlib.keep_logs(kept_root)
     assert kept is not None and (kept / "leaf-1" / "containerd.log").read_text() == "leaf-1: level=fatal\n"
     assert (kept / "supervisor.log").exists()
+    assert [p.read_text() for p in (kept / "root" / "pods").rglob("0.log")] == ["node not ready\n"]
+    assert not (kept / "leaf-1" / "pods").exists()
     assert sorted(p.name for p in kept_root.iterdir())[0] == "20200101T000000Z"
     assert len(list(kept_root.iterdir())) == vmlib.KEPT_LOGS
     monkeypatch.setattr(vmlib, "STATE_ROOT", tmp_path / "none")

@@ -479,11 +479,13 @@ KEPT_LOGS = 5
 
 
 def keep_logs(into: Path) -> Path | None:
-    """Copy every VM's ``logs/`` (and the supervisor's log) to a new directory under ``into``.
+    """Copy every VM's logs (and the supervisor's) to a new directory under ``into``.
 
     Called before a failed ``up()`` tears the VMs down, which deletes their state: the logs
-    of the component that failed would go with it. Keeps the newest :data:`KEPT_LOGS` copies.
-    Returns the copy, or ``None`` when there was nothing to keep.
+    of the component that failed would go with it. Per VM: its processes' ``logs/`` and, in
+    ``pods/``, its pods' logs (the kubelet's ``/var/log/pods``: the virtual kubelets, CoreDNS).
+    Keeps the newest :data:`KEPT_LOGS` copies. Returns the copy, or ``None`` when there was
+    nothing to keep.
     """
     sources = sorted(STATE_ROOT.glob("*/logs")) if STATE_ROOT.is_dir() else []
     if not sources:
@@ -491,6 +493,9 @@ def keep_logs(into: Path) -> Path | None:
     target = into / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for logs in sources:
         shutil.copytree(logs, target / logs.parent.name, dirs_exist_ok=True)
+        pods = logs.parent / PRIVATE_DIRS["/var/log/pods"]
+        if pods.is_dir():
+            shutil.copytree(pods, target / logs.parent.name / "pods", symlinks=True, dirs_exist_ok=True)
     supervisor = STATE_ROOT / "supervisor.log"
     if supervisor.exists():
         shutil.copy2(supervisor, target / supervisor.name)

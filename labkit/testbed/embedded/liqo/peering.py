@@ -389,8 +389,10 @@ class Liqo:
                 if exc.status != 404:
                     raise
             if time.monotonic() > deadline:
-                raise TestbedError(f"virtual node {node} not Ready in cluster {cluster}; see "
-                                   f"`kubectl -n {tenant_namespace(node[5:])} logs deploy/virtual-kubelet-{node[5:]}`")
+                raise TestbedError(f"virtual node {node} not Ready in cluster {cluster}; its log: "
+                                   f"`kubectl -n {tenant_namespace(node[5:])} logs deploy/virtual-kubelet-{node[5:]}` "
+                                   f"while the test bed runs, else pods/ of {cluster}'s VMs in the logs kept "
+                                   f"from the failed start")
             time.sleep(0.3)
 
 
