@@ -18,7 +18,7 @@ import pytest
 from labkit import paths, reference, results
 from labkit.config import load_env
 from labkit.experiments import latency, reaction, scalability
-from labkit.testbed import TestbedError
+from labkit.testbed import MachineBusy, TestbedError
 from labkit.topology import plan
 
 
@@ -235,6 +235,16 @@ def test_a_size_that_does_not_come_up_is_recorded_and_ends_its_topology(monkeypa
         "sizes_failed": 1.0, "largest_n": 8.0, "links_missing": 0.0, "setup_s_largest_n": 0}
     assert len(scalability.compare(rows)) == 2  # the failed size has nothing to compare
     assert scalability.plot(scalability.table(rows), tmp_path / "f.png").stat().st_size > 20_000
+
+
+@pytest.mark.unit
+def test_a_busy_machine_is_an_error_not_a_failed_size(monkeypatch) -> None:  # noqa: ANN001
+    def busy(env, *, topology, domain_size, **keys):  # noqa: ANN001, ANN202
+        raise MachineBusy("another embedded testbed is running on this machine (pid 1: invoke up)")
+
+    monkeypatch.setattr(scalability, "measure_size", busy)
+    with pytest.raises(MachineBusy, match="pid 1"):
+        scalability.run.__wrapped__(load_env("thesis"), sizes="2,4", run_id="t", scenario="scalability")
 
 
 @pytest.mark.unit

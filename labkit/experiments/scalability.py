@@ -42,7 +42,7 @@ import pandas as pd
 from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.results import tidy
-from labkit.testbed import TestbedError, create, off_event_loop
+from labkit.testbed import MachineBusy, TestbedError, create, off_event_loop
 from labkit.topology import examples
 from labkit.topology.peering import full_mesh_links, partial_mesh_star_links, star_links
 
@@ -240,7 +240,8 @@ def run(env: Env, *, sizes: str | Sequence[int], star_sizes: str | Sequence[int]
     One test bed at a time, smallest N first; the stars' DB domains hold at most ``domain_size``
     stations. A size whose test bed does not come up (a virtual node not Ready in time: the
     machine is out of CPU) is a result, not an error: its rows say ``setup_failed`` and why,
-    and the larger sizes of that topology are skipped.
+    and the larger sizes of that topology are skipped. :class:`~labkit.testbed.MachineBusy`
+    (another process holds the machine) is raised: it says nothing about N.
     """
     plans = [(mesh_env(env, n), FULL_MESH, n - 1) for n in parse_sizes(sizes)]
     plans += [(region_env(env, n, domain_size), PARTIAL_MESH_STAR, domain_size) for n in parse_sizes(star_sizes)]
@@ -252,6 +253,8 @@ def run(env: Env, *, sizes: str | Sequence[int], star_sizes: str | Sequence[int]
             continue
         try:
             frames.append(measure_size(one, topology=topology, domain_size=d, **keys))
+        except MachineBusy:
+            raise  # another process's test bed: no size was measured
         except TestbedError as err:
             frames.append(failed_size(one, topology, d, err, **keys))
             failed.add(topology)

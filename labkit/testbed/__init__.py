@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from labkit.config import Env
-from labkit.testbed.base import CommandResult, Host, PingResult, Testbed, TestbedError, parse_ping, ping_with
+from labkit.testbed.base import (CommandResult, Host, MachineBusy, PingResult, Testbed, TestbedError, parse_ping,
+                                 ping_with)
 
-__all__ = ["CommandResult", "Host", "PingResult", "Testbed", "TestbedError", "create", "load_image", "off_event_loop",
-           "parse_ping", "ping_with", "running"]
+__all__ = ["CommandResult", "Host", "MachineBusy", "PingResult", "Testbed", "TestbedError", "create", "load_image",
+           "off_event_loop", "parse_ping", "ping_with", "running"]
 
 P = ParamSpec("P")
 R = TypeVar("R")

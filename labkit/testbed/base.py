@@ -18,6 +18,10 @@ class TestbedError(RuntimeError):
     __test__ = False  # not a pytest test class
 
 
+class MachineBusy(TestbedError):
+    """Another process holds this machine's test bed (the embedded backend runs one per machine)."""
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """Outcome of a command run on a host."""

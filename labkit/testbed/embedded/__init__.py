@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from labkit.host import require_root
 from labkit.paths import cache_dir
-from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
+from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
 from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node
@@ -79,7 +79,7 @@ class MachineLock:
                 holder = self._holder_text()
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise TestbedError(f"another embedded testbed is running on this machine ({holder}); "
+                    raise MachineBusy(f"another embedded testbed is running on this machine ({holder}); "
                                        f"stop it (`invoke down`) or wait: set {WAIT_ENV}=<seconds>") from None
                 if not told:
                     log(f"[embedded] waiting up to {wait_s:.0f} s for the testbed of {holder}")
