@@ -113,8 +113,9 @@ def _plan_text(model: Env) -> str:
 
 def _hold(testbed: object) -> None:
     """Keep an embedded test bed up until Ctrl-C (or SIGTERM, SIGHUP), then tear it down."""
-    import signal
     import time
+
+    from labkit.testbed.embedded.shared import ignore_terminate
 
     print(f"[up] embedded test bed runs in this process (pid {os.getpid()}); Ctrl-C or kill tears it down")
     try:
@@ -123,8 +124,7 @@ def _hold(testbed: object) -> None:
     except KeyboardInterrupt:
         print("[up] tearing down")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the teardown itself is not interrupted
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_terminate()
         testbed.down()  # type: ignore[attr-defined]
 
 

@@ -254,6 +254,12 @@ def unwind_on_terminate(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, s
         signal.signal(sig, handler)
 
 
+def ignore_terminate(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)) -> None:
+    """Ignore ``signals`` from now on: a teardown that started is not interrupted halfway."""
+    for sig in signals:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def serve(session: Path) -> int:
     """Bring up the requested env, report ``ready``, hold it until SIGTERM or SIGINT, tear it down."""
     from labkit.testbed.embedded import EmbeddedTestbed
@@ -280,8 +286,7 @@ def serve(session: Path) -> int:
         print(f"[shared] failed:\n{''.join(traceback.format_exception(err))}", flush=True)
         return 1
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):  # the teardown itself is not interrupted
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_terminate((signal.SIGTERM, signal.SIGINT))
         testbed.down()
         if state.state != "failed":
             state.state = "stopped"
