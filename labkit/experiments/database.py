@@ -22,7 +22,7 @@ node, the provider's pod of the ShadowPod (label ``virtualkubelet.liqo.io/shadow
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,14 @@ REMOTE_CLUSTER_LABEL = "liqo.io/remote-cluster-id"
 #: Galera status variables :func:`status` reads.
 WSREP_STATUS = ("wsrep_cluster_size", "wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready",
                 "wsrep_cluster_state_uuid", "wsrep_connected")
+
+#: The galera image's entrypoint; its ``--state``, ``--position`` and ``--bootstrap`` serve :func:`recover`.
+ENTRYPOINT = "labkit-galera"
+#: Seconds :func:`wait_complete` waits for an incomplete domain before it looks for a full crash, and between looks.
+RECOVER_AFTER = 20.0
+
+#: Log lines of a member's container that :func:`describe` shows when its state cannot be read.
+DESCRIBED_LOG_LINES = 6
 
 Log = Callable[[str], None]
 
@@ -252,10 +260,15 @@ def complete(testbed: Any, plan: Plan, domain: str | DbDomain, replicas: int | N
 
 
 def wait_complete(testbed: Any, plan: Plan, domain: str | DbDomain, timeout: float = 300.0,
-                  replicas: int | None = None, interval: float = 1.0) -> list[Member]:
-    """Wait until :func:`complete`; raise :class:`DatabaseError` with every member's state on timeout."""
+                  replicas: int | None = None, interval: float = 1.0, log: Log = print) -> list[Member]:
+    """Wait until :func:`complete`; raise :class:`DatabaseError` with every member's state on timeout.
+
+    Every :data:`RECOVER_AFTER` seconds without a complete domain it calls :func:`recover`,
+    which restarts a domain that every member waits for after a full crash.
+    """
     dom = domain_of(plan, domain)
     deadline = time.monotonic() + timeout
+    next_look = time.monotonic() + RECOVER_AFTER
     while True:
         found = complete(testbed, plan, dom, replicas)
         if found is not None:
@@ -263,18 +276,122 @@ def wait_complete(testbed: Any, plan: Plan, domain: str | DbDomain, timeout: flo
         if time.monotonic() > deadline:
             raise DatabaseError(f"DB domain {dom.name}: not {replicas or dom.replicas} Synced members after "
                                 f"{timeout:.0f} s; members now: {describe(testbed, plan, dom)}")
+        if time.monotonic() >= next_look:
+            recover(testbed, plan, dom, log)
+            next_look = time.monotonic() + RECOVER_AFTER
         time.sleep(interval)
 
 
+def needs_recovery(states: Mapping[str, str]) -> bool:
+    """Whether a domain waits for a full-crash recovery, from its members' entrypoint states.
+
+    ``states`` maps each member (in ordinal order) to what the entrypoint's ``--state`` (or
+    ``--position``) printed. True when every member waits, none will bootstrap by itself (no
+    ``waiting-safe`` member; member 0 not ``waiting-fresh``, as it bootstraps a fresh data
+    dir) and at least one waits on the data of a crashed member (``waiting-unsafe``).
+    """
+    kinds = [state.split(" ", 1)[0] for state in states.values()]
+    return (bool(kinds) and all(k.startswith("waiting-") for k in kinds) and "waiting-safe" not in kinds
+            and kinds[0] != "waiting-fresh" and "waiting-unsafe" in kinds)
+
+
+def bootstrap_choice(positions: Mapping[str, str]) -> str | None:
+    """The member to bootstrap a fully crashed domain from, or ``None`` when it needs none.
+
+    ``positions`` maps each member (in ordinal order) to what the entrypoint's ``--position``
+    printed (``waiting-unsafe <uuid>:<seqno>`` for a crashed member). The choice is Galera's
+    manual recovery rule: the member with the highest recovered seqno (ties: the lowest ordinal).
+
+    Raises
+    ------
+    DatabaseError
+        When the members recovered positions of different cluster histories (uuids): no
+        member's data contains the others', so a person must choose.
+    """
+    if not needs_recovery(positions):
+        return None
+    recovered: dict[str, tuple[str, int]] = {}
+    for name, state in positions.items():
+        kind, _, position = state.partition(" ")
+        if kind == "waiting-unsafe":
+            uuid, _, seqno = position.rpartition(":")
+            if not uuid or not seqno.lstrip("-").isdigit():
+                raise DatabaseError(f"member {name}: no recovered position in {state!r}")
+            recovered[name] = (uuid, int(seqno))
+    if len({uuid for uuid, _ in recovered.values()}) > 1:
+        raise DatabaseError(f"full crash with members of different cluster histories, not recovered: {recovered}")
+    best = max(seqno for _, seqno in recovered.values())
+    return next(name for name, (_, seqno) in recovered.items() if seqno == best)
+
+
+def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
+    """Restart a DB domain after a full crash; return the member it bootstrapped from, or ``None``.
+
+    After every member was killed (an OOM kill, a node or sandbox restart, a liveness kill
+    under load), no member's ``grastate.dat`` is safe to bootstrap from and every entrypoint
+    waits for a peer. This does what Galera's manual asks a person to do, as the Percona
+    operator's auto-recovery does: recover each member's last committed position
+    (``mariadbd --wsrep-recover``), mark the most recent member safe to bootstrap; its
+    entrypoint then bootstraps and the others join it. Does nothing unless every member of
+    the domain runs and waits (:func:`bootstrap_choice`).
+    """
+    dom = domain_of(plan, domain)
+    found = members(testbed, plan, dom)
+    if len(found) != dom.replicas:
+        return None
+    states = {m.pod: _entrypoint(testbed, m, "--state") or "unknown" for m in found}
+    if not needs_recovery(states):  # the cheap look: --position runs mariadbd --wsrep-recover
+        return None
+    positions = {m.pod: _entrypoint(testbed, m, "--position", timeout=120) or "unknown" for m in found}
+    choice = bootstrap_choice(positions)
+    if choice is None:
+        return None
+    member = next(m for m in found if m.pod == choice)
+    if _entrypoint(testbed, member, "--bootstrap") is None:
+        return None
+    log(f"[database] {dom.name}: full crash (every member waiting on an unsafe data dir); "
+        f"bootstrapping from {choice} at {positions[choice].split(' ', 1)[1]}")
+    return choice
+
+
+def _entrypoint(testbed: Any, member: Member, command: str, timeout: float = 30.0) -> str | None:
+    """What the member's entrypoint prints for ``command`` (``None`` when it fails: the pod may be restarting)."""
+    try:
+        result = host(testbed, member).run([ENTRYPOINT, command], timeout=timeout)
+    except Exception:  # the exec refused: the container restarts or its pod goes
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def describe(testbed: Any, plan: Plan, domain: str | DbDomain) -> dict[str, Any]:
-    """Every running member's location and Galera state (or the error reading it), for messages."""
+    """Every running member's location and Galera state, for messages.
+
+    A member whose state cannot be read gets the error, its container's restart count and the
+    last lines of its log (the entrypoint says there what it waits for, mariadbd why it stopped).
+    """
     out: dict[str, Any] = {}
     for member in members(testbed, plan, domain):
         try:
             out[member.pod] = {"cluster": member.cluster, "ip": member.ip, **status(testbed, member)}
         except Exception as exc:  # for diagnostics only
-            out[member.pod] = {"cluster": member.cluster, "ip": member.ip, "error": str(exc)[-200:]}
+            out[member.pod] = {"cluster": member.cluster, "ip": member.ip, "error": str(exc)[-200:],
+                               **container_state(testbed, member)}
     return out
+
+
+def container_state(testbed: Any, member: Member, lines: int = DESCRIBED_LOG_LINES) -> dict[str, Any]:
+    """The galera container's restart count and last ``lines`` log lines (``{}`` when unreadable)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(testbed.kube(member.cluster))
+    try:
+        pod = core.read_namespaced_pod(member.runtime_pod, member.namespace)
+        log = core.read_namespaced_pod_log(member.runtime_pod, member.namespace, container="galera",
+                                           tail_lines=lines)
+    except Exception:  # for diagnostics only: the pod may be gone by now
+        return {}
+    restarts = sum(s.restart_count for s in pod.status.container_statuses or [])
+    return {"restarts": restarts, "log": [line[-300:] for line in log.splitlines()]}
 
 
 def deploy_database(testbed: Any, plan: Plan, domain: str | DbDomain, *, images: Images | None = None,
@@ -304,7 +421,7 @@ def deploy_database(testbed: Any, plan: Plan, domain: str | DbDomain, *, images:
     start = time.monotonic()
     for manifest in manifests(plan, dom, images):
         apply(testbed, manifest)
-    deployment.members = wait_complete(testbed, plan, dom, timeout)
+    deployment.members = wait_complete(testbed, plan, dom, timeout, log=log)
     deployment.timings["ready_s"] = time.monotonic() - start
     log(f"[database] {dom.name}: {dom.replicas} members Synced in {deployment.timings['ready_s']:.1f} s "
         f"({', '.join(f'{m.pod}@{m.cluster}' for m in deployment.members)})")

@@ -192,10 +192,10 @@ def _probe(port: int, initial: int = 5, period: int = 2, failures: int = 3) -> d
             "timeoutSeconds": 1, "failureThreshold": failures}
 
 
-def liveness_probe(initial: int = 5, period: int = 2, failures: int = 3) -> dict[str, Any]:
-    """The liveness probe: fails once :data:`UNHEALTHY_FILE` exists in the container."""
+def liveness_probe(initial: int = 5, period: int = 2, failures: int = 3, timeout: int = 1) -> dict[str, Any]:
+    """The liveness probe: fails once :data:`UNHEALTHY_FILE` exists in the container (or its exec takes ``timeout`` s)."""
     return {"exec": {"command": ["sh", "-c", f"test ! -e {UNHEALTHY_FILE}"]}, "initialDelaySeconds": initial,
-            "periodSeconds": period, "timeoutSeconds": 1, "failureThreshold": failures}
+            "periodSeconds": period, "timeoutSeconds": timeout, "failureThreshold": failures}
 
 
 def pod_spec(plan: Plan, placement: Placement | None, containers: list[dict[str, Any]],
@@ -409,7 +409,9 @@ def database(plan: Plan, domain: DbDomain, images: Images) -> list[Manifest]:
                  # no status.podIP fieldRef: a virtual kubelet resolves fieldRefs before the provider
                  # gives the pod an address; the entrypoint reads its own address instead
                  "env": [{"name": "GALERA_PEERS", "value": ",".join(galera_peers(domain))}],
-                 "livenessProbe": liveness_probe(initial=30, period=5),
+                 # a member killed by a slow exec under load (an image import beside it) restarts on
+                 # an unsafe data dir: a generous timeout, as no experiment measures its detection
+                 "livenessProbe": liveness_probe(initial=30, period=5, timeout=5),
                  "readinessProbe": {"exec": {"command": ["sh", "-c", GALERA_SYNCED]}, "initialDelaySeconds": 5,
                                     "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 2},
                  "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},

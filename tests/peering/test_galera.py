@@ -164,6 +164,43 @@ def test_losing_a_member_loses_no_committed_row_and_it_rejoins(galera: tuple[Any
     assert rejoin_s < 180
 
 
+def _kill_servers(domain: str) -> list[int]:
+    """SIGKILL every mariadbd of ``domain``'s members (this machine runs the VMs' processes); their pids."""
+    import os
+    import signal
+    killed = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.startswith(f"--wsrep-node-name={domain}-galera-".encode()) for arg in cmdline):
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed.append(int(proc.name))
+    return killed
+
+
+def test_a_full_crash_is_recovered_with_every_committed_row(galera: tuple[Any, db.Deployment, dict]) -> None:
+    """Every member's server killed at once: each restarts on an unsafe data dir and waits for a peer,
+    until wait_complete's recovery marks the most recent member safe and it bootstraps the domain."""
+    tb, _, _ = galera
+    plan = tb.plan
+    members = db.wait_complete(tb, plan, DOMAIN, timeout=120)
+    db.sql(tb, members[0], PROBE_TABLE + "; INSERT INTO probe VALUES (100000, 'before the crash')", database="labkit")
+    want = _count(tb, members[0])
+    killed = _kill_servers(DOMAIN)
+    assert len(killed) == 3, killed
+    start = time.monotonic()
+    logged: list[str] = []
+    back = db.wait_complete(tb, plan, DOMAIN, timeout=240, log=logged.append)
+    print(f"full crash of {DOMAIN} recovered in {time.monotonic() - start:.1f} s: {logged}")
+    assert len(logged) == 1 and "full crash" in logged[0], logged
+    assert [m.runtime_pod for m in back] == [m.runtime_pod for m in members]  # the same pods: restarted containers
+    for member in back:
+        assert _count(tb, member) == want, member
+        assert db.container_state(tb, member)["restarts"] >= 1
+
+
 # --------------------------------------------------------------------------- the entrypoint alone
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "labkit" / "images" / "galera" / "entrypoint.sh"
@@ -184,19 +221,45 @@ class _LocalMembers:
     def socket(self, i: int) -> str:
         return str(self.root / f"run{i}" / "mysqld.sock")
 
-    def start(self, i: int) -> None:
+    def env(self, i: int) -> dict[str, str]:
         import os
-        import subprocess
+        return {**os.environ, "GALERA_NAME": f"local-{i}", "GALERA_PEERS": self.peers, "POD_IP": self.address(i),
+                "GALERA_DATADIR": str(self.root / f"data{i}"), "GALERA_RUNDIR": str(self.root / f"run{i}"),
+                "GALERA_BOOTSTRAP_WAIT": "3"}
+
+    def args(self, i: int) -> list[str]:
+        """mariadbd's settings (the image's galera.cnf in a pod)."""
         addr = self.address(i)
-        env = {**os.environ, "GALERA_NAME": f"local-{i}", "GALERA_PEERS": self.peers, "POD_IP": addr,
-               "GALERA_DATADIR": str(self.root / f"data{i}"), "GALERA_RUNDIR": str(self.root / f"run{i}"),
-               "GALERA_BOOTSTRAP_WAIT": "3"}
-        args = ["--wsrep-on=ON", "--wsrep-provider=/usr/lib/galera/libgalera_smm.so", "--binlog-format=ROW",
+        return ["--wsrep-on=ON", "--wsrep-provider=/usr/lib/galera/libgalera_smm.so", "--binlog-format=ROW",
                 "--innodb-autoinc-lock-mode=2", "--wsrep-cluster-name=local", "--wsrep-sst-method=rsync",
                 f"--bind-address={addr}", f"--wsrep-provider-options=gmcast.listen_addr=tcp://{addr}:4567;gcache.size=16M",
                 "--innodb-buffer-pool-size=32M", f"--log-error={self.root}/err{i}.log"]
+
+    def start(self, i: int) -> None:
+        import subprocess
         log = (self.root / f"out{i}.log").open("a")
-        self.procs[i] = subprocess.Popen([str(ENTRYPOINT), *args], env=env, stdout=log, stderr=log)
+        self.procs[i] = subprocess.Popen([str(ENTRYPOINT), *self.args(i)], env=self.env(i), stdout=log, stderr=log)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL member ``i``'s server (the entrypoint execs mariadbd: same process), as a crash would."""
+        proc = self.procs.pop(i)
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def entrypoint(self, i: int, command: str) -> str:
+        """What ``labkit-galera <command>`` prints in member ``i`` (as labkit.experiments.database.recover runs it)."""
+        import subprocess
+        out = subprocess.run([str(ENTRYPOINT), command, *self.args(i)], env=self.env(i), capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+
+    def sql(self, i: int, statements: str) -> list[str]:
+        import subprocess
+        out = subprocess.run(["mariadb", "-N", "-B", "-S", self.socket(i), "-e", statements],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
 
     def stop(self, i: int) -> None:
         proc = self.procs.pop(i, None)
@@ -273,3 +336,35 @@ def test_entrypoint_member_0_does_not_bootstrap_from_unsafe_state(local_members:
     _wait("the refusal", lambda: "safe_to_bootstrap: 0; waiting for a peer" in m.log(0), m, timeout=30)
     assert m.procs[0].poll() is None and m.size(0) == 0  # still waiting, no server started
     assert "bootstrapping" not in m.log(0)
+
+
+def test_entrypoint_full_crash_is_recovered_from_the_most_recent_member(local_members: _LocalMembers) -> None:
+    """Every member killed: each waits on an unsafe data dir until the member with the newest
+    commit (here member 1: member 0 died before the last write) is marked safe and bootstraps."""
+    m = local_members
+    for i in range(3):
+        m.start(i)
+    _wait("a cluster of 3", lambda: all(m.size(i) == 3 for i in range(3)), m)
+    m.sql(1, "CREATE DATABASE crash; CREATE TABLE crash.t (id INT PRIMARY KEY); INSERT INTO crash.t VALUES (1)")
+    _wait("the first row everywhere", lambda: m.sql(0, "SELECT COUNT(*) FROM crash.t") == ["1"], m)
+    m.kill(0)
+    _wait("a cluster of 2", lambda: m.size(1) == 2, m)
+    m.sql(1, "INSERT INTO crash.t VALUES (2)")  # committed on members 1 and 2 only
+    m.kill(1)
+    m.kill(2)
+    for i in range(3):
+        m.start(i)
+    _wait("every member waiting", lambda: all(
+        (m.root / f"run{i}" / "labkit-galera.state").read_text().strip() == "waiting-unsafe" for i in range(3)), m)
+    states = {f"local-{i}": m.entrypoint(i, "--state") for i in range(3)}
+    assert db.needs_recovery(states), states
+    positions = {f"local-{i}": m.entrypoint(i, "--position") for i in range(3)}
+    assert db.bootstrap_choice(positions) == "local-1", positions
+    seqnos = [int(p.rsplit(":", 1)[1]) for p in positions.values()]
+    assert seqnos[1] == seqnos[2] > seqnos[0], positions
+    m.entrypoint(1, "--bootstrap")
+    _wait("the cluster of 3 again", lambda: all(m.size(i) == 3 for i in range(3)), m)
+    after_wait = {i: m.log(i).rsplit("safe_to_bootstrap: 0; waiting for a peer", 1)[1] for i in range(3)}
+    assert "bootstrapping a new cluster" in after_wait[1]
+    assert all("joining the cluster" in after_wait[i] and "bootstrapping" not in after_wait[i] for i in (0, 2))
+    assert all(m.sql(i, "SELECT COUNT(*), MAX(id) FROM crash.t") == ["2", "2"] for i in range(3))

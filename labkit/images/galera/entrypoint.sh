@@ -19,7 +19,22 @@
 #   * member 0 bootstraps a new cluster (--wsrep-new-cluster) only when no peer answers for
 #     GALERA_BOOTSTRAP_WAIT seconds AND its grastate.dat allows it (absent, or
 #     safe_to_bootstrap: 1); otherwise it keeps looking for peers;
+#   * a member whose grastate.dat says safe_to_bootstrap: 1 (the last to leave a cluster
+#     cleanly) bootstraps the same way, whatever its ordinal;
 #   * every other member waits until some peer answers.
+# After a full crash (every member killed) no grastate.dat is safe and every member waits:
+# Galera's manual recovery, which labkit automates (labkit.experiments.database.recover), is
+# to start the member with the most recent state. Two subcommands serve it, run in a waiting
+# member with the same environment and arguments as the entrypoint:
+#   labkit-galera --state      prints what the entrypoint does: "waiting-fresh", "waiting-safe",
+#                              "waiting-unsafe" (no peer, data dir not safe to bootstrap),
+#                              "started" (mariadbd runs) or "starting"
+#   labkit-galera --position   prints the member's state, and for a member waiting on an
+#                              unsafe data directory its recovered position (mariadbd
+#                              --wsrep-recover): "waiting-unsafe <uuid>:<seqno>";
+#                              otherwise "waiting-fresh", "waiting-safe" or "started"
+#   labkit-galera --bootstrap  marks a waiting member's grastate.dat safe_to_bootstrap: 1,
+#                              so the waiting entrypoint bootstraps from it
 # Extra arguments are passed to mariadbd.
 set -euo pipefail
 
@@ -31,8 +46,49 @@ LOG_FILE_SIZE=${GALERA_LOG_FILE_SIZE:-16M}
 NAME=${GALERA_NAME:-$(hostname)}
 ORDINAL=${NAME##*-}
 
+STATE_FILE="$RUNDIR/labkit-galera.state"  # what the entrypoint does now, for --position
+
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) labkit-galera $NAME: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# whether grastate.dat says this member was the last to leave its cluster cleanly
+marked_safe() { grep -Eq '^safe_to_bootstrap:[[:space:]]*1' "$DATADIR/grastate.dat" 2>/dev/null; }
+
+# --position: this member's state; with an unsafe data dir, the position mariadbd recovers
+# from it (InnoDB's last committed transaction, the seqno grastate.dat lost in the crash)
+position() {
+    local state recovered
+    state=$(cat "$STATE_FILE" 2>/dev/null || echo starting)
+    if [ "$state" != waiting-unsafe ]; then
+        echo "$state"
+        return 0
+    fi
+    rm -f "$RUNDIR/recover.log" "$RUNDIR/recover.out"
+    # the cluster address only satisfies the SST method's start-up check: nothing is contacted
+    mariadbd --user=mysql --datadir="$DATADIR" --tmpdir="$RUNDIR/tmp" --socket="$RUNDIR/recover.sock" \
+        --pid-file="$RUNDIR/recover.pid" --innodb-log-file-size="$LOG_FILE_SIZE" --skip-networking "$@" \
+        --wsrep-cluster-address=gcomm:// --wsrep-recover --log-error="$RUNDIR/recover.log" >"$RUNDIR/recover.out" 2>&1 \
+        || die "--position: mariadbd --wsrep-recover failed: $(cat "$RUNDIR/recover.out" "$RUNDIR/recover.log" 2>/dev/null | tail -n 3)"
+    # mariadbd may end the line without a newline: the next entry's date follows the seqno
+    recovered=$(grep -oP 'Recovered position: \K[0-9a-f-]{36}:-?[0-9]+?(?=\d{4}-\d\d-\d\d|\s|$)' \
+        "$RUNDIR/recover.log" | tail -n 1 || true)
+    [ -n "$recovered" ] || die "--position: mariadbd --wsrep-recover found no position (see $RUNDIR/recover.log)"
+    echo "waiting-unsafe $recovered"
+}
+
+# --bootstrap: let the waiting entrypoint bootstrap from this member's data dir
+allow_bootstrap() {
+    [ "$(cat "$STATE_FILE" 2>/dev/null)" = waiting-unsafe ] || die "--bootstrap: member is not waiting on an unsafe data dir"
+    sed -i -E 's/^safe_to_bootstrap:[[:space:]]*0/safe_to_bootstrap: 1/' "$DATADIR/grastate.dat"
+    marked_safe || die "--bootstrap: could not mark $DATADIR/grastate.dat safe"
+    log "marked safe to bootstrap (full-crash recovery)"
+}
+
+case "${1:-}" in
+    --state) cat "$STATE_FILE" 2>/dev/null || echo starting; exit 0 ;;
+    --position) shift; position "$@"; exit 0 ;;
+    --bootstrap) allow_bootstrap; exit 0 ;;
+esac
 
 [ -n "${GALERA_PEERS:-}" ] || die "GALERA_PEERS is empty: the rendered StatefulSet must list the members"
 POD_IP=${POD_IP:-$(ip -4 -o addr show scope global 2>/dev/null | awk 'NR == 1 { sub(/\/.*/, "", $4); print $4 }')}
@@ -58,11 +114,17 @@ live_peers() {
     echo "${out[*]}"
 }
 
-# whether grastate.dat allows bootstrapping from this data directory
+# whether this member may bootstrap a new cluster: member 0 on a fresh data dir, or any
+# member whose grastate.dat says safe_to_bootstrap: 1
 may_bootstrap() {
-    local state="$DATADIR/grastate.dat"
-    [ -f "$state" ] || return 0
-    grep -Eq '^safe_to_bootstrap:[[:space:]]*1' "$state"
+    if [ -f "$DATADIR/grastate.dat" ]; then marked_safe; else [ "$ORDINAL" = 0 ]; fi
+}
+
+# what the member waits on: a fresh data dir, a safe one, or an unsafe one (for --position)
+waiting_state() {
+    if [ ! -f "$DATADIR/grastate.dat" ]; then echo waiting-fresh
+    elif marked_safe; then echo waiting-safe
+    else echo waiting-unsafe; fi
 }
 
 TMPDIR_DB="$RUNDIR/tmp"  # the server's own temporary directory (not a /tmp shared with anything)
@@ -78,8 +140,8 @@ fi
 
 started=$(date +%s)
 last_log=0
-last_unsafe=0
 while :; do
+    waiting_state > "$STATE_FILE"
     peers=$(live_peers)
     now=$(date +%s)
     if [ -n "$peers" ]; then
@@ -87,22 +149,22 @@ while :; do
         ARGS=(--wsrep-cluster-address="gcomm://$peers")
         break
     fi
-    if [ "$ORDINAL" = 0 ] && [ $((now - started)) -ge "$BOOTSTRAP_WAIT" ]; then
-        if may_bootstrap; then
-            log "no peer answered for ${BOOTSTRAP_WAIT} s: bootstrapping a new cluster"
-            ARGS=(--wsrep-new-cluster --wsrep-cluster-address="gcomm://")
-            break
-        fi
-        if [ $((now - last_unsafe)) -ge 10 ]; then
+    if [ $((now - started)) -ge "$BOOTSTRAP_WAIT" ] && may_bootstrap; then
+        log "no peer answered for ${BOOTSTRAP_WAIT} s: bootstrapping a new cluster"
+        ARGS=(--wsrep-new-cluster --wsrep-cluster-address="gcomm://")
+        break
+    fi
+    if [ $((now - last_log)) -ge 10 ]; then
+        if [ "$(cat "$STATE_FILE")" = waiting-unsafe ]; then
             log "no peer answers and grastate.dat says safe_to_bootstrap: 0; waiting for a peer"
-            last_unsafe=$now
+        else
+            log "waiting for a peer on port $GALERA_PORT ($GALERA_PEERS)"
         fi
-    elif [ $((now - last_log)) -ge 10 ]; then
-        log "waiting for a peer on port $GALERA_PORT ($GALERA_PEERS)"
         last_log=$now
     fi
     sleep 1
 done
+echo started > "$STATE_FILE"
 
 exec mariadbd --user=mysql --datadir="$DATADIR" --socket="$RUNDIR/mysqld.sock" \
     --pid-file="$RUNDIR/mysqld.pid" --tmpdir="$TMPDIR_DB" --innodb-log-file-size="$LOG_FILE_SIZE" \
