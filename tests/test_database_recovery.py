@@ -20,7 +20,7 @@ UUID = "6f2a1e52-0000-11ef-8000-000000000001"
     ({"g-0": "waiting-unsafe", "g-1": "waiting-safe", "g-2": "waiting-unsafe"}, False),  # g-1 bootstraps itself
     ({"g-0": "waiting-fresh", "g-1": "waiting-unsafe", "g-2": "waiting-unsafe"}, False),  # member 0 bootstraps
     ({"g-0": "waiting-fresh", "g-1": "waiting-fresh"}, False),                       # a domain forming
-    ({"g-0": "waiting-unsafe", "g-1": "unknown"}, False),                            # exec refused
+    ({"g-0": "waiting-unsafe", "g-1": db.UNANSWERED}, False),                        # exec refused
     ({}, False),
 ])
 def test_needs_recovery_only_when_every_member_waits_and_none_bootstraps_by_itself(
@@ -49,9 +49,9 @@ def _fake_domain(monkeypatch: pytest.MonkeyPatch, printed: dict[str, dict[str, s
     calls: list[tuple[str, str]] = []
     found = [db.Member(pod, "c", "ns", pod, "10.0.0.1") for pod in printed["--state"]]
 
-    def entrypoint(testbed: Any, member: db.Member, command: str, timeout: float = 30.0) -> str | None:
+    def entrypoint(testbed: Any, member: db.Member, command: str, log: Any, timeout: float = 30.0) -> str:
         calls.append((member.pod, command))
-        return printed[command].get(member.pod)
+        return printed[command].get(member.pod, db.UNANSWERED)
 
     monkeypatch.setattr(db, "domain_of", lambda plan, domain: SimpleNamespace(name="d", replicas=len(found)))
     monkeypatch.setattr(db, "members", lambda testbed, plan, domain: found)
@@ -86,3 +86,26 @@ def test_wait_complete_looks_for_a_full_crash_while_it_waits(monkeypatch: pytest
     monkeypatch.setattr(db, "RECOVER_AFTER", 0.0)
     assert db.wait_complete(None, None, "d", timeout=60, interval=0.0) == ["done"]  # type: ignore[arg-type]
     assert looked == ["d", "d", "d"]
+
+
+def test_a_member_that_does_not_answer_is_logged_and_nothing_is_marked(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = [db.Member(pod, "c", "ns", pod, "10.0.0.1") for pod in ("g-0", "g-1")]
+    monkeypatch.setattr(db, "domain_of", lambda plan, domain: SimpleNamespace(name="d", replicas=2))
+    monkeypatch.setattr(db, "members", lambda testbed, plan, domain: found)
+    ran: list[list[str]] = []
+
+    class Host:
+        def __init__(self, pod: str) -> None:
+            self.pod = pod
+
+        def run(self, argv: list[str], timeout: float = 60.0) -> Any:
+            ran.append([self.pod, *argv])
+            if self.pod == "g-1":
+                raise RuntimeError("container not running")
+            return SimpleNamespace(returncode=0, stdout="waiting-unsafe\n", stderr="")
+
+    monkeypatch.setattr(db, "host", lambda testbed, member: Host(member.pod))
+    logged: list[str] = []
+    assert db.recover(None, None, "d", log=logged.append) is None  # type: ignore[arg-type]
+    assert ran == [["g-0", "labkit-galera", "--state"], ["g-1", "labkit-galera", "--state"]]
+    assert logged == ["[database] g-1: labkit-galera --state failed (container not running)"]

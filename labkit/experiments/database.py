@@ -333,34 +333,44 @@ def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) 
     operator's auto-recovery does: recover each member's last committed position
     (``mariadbd --wsrep-recover``), mark the most recent member safe to bootstrap; its
     entrypoint then bootstraps and the others join it. Does nothing unless every member of
-    the domain runs and waits (:func:`bootstrap_choice`).
+    the domain runs and waits (:func:`needs_recovery`); a member whose entrypoint fails to
+    answer is logged and the domain left as it is (the next look tries again).
     """
     dom = domain_of(plan, domain)
     found = members(testbed, plan, dom)
     if len(found) != dom.replicas:
         return None
-    states = {m.pod: _entrypoint(testbed, m, "--state") or "unknown" for m in found}
+    states = {m.pod: _entrypoint(testbed, m, "--state", log) for m in found}
     if not needs_recovery(states):  # the cheap look: --position runs mariadbd --wsrep-recover
         return None
-    positions = {m.pod: _entrypoint(testbed, m, "--position", timeout=120) or "unknown" for m in found}
+    positions = {m.pod: _entrypoint(testbed, m, "--position", log, timeout=120) for m in found}
     choice = bootstrap_choice(positions)
     if choice is None:
         return None
     member = next(m for m in found if m.pod == choice)
-    if _entrypoint(testbed, member, "--bootstrap") is None:
+    if _entrypoint(testbed, member, "--bootstrap", log) == UNANSWERED:
         return None
     log(f"[database] {dom.name}: full crash (every member waiting on an unsafe data dir); "
         f"bootstrapping from {choice} at {positions[choice].split(' ', 1)[1]}")
     return choice
 
 
-def _entrypoint(testbed: Any, member: Member, command: str, timeout: float = 30.0) -> str | None:
-    """What the member's entrypoint prints for ``command`` (``None`` when it fails: the pod may be restarting)."""
+#: What :func:`_entrypoint` returns for a member that did not answer (neither a state nor a position).
+UNANSWERED = "unanswered"
+
+
+def _entrypoint(testbed: Any, member: Member, command: str, log: Log, timeout: float = 30.0) -> str:
+    """What the member's entrypoint prints for ``command``, or :data:`UNANSWERED` (and a log line) when it fails."""
     try:
         result = host(testbed, member).run([ENTRYPOINT, command], timeout=timeout)
-    except Exception:  # the exec refused: the container restarts or its pod goes
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    except Exception as exc:  # the exec refused: the container restarts or its pod goes
+        error = str(exc)
+    else:
+        if result.returncode == 0:
+            return result.stdout.strip()
+        error = f"exit {result.returncode}: {(result.stderr or result.stdout).strip()[-300:]}"
+    log(f"[database] {member.pod}: {ENTRYPOINT} {command} failed ({error[-300:]})")
+    return UNANSWERED
 
 
 def describe(testbed: Any, plan: Plan, domain: str | DbDomain) -> dict[str, Any]:
