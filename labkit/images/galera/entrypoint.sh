@@ -130,6 +130,7 @@ waiting_state() {
 TMPDIR_DB="$RUNDIR/tmp"  # the server's own temporary directory (not a /tmp shared with anything)
 mkdir -p "$DATADIR" "$RUNDIR" "$TMPDIR_DB"
 chown mysql:mysql "$DATADIR" "$RUNDIR" "$TMPDIR_DB"
+echo starting > "$STATE_FILE"  # not a previous run's state (a run dir kept across restarts)
 if [ ! -d "$DATADIR/mysql" ]; then
     log "empty data directory: mariadb-install-db"
     mariadb-install-db --no-defaults --user=mysql --datadir="$DATADIR" --tmpdir="$TMPDIR_DB" --skip-test-db \
