@@ -438,11 +438,13 @@ class EmbeddedTestbed:
             raise TestbedError(f"no cluster {cluster!r}; clusters: {sorted(self._clusters)}")
         if cluster not in self._apis:
             from kubernetes import client
+
+            from labkit.testbed.kubeapi import api_client
             ca, crt, key = self._clusters[cluster].admin_files()
             conf = client.Configuration()
             conf.host = self._clusters[cluster].server
             conf.ssl_ca_cert, conf.cert_file, conf.key_file = str(ca), str(crt), str(key)
-            self._apis[cluster] = client.ApiClient(conf)
+            self._apis[cluster] = api_client(conf)
         return self._apis[cluster]
 
     def host(self, vm: str) -> EmbeddedHost:

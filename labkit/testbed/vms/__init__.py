@@ -272,13 +272,12 @@ class VmsTestbed:
 
     def kube(self, cluster: str) -> Any:
         """A ``kubernetes.client.ApiClient`` for ``cluster`` (from its rewritten kubeconfig)."""
-        from kubernetes import config
+        from labkit.testbed.kubeapi import api_client_from_kubeconfig
 
         if cluster not in self._kubeconfigs:
             raise TestbedError(f"no kubeconfig for cluster {cluster!r} (clusters up: {self.clusters()})")
         if cluster not in self._apis:
-            self._apis[cluster] = config.new_client_from_config(config_file=str(self._kubeconfigs[cluster]),
-                                                                context=cluster)
+            self._apis[cluster] = api_client_from_kubeconfig(str(self._kubeconfigs[cluster]), context=cluster)
         return self._apis[cluster]
 
     def host(self, vm: str) -> VmsHost:

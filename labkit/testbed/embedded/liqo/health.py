@@ -141,8 +141,10 @@ def tunnel_endpoint_status(state: HealthCheck) -> dict:
 
 
 def _publisher(kubeconfig: str, namespace: str, name: str) -> Callable[[HealthCheck], None]:
-    from kubernetes import client, config
-    api = client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig))
+    from kubernetes import client
+
+    from labkit.testbed.kubeapi import api_client_from_kubeconfig
+    api = client.CustomObjectsApi(api_client_from_kubeconfig(kubeconfig))
 
     def publish(state: HealthCheck) -> None:
         body = {"status": tunnel_endpoint_status(state)}
