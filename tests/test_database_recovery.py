@@ -73,8 +73,38 @@ def test_recover_looks_cheaply_then_recovers_positions_and_marks_the_choice(monk
 
 def test_recover_does_not_run_wsrep_recover_while_a_member_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _fake_domain(monkeypatch, {"--state": {"g-0": "waiting-unsafe", "g-1": "started"}})
+    monkeypatch.setattr(db, "status", lambda testbed, member: {"wsrep_cluster_status": "Primary"})
     assert db.recover(None, None, "d", log=print) is None  # type: ignore[arg-type]
     assert [command for _, command in calls] == ["--state", "--state"]
+
+
+def _st(status: str, size: int, committed: int) -> dict[str, str]:
+    return {"wsrep_cluster_status": status, "wsrep_cluster_size": str(size), "wsrep_last_committed": str(committed)}
+
+
+@pytest.mark.parametrize(("statuses", "expected"), [
+    ({"g-0": _st("non-Primary", 2, 7), "g-1": None}, "g-0"),                       # the crashed one rejoining
+    ({"g-0": _st("non-Primary", 2, 7), "g-1": _st("non-Primary", 2, 9)}, "g-1"),   # the most advanced
+    ({"g-0": _st("non-Primary", 2, 7), "g-1": _st("non-Primary", 2, 7)}, "g-0"),   # ties: lowest ordinal
+    ({"g-0": _st("non-Primary", 1, 7), "g-1": None}, None),           # alone: the other may be Primary elsewhere
+    ({"g-0": _st("non-Primary", 2, 7), "g-1": _st("Primary", 1, 8)}, None),        # a Primary exists
+    ({"g-0": None, "g-1": None}, None),
+])
+def test_the_quorum_is_reset_only_when_one_non_primary_component_holds_every_member(
+        statuses: dict[str, dict[str, str] | None], expected: str | None) -> None:
+    assert db.quorum_choice(statuses, replicas=2) == expected
+
+
+def test_recover_resets_the_quorum_of_a_component_holding_every_member(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_domain(monkeypatch, {"--state": {"g-0": "started", "g-1": "started"}})
+    monkeypatch.setattr(db, "status", lambda testbed, member: (
+        _st("non-Primary", 2, 12) if member.pod == "g-0" else (_ for _ in ()).throw(db.DatabaseError("no socket"))))
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(db, "sql", lambda testbed, member, statements, **kw: sent.append((member.pod, statements)))
+    logged: list[str] = []
+    assert db.recover(None, None, "d", log=logged.append) == "g-0"  # type: ignore[arg-type]
+    assert sent == [("g-0", "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")]
+    assert "quorum reset on g-0 (last committed 12)" in logged[0]
 
 
 def test_wait_complete_looks_for_a_full_crash_while_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,6 +135,7 @@ def test_a_member_that_does_not_answer_is_logged_and_nothing_is_marked(monkeypat
             return SimpleNamespace(returncode=0, stdout="waiting-unsafe\n", stderr="")
 
     monkeypatch.setattr(db, "host", lambda testbed, member: Host(member.pod))
+    monkeypatch.setattr(db, "status", lambda testbed, member: {"wsrep_cluster_status": "Primary"})
     logged: list[str] = []
     assert db.recover(None, None, "d", log=logged.append) is None  # type: ignore[arg-type]
     assert ran == [["g-0", "labkit-galera", "--state"], ["g-1", "labkit-galera", "--state"]]

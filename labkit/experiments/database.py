@@ -39,7 +39,7 @@ SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
 REMOTE_CLUSTER_LABEL = "liqo.io/remote-cluster-id"
 #: Galera status variables :func:`status` reads.
 WSREP_STATUS = ("wsrep_cluster_size", "wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready",
-                "wsrep_cluster_state_uuid", "wsrep_connected")
+                "wsrep_cluster_state_uuid", "wsrep_connected", "wsrep_last_committed")
 
 #: The galera image's entrypoint; its ``--state``, ``--position`` and ``--bootstrap`` serve :func:`recover`.
 ENTRYPOINT = "labkit-galera"
@@ -324,16 +324,44 @@ def bootstrap_choice(positions: Mapping[str, str]) -> str | None:
     return next(name for name, (_, seqno) in recovered.items() if seqno == best)
 
 
-def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
-    """Restart a DB domain after a full crash; return the member it bootstrapped from, or ``None``.
+def quorum_choice(statuses: Mapping[str, Mapping[str, str] | None], replicas: int) -> str | None:
+    """The member to reset a domain's quorum on, or ``None`` when that would not be safe or needed.
 
-    After every member was killed (an OOM kill, a node or sandbox restart, a liveness kill
-    under load), no member's ``grastate.dat`` is safe to bootstrap from and every entrypoint
-    waits for a peer. This does what Galera's manual asks a person to do, as the Percona
-    operator's auto-recovery does: recover each member's last committed position
-    (``mariadbd --wsrep-recover``), mark the most recent member safe to bootstrap; its
-    entrypoint then bootstraps and the others join it. Does nothing unless every member of
-    the domain runs and waits (:func:`needs_recovery`); a member whose entrypoint fails to
+    ``statuses`` maps each member (in ordinal order) to its :func:`status` (``None``: not
+    readable, a joiner without its socket yet). Galera's "resetting the quorum"
+    (``pc.bootstrap=YES``) is safe when no member is Primary and one non-Primary component
+    holds every one of the ``replicas`` members: then no other component anywhere can be
+    Primary. That is what a two-member domain is left with when one member crashes (the
+    survivor alone is half, not a majority) and comes back. The choice is the member of that
+    component with the most committed transactions (ties: the lowest ordinal).
+    """
+    readable = {name: st for name, st in statuses.items() if st}
+    if any(st.get("wsrep_cluster_status") == "Primary" for st in readable.values()):
+        return None
+    whole = {name: st for name, st in readable.items()
+             if st.get("wsrep_cluster_status") == "non-Primary" and st.get("wsrep_cluster_size") == str(replicas)}
+    if not whole:
+        return None
+    best = max(int(st.get("wsrep_last_committed") or -1) for st in whole.values())
+    return next(name for name, st in whole.items() if int(st.get("wsrep_last_committed") or -1) == best)
+
+
+def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
+    """Restart a DB domain that lost its Primary component; return the member it restarted it from, or ``None``.
+
+    Two cases, each what Galera's manual asks a person to do:
+
+    * **full crash**: every member was killed (an OOM kill, a node or sandbox restart, a
+      liveness kill under load), no member's ``grastate.dat`` is safe to bootstrap from and
+      every entrypoint waits for a peer (:func:`needs_recovery`). As the Percona operator's
+      auto-recovery does: recover each member's last committed position (``mariadbd
+      --wsrep-recover``), mark the most recent member safe to bootstrap; its entrypoint then
+      bootstraps and the others join it;
+    * **lost quorum**: the servers run, but in one non-Primary component (a member of a
+      two-member domain crashed and came back): ``pc.bootstrap=YES`` on the most advanced
+      member (:func:`quorum_choice`).
+
+    Does nothing unless every member of the domain runs. A member whose entrypoint fails to
     answer is logged and the domain left as it is (the next look tries again).
     """
     dom = domain_of(plan, domain)
@@ -342,7 +370,7 @@ def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) 
         return None
     states = {m.pod: _entrypoint(testbed, m, "--state", log) for m in found}
     if not needs_recovery(states):  # the cheap look: --position runs mariadbd --wsrep-recover
-        return None
+        return _reset_quorum(testbed, dom, found, log)
     positions = {m.pod: _entrypoint(testbed, m, "--position", log, timeout=120) for m in found}
     choice = bootstrap_choice(positions)
     if choice is None:
@@ -352,6 +380,24 @@ def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) 
         return None
     log(f"[database] {dom.name}: full crash (every member waiting on an unsafe data dir); "
         f"bootstrapping from {choice} at {positions[choice].split(' ', 1)[1]}")
+    return choice
+
+
+def _reset_quorum(testbed: Any, dom: DbDomain, found: Sequence[Member], log: Log) -> str | None:
+    """``pc.bootstrap=YES`` on :func:`quorum_choice`'s member, if any; return it."""
+    statuses: dict[str, Mapping[str, str] | None] = {}
+    for member in found:
+        try:
+            statuses[member.pod] = status(testbed, member)
+        except Exception:  # no socket yet (a joiner) or exec refused: not readable
+            statuses[member.pod] = None
+    choice = quorum_choice(statuses, dom.replicas)
+    if choice is None:
+        return None
+    member = next(m for m in found if m.pod == choice)
+    sql(testbed, member, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")
+    log(f"[database] {dom.name}: every member in one non-Primary component; quorum reset on {choice} "
+        f"(last committed {statuses[choice].get('wsrep_last_committed')})")  # type: ignore[union-attr]
     return choice
 
 

@@ -12,6 +12,8 @@ no committed row is lost, and the member rejoins (cluster size back to 3).
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -368,3 +370,41 @@ def test_entrypoint_full_crash_is_recovered_from_the_most_recent_member(local_me
     assert "bootstrapping a new cluster" in after_wait[1]
     assert all("joining the cluster" in after_wait[i] and "bootstrapping" not in after_wait[i] for i in (0, 2))
     assert all(m.sql(i, "SELECT COUNT(*), MAX(id) FROM crash.t") == ["2", "2"] for i in range(3))
+
+
+def test_a_two_member_domain_whose_member_crashed_gets_its_quorum_back(local_members: _LocalMembers) -> None:
+    """Two members, one killed: the survivor is half, not a majority, and goes non-Primary. The
+    killed one comes back as a new member (a recreated pod: empty data dir), so Galera cannot
+    restore the last Primary view by itself; both sit in one non-Primary component until the
+    quorum is reset on the survivor (what recover does), and the new member gets the row by SST."""
+    m = local_members
+    m.peers = ",".join(m.address(i) for i in range(2))
+    for i in range(2):
+        m.start(i)
+    _wait("a cluster of 2", lambda: all(m.size(i) == 2 for i in range(2)), m)
+    m.sql(0, "CREATE DATABASE quorum; CREATE TABLE quorum.t (id INT PRIMARY KEY); INSERT INTO quorum.t VALUES (1)")
+    m.kill(1)
+    shutil.rmtree(m.root / "data1")
+    m.start(1)  # finds member 0's Galera port open and joins its (non-Primary) component
+    statuses: dict[str, dict[str, str] | None] = {}
+
+    def one_component() -> bool:
+        for i in range(2):
+            out = subprocess.run(["mariadb", "-N", "-B", "-S", m.socket(i), "-e", "SHOW GLOBAL STATUS WHERE "
+                                  "Variable_name IN ('wsrep_cluster_status','wsrep_cluster_size','wsrep_last_committed')"],
+                                 capture_output=True, text=True)
+            rows = [line.split("\t") for line in out.stdout.splitlines()] if out.returncode == 0 else []
+            statuses[f"local-{i}"] = {k.lower(): v for k, v in rows} or None
+        return db.quorum_choice(statuses, replicas=2) is not None
+
+    _wait("both members in one non-Primary component", one_component, m, timeout=60)
+    assert statuses["local-0"]["wsrep_cluster_status"] == "non-Primary"  # type: ignore[index]
+    assert db.quorum_choice(statuses, replicas=2) == "local-0"
+    m.sql(0, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")
+
+    def rows(i: int) -> list[str]:  # refused ([]) until the member is in a Primary component and synced
+        out = subprocess.run(["mariadb", "-N", "-B", "-S", m.socket(i), "-e", "SELECT COUNT(*) FROM quorum.t"],
+                             capture_output=True, text=True)
+        return out.stdout.split() if out.returncode == 0 else []
+
+    _wait("the cluster of 2 Primary again, with the row", lambda: all(rows(i) == ["1"] for i in range(2)), m)
