@@ -24,7 +24,7 @@
 #   * every other member waits until some peer answers.
 # After a full crash (every member killed) no grastate.dat is safe and every member waits:
 # Galera's manual recovery, which labkit automates (labkit.experiments.database.recover), is
-# to start the member with the most recent state. Two subcommands serve it, run in a waiting
+# to start the member with the most recent state. Three subcommands serve it, run in a waiting
 # member with the same environment and arguments as the entrypoint:
 #   labkit-galera --state      prints what the entrypoint does: "waiting-fresh", "waiting-safe",
 #                              "waiting-unsafe" (no peer, data dir not safe to bootstrap),
@@ -32,7 +32,7 @@
 #   labkit-galera --position   prints the member's state, and for a member waiting on an
 #                              unsafe data directory its recovered position (mariadbd
 #                              --wsrep-recover): "waiting-unsafe <uuid>:<seqno>";
-#                              otherwise "waiting-fresh", "waiting-safe" or "started"
+#                              otherwise what --state prints
 #   labkit-galera --bootstrap  marks a waiting member's grastate.dat safe_to_bootstrap: 1,
 #                              so the waiting entrypoint bootstraps from it
 # Extra arguments are passed to mariadbd.
@@ -46,7 +46,7 @@ LOG_FILE_SIZE=${GALERA_LOG_FILE_SIZE:-16M}
 NAME=${GALERA_NAME:-$(hostname)}
 ORDINAL=${NAME##*-}
 
-STATE_FILE="$RUNDIR/labkit-galera.state"  # what the entrypoint does now, for --position
+STATE_FILE="$RUNDIR/labkit-galera.state"  # what the entrypoint does now, for --state and --position
 
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) labkit-galera $NAME: $*" >&2; }
 die() { log "error: $*"; exit 1; }
