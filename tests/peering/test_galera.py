@@ -238,7 +238,6 @@ class _LocalMembers:
                 "--innodb-buffer-pool-size=32M", f"--log-error={self.root}/err{i}.log"]
 
     def start(self, i: int) -> None:
-        import subprocess
         log = (self.root / f"out{i}.log").open("a")
         self.procs[i] = subprocess.Popen([str(ENTRYPOINT), *self.args(i)], env=self.env(i), stdout=log, stderr=log)
 
@@ -250,18 +249,22 @@ class _LocalMembers:
 
     def entrypoint(self, i: int, command: str) -> str:
         """What ``labkit-galera <command>`` prints in member ``i`` (as labkit.experiments.database.recover runs it)."""
-        import subprocess
         out = subprocess.run([str(ENTRYPOINT), command, *self.args(i)], env=self.env(i), capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip()
 
-    def sql(self, i: int, statements: str) -> list[str]:
-        import subprocess
+    def query(self, i: int, statements: str) -> list[list[str]] | None:
+        """Rows (tab-separated fields) of ``statements`` in member ``i``; ``None`` when refused (no server yet, not Primary)."""
         out = subprocess.run(["mariadb", "-N", "-B", "-S", self.socket(i), "-e", statements],
                              capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.split()
+        return [line.split("\t") for line in out.stdout.splitlines()] if out.returncode == 0 else None
+
+    def sql(self, i: int, statements: str) -> list[str]:
+        """The words of ``statements``' output in member ``i``, which must accept them."""
+        rows = self.query(i, statements)
+        assert rows is not None, f"member {i} refused: {statements}"
+        return [word for row in rows for word in row]
 
     def stop(self, i: int) -> None:
         proc = self.procs.pop(i, None)
@@ -274,10 +277,8 @@ class _LocalMembers:
                 proc.wait(timeout=10)
 
     def size(self, i: int) -> int:
-        import subprocess
-        out = subprocess.run(["mariadb", "-N", "-B", "-S", self.socket(i), "-e",
-                              "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'"], capture_output=True, text=True)
-        return int(out.stdout.split()[1]) if out.returncode == 0 and out.stdout.strip() else 0
+        rows = self.query(i, "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'")
+        return int(rows[0][1]) if rows else 0
 
     def log(self, i: int) -> str:
         return (self.root / f"out{i}.log").read_text()
@@ -286,7 +287,6 @@ class _LocalMembers:
 @pytest.fixture
 def local_members() -> Iterator[_LocalMembers]:
     import os
-    import shutil
     import tempfile
     if os.geteuid() != 0 or not shutil.which("mariadbd") or not Path("/usr/lib/galera/libgalera_smm.so").exists():
         pytest.skip("needs root and the host's mariadb-server + galera-4")
@@ -319,8 +319,7 @@ def test_entrypoint_bootstraps_once_and_a_recreated_member_0_joins(local_members
     assert all("joining the cluster" in m.log(i) and "bootstrapping" not in m.log(i) for i in (1, 2))
     # member 0 comes back with an empty data dir (a new pod) while 1 and 2 run: it joins them
     m.stop(0)
-    shutil_rm = __import__("shutil").rmtree
-    shutil_rm(m.root / "data0")
+    shutil.rmtree(m.root / "data0")
     (m.root / "out0.log").write_text("")
     m.start(0)
     _wait("member 0 back in the cluster", lambda: m.size(0) == 3 and m.size(1) == 3, m)
@@ -390,10 +389,8 @@ def test_a_two_member_domain_whose_member_crashed_gets_its_quorum_back(local_mem
 
     def one_component() -> bool:
         for i in range(2):
-            out = subprocess.run(["mariadb", "-N", "-B", "-S", m.socket(i), "-e", "SHOW GLOBAL STATUS WHERE "
-                                  "Variable_name IN ('wsrep_cluster_status','wsrep_cluster_size','wsrep_last_committed')"],
-                                 capture_output=True, text=True)
-            rows = [line.split("\t") for line in out.stdout.splitlines()] if out.returncode == 0 else []
+            rows = m.query(i, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                              "('wsrep_cluster_status','wsrep_cluster_size','wsrep_last_committed')") or []
             statuses[f"local-{i}"] = {k.lower(): v for k, v in rows} or None
         return db.quorum_choice(statuses, replicas=2) is not None
 
@@ -402,9 +399,5 @@ def test_a_two_member_domain_whose_member_crashed_gets_its_quorum_back(local_mem
     assert db.quorum_choice(statuses, replicas=2) == "local-0"
     m.sql(0, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")
 
-    def rows(i: int) -> list[str]:  # refused ([]) until the member is in a Primary component and synced
-        out = subprocess.run(["mariadb", "-N", "-B", "-S", m.socket(i), "-e", "SELECT COUNT(*) FROM quorum.t"],
-                             capture_output=True, text=True)
-        return out.stdout.split() if out.returncode == 0 else []
-
-    _wait("the cluster of 2 Primary again, with the row", lambda: all(rows(i) == ["1"] for i in range(2)), m)
+    _wait("the cluster of 2 Primary again, with the row",  # refused until in a Primary component and synced
+          lambda: all(m.query(i, "SELECT COUNT(*) FROM quorum.t") == [["1"]] for i in range(2)), m)
