@@ -1,4 +1,4 @@
-"""Kubernetes API clients of both backends, with retries for an API server under load.
+"""The test beds' Kubernetes API clients (both backends), with retries for an API server under load.
 
 A kube-apiserver on a saturated machine answers some requests with a 5xx it would not give an
 idle one: ``Internal error occurred: resource quota evaluation timed out`` (500: the
@@ -9,8 +9,10 @@ met the first one on this 2-core machine (30 Nov), and its peering failed on one
 defaults otherwise: connection errors are retried 3 times without a wait, as before, so a
 call to a cluster cut off by a fault fails as fast as it did.
 
-A create retried after a 5xx that had in fact been stored answers 409 AlreadyExists; the
-kit's create helpers accept that.
+A create retried after a 5xx that had in fact been stored answers 409 AlreadyExists: the
+peering's create helper accepts that; elsewhere the 409 is raised with its message.
+The tunnel health publisher (``liqo.health``) keeps a client of its own: its short retries
+must not wait this long.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class ApiRetry(Retry):
 
 
 def api_retries(backoff_s: float = BACKOFF_S) -> Retry:
-    """The retry policy of every API client of the kit (see the module's docstring)."""
+    """The retry policy of the test beds' API clients (see the module's docstring)."""
     return ApiRetry(total=None, connect=3, read=3, redirect=3, other=3, status=STATUS_RETRIES,
                     status_forcelist=RETRIED_STATUSES, backoff_factor=backoff_s, raise_on_status=False,
                     respect_retry_after_header=True)

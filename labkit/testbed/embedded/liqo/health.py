@@ -141,10 +141,10 @@ def tunnel_endpoint_status(state: HealthCheck) -> dict:
 
 
 def _publisher(kubeconfig: str, namespace: str, name: str) -> Callable[[HealthCheck], None]:
-    from kubernetes import client
-
-    from labkit.testbed.kubeapi import api_client_from_kubeconfig
-    api = client.CustomObjectsApi(api_client_from_kubeconfig(kubeconfig))
+    from kubernetes import client, config
+    # not labkit.testbed.kubeapi's client: its backoff (up to 15 s) would hold this check's
+    # thread; publish() keeps its own short retries, and the next change republishes
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig))
 
     def publish(state: HealthCheck) -> None:
         body = {"status": tunnel_endpoint_status(state)}
