@@ -305,7 +305,9 @@ def rebuild_figures(run_dir: Path | None = None, *, figures_root: Path | None = 
     from tqdm.auto import tqdm
 
     for entry in tqdm(entries, desc="figures", unit="nb", disable=not progress):
-        params = {**ran[entry.notebook].parameters, "replot": True, "figures_dir": str(figures)}
+        # the run folder given, not the one recorded: a run copied or moved elsewhere redraws from its tables
+        params = {**ran[entry.notebook].parameters, "run_dir": str(run_dir), "replot": True,
+                  "figures_dir": str(figures)}
         params = {k: v for k, v in params.items() if k in declared_parameters(nb_dir / entry.notebook)}
         execute(nb_dir / entry.notebook, run_dir / "notebooks" / "replot" / entry.notebook, params)
         log(f"[figures] {entry.notebook}: redrawn from {run_dir.name}")

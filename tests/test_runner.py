@@ -91,6 +91,17 @@ def test_figures_are_redrawn_from_data_alone(tmp_path: Path) -> None:
     assert (tmp_path / "fig" / "fig.txt").read_text() == "3"
 
 
+@pytest.mark.notebook
+def test_figures_are_redrawn_from_a_moved_run(tmp_path: Path) -> None:
+    pipe = _pipeline(tmp_path / "nb")
+    run_pipeline("thesis", "quick", run_id="r4", data_root=tmp_path / "data", figures_root=tmp_path / "fig",
+                 pipeline_file=pipe, progress=False, log=lambda _: None)
+    moved = (tmp_path / "data" / "r4").rename(tmp_path / "elsewhere")
+    (moved / "v.txt").write_text("7")  # the moved run's table, not the recorded path's (which is gone)
+    rebuild_figures(moved, figures_root=tmp_path / "fig", pipeline_file=pipe, progress=False, log=lambda _: None)
+    assert (tmp_path / "fig" / "fig.txt").read_text() == "7"
+
+
 @pytest.mark.unit
 def test_unknown_parameter_is_an_error(tmp_path: Path) -> None:
     nb = _notebook(tmp_path / "00-x.ipynb", "pass")
