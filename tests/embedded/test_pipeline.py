@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,11 +105,21 @@ def test_reaction_fig_7_2(run: Path) -> None:
     assert table.loc["watch", "median"] <= table.loc["poll", "median"] + 0.5  # the watch sees it first
 
 
+def quick_parameters(notebook: str) -> dict[str, Any]:
+    """The parameters ``notebook`` ran with in the quick pipeline (notebooks/pipeline.yaml)."""
+    return next(e for e in load_pipeline().notebooks if e.notebook == notebook).resolve("quick")
+
+
 def test_scalability_matches_eq_5_1(run: Path) -> None:
+    quick = quick_parameters("70-scalability.ipynb")
+    sizes = [("full mesh", n) for n in scalability.parse_sizes(quick["sizes"])]
+    sizes += [("partial mesh star", n) for n in scalability.parse_sizes(quick["star_sizes"])]
     summary = scalability.table(results.read_table(run, "scalability"))
-    assert list(zip(summary["topology"], summary["n"])) == [("full mesh", 2), ("full mesh", 4), ("partial mesh star", 5)]
+    assert list(zip(summary["topology"], summary["n"])) == sizes
+    links = [scalability.formula_links(topology, n, quick["domain_size"]) for topology, n in sizes]
+    assert links == [1, 3, 3 + 1]  # eq. 5.1 for 2 and 3 clusters; the star of 4 + one domain of 2
     for column in ("links_formula", "peering_links", "tunnels", "virtual_nodes_ready"):
-        assert list(summary[column]) == [1, 6, 4 + 1 + 1], column  # eq. 5.1; the star + two domains of 2
+        assert list(summary[column]) == links, column
     assert summary["memory_pss"].is_monotonic_increasing
 
 
@@ -136,7 +147,8 @@ def test_cluster_failure_fig_7_4(run: Path) -> None:
 
 def test_island_fig_6_2(run: Path) -> None:
     lost = stream.island_table(results.read_table(run, "island")).set_index("stream")
-    assert lost.loc["low", "lost"] == 0 and lost.loc["low", "expected"] >= 20 * 30
+    isolation_s = quick_parameters("60-island.ipynb")["isolation_s"]
+    assert lost.loc["low", "lost"] == 0 and lost.loc["low", "expected"] >= isolation_s * 30
     assert lost.loc["high", "lost"] > 0.5 * lost.loc["high", "expected"]  # the high PDC lost the isolated source
 
 
