@@ -184,7 +184,7 @@ def test_recorder_status_reports_the_gap_and_the_stop_file_closes_it(tmp_path: P
     from labkit.grid.pmu import PmuServer
     from labkit.measure.stream import load_frames, stream_downtime
 
-    status, stop, out = tmp_path / "status.json", tmp_path / "stop", tmp_path / "frames.parquet"
+    status, stop, out = tmp_path / "status.json", tmp_path / "stop", tmp_path / "frames.csv"
 
     async def scenario() -> tuple[dict, float, int]:
         pmu = PmuServer(1, "case14", [0], seed=1)

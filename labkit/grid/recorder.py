@@ -1,4 +1,4 @@
-"""Record every data frame of a C37.118 stream, per PMU, to parquet.
+"""Record every data frame of a C37.118 stream, per PMU, to a CSV file.
 
 The recorder is a client of a PMU or PDC (it reconnects with backoff like a PDC input). For
 each data frame and each PMU block in it, it writes one row:
@@ -17,8 +17,11 @@ column             dtype     meaning
 ``stat``           uint16    the block's STAT word (bits 15-14 = 10: absent data inserted by a PDC)
 =================  ========  ===================================================================
 
-Rows are written in row groups every ``flush_every`` seconds; the file is complete (readable)
-once the recorder stopped. :mod:`labkit.measure.stream` turns these rows into downtime and gaps.
+Rows are appended, whole lines at a time, every ``flush_every`` seconds, after a header line:
+the file is readable at any moment, also after the recorder was killed. :func:`read_frames`
+reads it back with the dtypes above, and :mod:`labkit.measure.stream` turns the rows into
+downtime and gaps. The format is CSV, not parquet, so the runtime image needs no pyarrow
+(about 170 MB that every node would unpack); the host turns the frames into parquet tables.
 
 A recorder running unattended (in a pod) is driven through files: ``--status-file`` is
 rewritten at every flush with a JSON summary (frames so far; frame time and arrival of the
@@ -28,7 +31,7 @@ at least ``--gap`` seconds between such frames; whether it is closed), and creat
 
 CLI::
 
-    python -m labkit.grid.recorder --port 4712 --idcode 100 --out frames.parquet [--duration 60] \
+    python -m labkit.grid.recorder --port 4712 --idcode 100 --out frames.csv [--duration 60] \
         [--stop-file stop] [--status-file status.json] [--backoff-max 0.5]
 """
 
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import logging
 import os
@@ -44,22 +48,23 @@ import struct
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import IO, TYPE_CHECKING
 
 from labkit.grid import c37118 as c
 from labkit.grid import cli
 from labkit.grid.pdc import StreamClient
 
-__all__ = ["Recorder", "SCHEMA", "main"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Recorder", "COLUMNS", "read_frames", "main"]
 
 log = logging.getLogger("labkit.grid.recorder")
 
-#: Arrow schema of the recorder's parquet file.
-SCHEMA = pa.schema([("stream_idcode", pa.uint16()), ("pmu_idcode", pa.uint16()), ("station", pa.string()),
-                    ("soc", pa.uint32()), ("fracsec", pa.uint32()), ("time_base", pa.uint32()),
-                    ("frame_time", pa.float64()), ("arrival", pa.float64()), ("stat", pa.uint16())])
+#: Columns of the recorder's CSV file, in order, with the dtype :func:`read_frames` gives each.
+COLUMNS: dict[str, str] = {"stream_idcode": "uint16", "pmu_idcode": "uint16", "station": "string", "soc": "uint32",
+                           "fracsec": "uint32", "time_base": "uint32", "frame_time": "float64", "arrival": "float64",
+                           "stat": "uint16"}
 _TS = struct.Struct(">HII")
 
 
@@ -71,9 +76,9 @@ class Recorder:
     host, port, idcode
         The stream to record.
     out
-        Parquet file to write.
+        CSV file to write (created, or appended to after its header).
     flush_every
-        Seconds between row-group writes.
+        Seconds between writes.
     """
 
     def __init__(self, host: str, port: int, idcode: int, out: str | Path, flush_every: float = 1.0,
@@ -82,10 +87,10 @@ class Recorder:
         self.flush_every = flush_every
         self.client = StreamClient(host, port, idcode, on_frame=self._on_frame, on_config=self._on_config,
                                    backoff_min=backoff_min, backoff_max=backoff_max, name=f"recorder {host}:{port}")
-        self._cols: dict[str, list] = {f.name: [] for f in SCHEMA}
+        self._rows: list[tuple[int, int, str, int, int, int, float, float, int]] = []
         self._blocks: list[tuple[int, int, str]] = []   # (stat offset, pmu idcode, station)
         self._time_base = 1_000_000
-        self._writer: pq.ParquetWriter | None = None
+        self._file: IO[str] | None = None
         self._flusher: asyncio.Task | None = None
         self.frames = 0
         self.last_frame_time = float("nan")
@@ -104,19 +109,10 @@ class Recorder:
         stream, soc, frac = _TS.unpack_from(raw, 4)
         frac &= 0xFFFFFF
         ft = soc + frac / self._time_base
-        cols = self._cols
         data = False
         for off, pid, station in self._blocks:
-            cols["stream_idcode"].append(stream)
-            cols["pmu_idcode"].append(pid)
-            cols["station"].append(station)
-            cols["soc"].append(soc)
-            cols["fracsec"].append(frac)
-            cols["time_base"].append(self._time_base)
-            cols["frame_time"].append(ft)
-            cols["arrival"].append(arrival)
             stat = (raw[off] << 8) | raw[off + 1]
-            cols["stat"].append(stat)
+            self._rows.append((stream, pid, station, soc, frac, self._time_base, ft, arrival, stat))
             data = data or (stat & 0xC000) != 0x8000  # bits 15-14 = 10: absent data inserted by a PDC
         self.frames += 1
         if data:
@@ -125,16 +121,21 @@ class Recorder:
             self.last_frame_time, self.last_arrival = ft, arrival
 
     def flush(self) -> int:
-        """Write buffered rows as one row group; return how many rows were written."""
-        n = len(self._cols["soc"])
-        if self._writer is None:
+        """Append the buffered rows to the file (its header first); return how many rows were written.
+
+        Floats are written as ``repr`` (shortest round-trip form), so :func:`read_frames` gives back
+        the exact float64 values.
+        """
+        if self._file is None:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.out, SCHEMA)
-        if n:
-            table = pa.table({k: pa.array(v, type=SCHEMA.field(k).type) for k, v in self._cols.items()}, schema=SCHEMA)
-            self._writer.write_table(table)
-            self._cols = {f.name: [] for f in SCHEMA}
-        return n
+            new = not self.out.exists() or self.out.stat().st_size == 0
+            self._file = self.out.open("a", newline="")
+            if new:
+                csv.writer(self._file).writerow(COLUMNS)
+        rows, self._rows = self._rows, []
+        csv.writer(self._file).writerows(rows)
+        self._file.flush()
+        return len(rows)
 
     def status(self, closed: bool = False) -> dict[str, object]:
         """Frames so far, frame time and arrival (UNIX s, ``None`` before any frame) of the last one."""
@@ -169,10 +170,17 @@ class Recorder:
         if self._flusher is not None:
             self._flusher.cancel()
         self.flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self.write_status(closed=True)
+
+
+def read_frames(source: str | Path | IO[str]) -> pd.DataFrame:
+    """A recorder's CSV file (a path or an open text stream) as a DataFrame with the dtypes of :data:`COLUMNS`."""
+    import pandas as pd  # the host's side: the recorder itself writes with the standard library alone
+
+    return pd.read_csv(source, dtype=COLUMNS, float_precision="round_trip")
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -211,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: ``python -m labkit.grid.recorder``."""
     ap = argparse.ArgumentParser(prog="python -m labkit.grid.recorder", description="C37.118 frame recorder")
     cli.add_upstream(ap)
-    ap.add_argument("--out", required=True, help="parquet file to write")
+    ap.add_argument("--out", required=True, help="CSV file to write")
     ap.add_argument("--duration", type=float, default=None, help="seconds to record (default: until SIGTERM)")
     ap.add_argument("--flush-every", type=float, default=1.0)
     ap.add_argument("--stop-file", default=None, help="stop (and close the file) once this file exists")

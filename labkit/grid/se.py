@@ -25,7 +25,7 @@ every frame and records error against the power-flow truth and solve time.
 
 CLI::
 
-    python -m labkit.grid.se --port 4712 --idcode 200 --network case14 --out se.parquet
+    python -m labkit.grid.se --port 4712 --idcode 200 --network case14 --out se.csv
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ async def _run(args: argparse.Namespace) -> None:
     table = se.frame_table()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_parquet(args.out, engine="pyarrow", index=False)
+        table.to_csv(args.out, index=False)  # CSV: the runtime image has no pyarrow
     if len(table):
         log.info("estimated %d frames: median solve %.3f ms, max |dV| %.2e pu, max |dtheta| %.4f deg",
                  len(table), 1e3 * table["solve_time"].median(), table["max_abs_dv"].max(),
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m labkit.grid.se", description="linear PMU state estimation")
     cli.add_upstream(ap)
     ap.add_argument("--network", default="case14")
-    ap.add_argument("--out", default=None, help="parquet file for the per-frame rows")
+    ap.add_argument("--out", default=None, help="CSV file for the per-frame rows")
     ap.add_argument("--duration", type=float, default=None, help="seconds to run (default: until SIGTERM)")
     cli.add_logging(ap)
     args = ap.parse_args(argv)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labkit.grid.recorder import read_frames
 from labkit.results import tidy
 
 __all__ = ["load_frames", "valid_frames", "stream_gaps", "stream_downtime", "stream_rate", "ABSENT_MASK"]
@@ -32,11 +33,11 @@ _KEYS = {"run_id": "", "scenario": "", "step": "", "cluster": ""}
 
 
 def load_frames(path: str | Path) -> pd.DataFrame:
-    """Read a recorder parquet file (raises ``FileNotFoundError`` naming the path)."""
+    """Read a recorder's CSV file (:func:`labkit.grid.recorder.read_frames`); ``FileNotFoundError`` names the path."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no recorder file at {p}")
-    return pd.read_parquet(p, engine="pyarrow")
+    return read_frames(p)
 
 
 def valid_frames(frames: pd.DataFrame) -> pd.DataFrame:

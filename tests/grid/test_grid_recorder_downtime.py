@@ -12,7 +12,7 @@ import pytest
 from labkit.grid.config import from_mapping
 from labkit.grid.pdc import Pdc
 from labkit.grid.pmu import PmuServer
-from labkit.grid.recorder import SCHEMA, Recorder
+from labkit.grid.recorder import COLUMNS, Recorder, read_frames
 from labkit.measure.stream import load_frames, stream_downtime, stream_gaps, stream_rate
 from labkit.results import KEY_COLUMNS
 
@@ -61,7 +61,7 @@ def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
     from labkit.grid.phasors import network_model
 
     network_model("case14")
-    out = tmp_path / "frames.parquet"
+    out = tmp_path / "frames.csv"
 
     async def scenario() -> Pdc:
         pmu = PmuServer(1, "case14", [0, 1], seed=1)
@@ -74,6 +74,7 @@ def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
         rec.start()
         try:
             await asyncio.sleep(1.5)
+            assert len(read_frames(out)) > 0    # readable while the recorder still appends to it
             await pdc.close()                   # the PDC "pod" dies
             await asyncio.sleep(1.0)
             pdc = Pdc(cfg)                      # and is rescheduled with the same config
@@ -87,7 +88,10 @@ def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
 
     pdc = asyncio.run(asyncio.wait_for(scenario(), 30))
     frames = load_frames(out)
-    assert pa_schema_names(out) == SCHEMA.names
+    assert list(frames.columns) == list(COLUMNS)
+    assert frames.dtypes.astype(str).to_dict() == COLUMNS
+    exact = frames["soc"] + frames["fracsec"] / frames["time_base"]
+    assert (exact == frames["frame_time"]).all()   # float64 round trip through the text file, to the bit
     assert set(frames["pmu_idcode"]) == {1, 2}
     dt = stream_downtime(frames)
     assert sorted(dt["pmu_idcode"]) == [1, 2]
@@ -98,7 +102,8 @@ def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
     assert (rate.loc[rate["metric"] == "frame_rate", "value"] > 20).all()
 
 
-def pa_schema_names(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return pq.read_schema(path).names
+def test_a_recorder_file_without_frames_reads_as_typed_empty_frames(tmp_path: Path) -> None:
+    rec = Recorder(HOST, 1, 50, tmp_path / "frames.csv")
+    assert rec.flush() == 0
+    frames = read_frames(tmp_path / "frames.csv")
+    assert frames.empty and frames.dtypes.astype(str).to_dict() == COLUMNS

@@ -5,7 +5,6 @@ back (their status file), and stopping them to fetch every frame they recorded.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import time
@@ -18,6 +17,7 @@ import pandas as pd
 from labkit.config import Env
 from labkit.experiments.stream.chain import Chain, pod_namespace, prepare
 from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, RECORDER_NAMESPACE, StreamError
+from labkit.grid.recorder import read_frames
 from labkit.testbed.pods import PodHost, start_pods
 from labkit.workloads.render import C37118_PORT
 
@@ -25,7 +25,7 @@ from labkit.workloads.render import C37118_PORT
 #: IDCODE the recorders put in their command frames.
 RECORDER_IDCODE = 950
 #: Files of a recorder pod (an emptyDir at /data).
-REC_OUT, REC_STOP, REC_STATUS = "/data/frames.parquet", "/data/stop", "/data/status.json"
+REC_OUT, REC_STOP, REC_STATUS = "/data/frames.csv", "/data/stop", "/data/status.json"
 
 
 @dataclass
@@ -115,10 +115,10 @@ def stop_recorder(recorder: RecorderPod, timeout: float = 60.0) -> pd.DataFrame:
         if time.monotonic() > deadline:
             raise StreamError(f"recorder {recorder.stream} in {recorder.cluster} did not stop within {timeout:.0f} s")
         time.sleep(0.5)
-    res = recorder.host.run(["base64", "-w0", REC_OUT], timeout=120)
+    res = recorder.host.run(["cat", REC_OUT], timeout=120)
     if not res.ok:
         raise StreamError(f"recorder {recorder.stream} in {recorder.cluster}: cannot read {REC_OUT}: {res.stderr}")
-    frames = pd.read_parquet(io.BytesIO(base64.b64decode(res.stdout)), engine="pyarrow")
+    frames = read_frames(io.StringIO(res.stdout))
     return frames.assign(stream=recorder.stream)
 
 
