@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from embedded_helpers import require_embedded
 
-from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec, leftovers
+from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec, disk, leftovers
+from labkit.testbed.embedded import vm as vmlib
 
 pytestmark = pytest.mark.embedded
 
@@ -29,10 +30,13 @@ def test_three_up_down_cycles_leave_nothing() -> None:
         try:
             tb.up(_one_node())
             assert not leftovers().empty()
+            if Path("/dev/loop-control").exists():   # the VMs' state on their own file system
+                assert tb.vm_disk == "image" and disk.mounted(vmlib.STATE_ROOT)
         finally:
             tb.down()
         rest = leftovers()
         assert rest.empty(), rest
+        assert not disk.IMAGE.exists()
 
 
 def test_down_after_killed_up_leaves_nothing(tmp_path: Path) -> None:

@@ -213,6 +213,8 @@ class EmbeddedTestbed:
         self._sup: Supervisor | None = None
         self._apis: dict[str, object] = {}
         self.timings: dict[str, float] = {}
+        #: Where the VMs' state lives: ``"image"`` (their own file system) or ``"host"`` (:mod:`.disk`).
+        self.vm_disk: str | None = None
         self._atexit = False
         self._lock = MachineLock()
         self._attached = False
@@ -269,6 +271,7 @@ class EmbeddedTestbed:
         start = time.monotonic()
         vmlib.sweep()  # leftovers of a crashed run would collide with our names
         vmlib.ensure_host_limits(log=self._log)
+        self.vm_disk = vmlib.ensure_disk(self._log)  # before anything writes to the VMs' state
         self._sup = Supervisor(vmlib.STATE_ROOT / "supervisor.log")
         self._model(env, binaries, _PauseOnce(self._images), self._sup, create=True)
         self.timings["vms_s"] = time.monotonic() - start

@@ -53,6 +53,8 @@ APT_PACKAGES: dict[str, str] = {
     "conntrack": "kube-proxy clears stale UDP conntrack entries (DNS) with it",
     "iproute2": "debugging the VMs by hand (`ip netns`, `nsenter`); the kit uses pyroute2",
     "util-linux": "nsenter/unshare for debugging the VMs by hand",
+    "mount": "loop-mounts the VMs' file system (labkit.testbed.embedded.disk)",
+    "e2fsprogs": "mkfs.ext4 makes the VMs' file system in its image file",
 }
 
 Log = Callable[[str], None]

@@ -34,7 +34,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from labkit.testbed.embedded import linux
+from labkit.testbed.embedded import disk, linux
 
 PREFIX = "lkt"
 #: Prefix of this backend's VM namespaces and cgroups: the kit's prefix plus ``vm``, so the
@@ -58,8 +58,9 @@ LAB_BRIDGE = f"{PREFIX}-lab0"
 LAB_NETWORK = ipaddress.ip_network("10.250.0.0/24")
 LAB_GATEWAY = str(LAB_NETWORK.network_address + 1)
 STATE_ROOT = Path("/var/lib") / PREFIX
-#: Removed VMs' state waiting for its background deletion (:func:`discard`; not a leftover).
-TRASH_ROOT = Path("/var/lib") / f"{PREFIX}-trash"
+#: Removed VMs' state waiting for its background deletion (:func:`discard`; not a leftover). On
+#: the VMs' file system (:mod:`.disk`), so that moving a tree there is a rename.
+TRASH_ROOT = STATE_ROOT / ".trash"
 NS_DIR = Path("/run") / PREFIX / "ns"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "systemd")
@@ -187,6 +188,11 @@ def ensure_host_limits(root: Path = Path("/proc/sys"), log: Callable[[str], None
 
 
 # --- creating a VM ----------------------------------------------------------------------------
+
+def ensure_disk(log: Callable[[str], None] = print) -> str:
+    """Give the VMs' state its own file system (:func:`.disk.ensure`); call before the first VM."""
+    return disk.ensure(STATE_ROOT, log)
+
 
 def create(vm: Vm) -> None:
     """Create the VM: network namespace + veth + addresses, cgroup root, mount namespace."""
@@ -565,7 +571,8 @@ def leftovers() -> Leftovers:
 
     Only names this backend makes count: netns and cgroups ``lkt-vm-*`` (and the supervisor's
     cgroup ``lkt-supervisor``), links ``lkt-lab0`` and ``lkt-h<n>``, mounts under ``/run/lkt``
-    and of ``lkt-vm-*`` netns; other parts of the kit may use other ``lkt-`` names.
+    and of ``lkt-vm-*`` netns, the VMs' file system on :data:`STATE_ROOT`; other parts of the kit
+    may use other ``lkt-`` names.
     """
     with IPRoute() as ip:
         links = [lk.get("ifname") for lk in ip.get_links() if _OWN_LINK.match(lk.get("ifname") or "")]
@@ -574,8 +581,8 @@ def leftovers() -> Leftovers:
                       for pattern in own_cgroups for p in (CGROUP_ROOT / c).glob(pattern) if p.is_dir()})
     pids = sorted({pid for cg in cgroups for pid in cgroup_pids("/" + cg)})
     mounts = [m for m in linux.mount_points("/")
-              if m.startswith(str(NS_DIR.parent)) or m.startswith(f"/run/netns/{VM_PREFIX}")]
-    state = sorted(p.name for p in STATE_ROOT.iterdir()) if STATE_ROOT.is_dir() else []
+              if m.startswith(str(NS_DIR.parent)) or m.startswith(f"/run/netns/{VM_PREFIX}") or m == str(STATE_ROOT)]
+    state = sorted(p.name for p in STATE_ROOT.iterdir() if not p.name.startswith(".")) if STATE_ROOT.is_dir() else []
     return Leftovers(netns=sorted(n for n in netns.listnetns() if n.startswith(VM_PREFIX)), links=links,
                      mounts=mounts, cgroups=cgroups, pids=pids, state=state)
 
@@ -584,7 +591,8 @@ def sweep() -> Leftovers:
     """Remove everything :func:`leftovers` finds; return what was found before.
 
     Order: kill every process in the kit's cgroups, unmount the VM mount namespaces,
-    delete the network namespaces, the links, the cgroups and the state directories.
+    delete the network namespaces, the links, the cgroups and the state directories (unmount
+    the VMs' file system and delete its image, :func:`.disk.release`).
     """
     found = leftovers()
     for cg in found.cgroups:
@@ -599,8 +607,13 @@ def sweep() -> Leftovers:
     _remove_links([lk for lk in found.links if lk != LAB_BRIDGE] + ([LAB_BRIDGE] if LAB_BRIDGE in found.links else []))
     for cg in found.cgroups:
         remove_cgroup("/" + cg)
-    purge_trash()  # before discard: it would not yet see the new rm and start a second one
-    discard(STATE_ROOT)
+    if disk.mounted(STATE_ROOT):
+        disk.release(STATE_ROOT)  # an unmount: the VMs' files go with the image
+    elif STATE_ROOT.is_dir():
+        purge_trash()  # before discard: it would not yet see the new rm and start a second one
+        for entry in STATE_ROOT.iterdir():
+            if entry != TRASH_ROOT:
+                discard(entry)
     shutil.rmtree(NS_DIR.parent, ignore_errors=True)
     for sock in Path("/var/run/wireguard").glob(f"{PREFIX}-wg*.sock"):  # the gateways' wireguard-go sockets
         sock.unlink(missing_ok=True)
