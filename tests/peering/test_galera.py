@@ -317,6 +317,9 @@ def test_entrypoint_bootstraps_once_and_a_recreated_member_0_joins(local_members
     _wait("a cluster of 3", lambda: all(m.size(i) == 3 for i in range(3)), m)
     assert "bootstrapping a new cluster" in m.log(0)
     assert all("joining the cluster" in m.log(i) and "bootstrapping" not in m.log(i) for i in (1, 2))
+    assert "mariadb-install-db" in m.log(0)     # only the bootstrapping member initialises its data dir
+    assert all("the state transfer from a peer fills it" in m.log(i) and "mariadb-install-db" not in m.log(i)
+               for i in (1, 2))
     # member 0 comes back with an empty data dir (a new pod) while 1 and 2 run: it joins them
     m.stop(0)
     shutil.rmtree(m.root / "data0")
