@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -27,24 +28,16 @@ def test_host_mode_keeps_the_state_on_the_host(tmp_path: Path, monkeypatch: pyte
     assert root.is_dir() and not disk.mounted(root) and not disk.IMAGE.exists()
 
 
-@pytest.mark.unit
-def test_a_root_holding_files_is_not_mounted_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(disk.MODE_ENV, raising=False)
-    monkeypatch.setattr(disk, "IMAGE", tmp_path / "lkt.disk")
-    root = tmp_path / "lkt"
-    (root / "vm-a").mkdir(parents=True)
-    said: list[str] = []
-    assert disk.ensure(root, log=said.append) == "host"
-    assert len(said) == 1 and "is not empty" in said[0] and "host's file system" in said[0]
-
-
 @pytest.mark.embedded
 def test_the_image_is_mounted_once_and_released_with_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0 or not Path("/dev/loop-control").exists():
         pytest.skip("needs root and loop devices")
     monkeypatch.delenv(disk.MODE_ENV, raising=False)
     monkeypatch.setattr(disk, "IMAGE", tmp_path / "lkt.disk")
+    monkeypatch.setattr(disk, "HOST_TRASH", tmp_path / "lkt-trash")
     root = tmp_path / "lkt"
+    (root / ".trash").mkdir(parents=True)                                 # what a run on the host's file system left
+    (root / "vm-a" / "logs").mkdir(parents=True)
     try:
         assert disk.ensure(root, log=lambda _: None) == "image"
         assert disk.mounted(root) and list(root.iterdir()) == []          # no lost+found among the VMs
@@ -58,3 +51,7 @@ def test_the_image_is_mounted_once_and_released_with_its_files(tmp_path: Path, m
     finally:
         disk.release(root)
     assert not disk.mounted(root) and not disk.IMAGE.exists() and list(root.iterdir()) == []
+    deadline = time.monotonic() + 10                                      # the leftovers were deleted aside
+    while any(disk.HOST_TRASH.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(disk.HOST_TRASH.iterdir()) == []

@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,9 @@ Log = Callable[[str], None]
 
 #: The sparse image file holding the VMs' file system (on the host's file system).
 IMAGE = Path("/var/lib/lkt.disk")
+#: Where what the host's file system still holds under the mount point goes before the mount
+#: (a run with ``LABKIT_VM_DISK=host`` left it; same file system: a rename), deleted in the background.
+HOST_TRASH = Path("/var/lib/lkt-trash")
 #: Environment variable choosing where the VMs' state lives: ``image`` (default) or ``host``.
 MODE_ENV = "LABKIT_VM_DISK"
 MODES = ("image", "host")
@@ -74,8 +78,9 @@ def ensure(root: Path, log: Log = print) -> str:
     root.mkdir(parents=True, exist_ok=True)
     if mode() == "host":
         return "host"
-    why = _unavailable(root)
+    why = _unavailable()
     if why is None:
+        _clear(root)
         why = _make_and_mount(root, _size())
     if why is not None:
         log(f"[embedded] VM disk: {why}; the VMs' state stays on the host's file system ({root})")
@@ -91,18 +96,30 @@ def _size() -> int:
     return min(MAX_SIZE, int(free * 0.8)) >> 20 << 20
 
 
-def _unavailable(root: Path) -> str | None:
+def _unavailable() -> str | None:
     """Why the image cannot be used here, or ``None``."""
     missing = [tool for tool in ("mkfs.ext4", "mount") if shutil.which(tool) is None]
     if missing:
         return f"{', '.join(missing)} not found (Debian: e2fsprogs, mount)"
     if not Path("/dev/loop-control").exists():
         return "no /dev/loop-control (no loop devices here)"
-    if any(root.iterdir()):
-        return f"{root} is not empty"
     if _size() < MIN_SIZE:
         return f"{_size() / GIB:.1f} GiB free for {IMAGE}, less than {MIN_SIZE / GIB:.0f} GiB"
     return None
+
+
+def _clear(root: Path) -> None:
+    """Move what ``root`` holds on the host's file system to :data:`HOST_TRASH` and delete it in the background.
+
+    The caller holds the machine's test bed (nothing of the kit runs): whatever is there was left
+    by a run that kept its state on the host (an emptied ``.trash`` at least), and a mount over
+    it would hide it for good.
+    """
+    for entry in list(root.iterdir()):
+        HOST_TRASH.mkdir(parents=True, exist_ok=True)
+        target = HOST_TRASH / f"{entry.name}-{os.getpid()}-{time.monotonic_ns()}"
+        entry.rename(target)
+        linux.delete_detached(target)
 
 
 def _make_and_mount(root: Path, size: int) -> str | None:

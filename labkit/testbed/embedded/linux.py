@@ -97,3 +97,8 @@ def spawn_detached(argv: Sequence[str], stdout: IO[Any] | int = subprocess.DEVNU
                             start_new_session=True)
     threading.Thread(target=proc.wait, daemon=True, name=f"reaper-{proc.pid}").start()
     return proc
+
+
+def delete_detached(path: str | Path) -> None:
+    """``rm -rf path`` in a detached process (:func:`spawn_detached`) at idle CPU and I/O priority."""
+    spawn_detached(["nice", "-n", "19", "ionice", "-c", "3", "rm", "-rf", "--one-file-system", str(path)])

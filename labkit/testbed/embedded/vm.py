@@ -477,7 +477,7 @@ def discard(path: Path) -> None:
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
         return
-    _delete_detached(target)
+    linux.delete_detached(target)
 
 
 #: How many failed starts' logs :func:`keep_logs` keeps (the oldest go first).
@@ -511,8 +511,12 @@ def keep_logs(into: Path) -> Path | None:
 
 
 def purge_trash() -> None:
-    """Start deleting what :data:`TRASH_ROOT` holds and no ``rm`` deletes yet (left by a reboot mid-deletion)."""
-    if not TRASH_ROOT.is_dir():
+    """Start deleting what :data:`TRASH_ROOT` and :data:`.disk.HOST_TRASH` hold and no ``rm`` deletes yet.
+
+    (Left by a reboot mid-deletion.)
+    """
+    trashes = [t for t in (TRASH_ROOT, disk.HOST_TRASH) if t.is_dir()]
+    if not trashes:
         return
     busy = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -522,14 +526,10 @@ def purge_trash() -> None:
             continue
         if b"rm" in argv:
             busy.update(a.decode(errors="replace") for a in argv)
-    for entry in TRASH_ROOT.iterdir():
+    for entry in (e for trash in trashes for e in trash.iterdir()):
         if str(entry) not in busy:
-            _delete_detached(entry)
+            linux.delete_detached(entry)
 
-
-def _delete_detached(path: Path) -> None:
-    """``rm -rf path`` in a detached process (:func:`~.linux.spawn_detached`) at idle priority."""
-    linux.spawn_detached(["nice", "-n", "19", "ionice", "-c", "3", "rm", "-rf", "--one-file-system", str(path)])
 
 
 def _unbind(mnt: Path) -> None:
@@ -609,8 +609,8 @@ def sweep() -> Leftovers:
         remove_cgroup("/" + cg)
     if disk.mounted(STATE_ROOT):
         disk.release(STATE_ROOT)  # an unmount: the VMs' files go with the image
-    elif STATE_ROOT.is_dir():
-        purge_trash()  # before discard: it would not yet see the new rm and start a second one
+    purge_trash()  # before discard: it would not yet see the new rm and start a second one
+    if STATE_ROOT.is_dir():  # the state kept on the host's file system
         for entry in STATE_ROOT.iterdir():
             if entry != TRASH_ROOT:
                 discard(entry)
