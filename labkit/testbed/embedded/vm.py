@@ -531,7 +531,6 @@ def purge_trash() -> None:
             linux.delete_detached(entry)
 
 
-
 def _unbind(mnt: Path) -> None:
     if linux.is_mount_point(mnt):
         linux.umount(mnt)
