@@ -26,17 +26,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from labkit import images
+from labkit.images.containerd import private_config
 from labkit.testbed.embedded import disk
 
-CONTAINERD_CONFIG = """version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-"""
 
 
 @contextmanager
@@ -83,7 +75,7 @@ def import_image(root: Path, archive: Path) -> float:
     """Seconds of ``ctr images import`` of ``archive`` into a throwaway containerd rooted under ``root``."""
     work = root / "containerd"
     work.mkdir()
-    (work / "config.toml").write_text(CONTAINERD_CONFIG.format(d=work))
+    (work / "config.toml").write_text(private_config(work))
     proc = subprocess.Popen(["containerd", "--config", str(work / "config.toml")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     socket = work / "containerd.sock"

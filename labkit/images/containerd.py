@@ -30,6 +30,25 @@ class ImageRecord:
     digest: str
 
 
+#: config.toml of a private containerd rooted at ``{d}`` (its own socket, root and state; no CRI).
+PRIVATE_CONFIG = """version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+[debug]
+  address = "{d}/debug.sock"
+"""
+
+
+def private_config(workdir: Path) -> str:
+    """:data:`PRIVATE_CONFIG` for a throwaway containerd in ``workdir`` (the image tests, benchmarks/vm_disk.py)."""
+    return PRIVATE_CONFIG.format(d=workdir)
+
+
 def ctr_binary() -> str:
     """The ``ctr`` command (Debian package ``containerd``)."""
     found = shutil.which("ctr")

@@ -21,22 +21,12 @@ import pytest
 from labkit import images
 from labkit.images import oci
 from labkit.images.build import build_layer
+from labkit.images.containerd import private_config
 from labkit.images.sources import GoBinary, LabkitWheel
 
 pytestmark = pytest.mark.embedded
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = """version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-"""
 
 
 def _need(*commands: str) -> None:
@@ -50,7 +40,7 @@ def containerd() -> Iterator[str]:
     """Address of a private containerd, stopped and removed afterwards."""
     _need("containerd", "ctr", "runc")
     workdir = Path(tempfile.mkdtemp(prefix="labkit-ctd-", dir="/tmp"))
-    (workdir / "config.toml").write_text(CONFIG.format(d=workdir))
+    (workdir / "config.toml").write_text(private_config(workdir))
     log = (workdir / "containerd.log").open("w")
     proc = subprocess.Popen(["containerd", "--config", str(workdir / "config.toml")],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
