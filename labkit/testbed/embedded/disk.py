@@ -78,15 +78,16 @@ def ensure(root: Path, log: Log = print) -> str:
     root.mkdir(parents=True, exist_ok=True)
     if mode() == "host":
         return "host"
-    why = _unavailable()
+    size = _size()
+    why = _unavailable(size)
     if why is None:
         _clear(root)
-        why = _make_and_mount(root, _size())
+        why = _make_and_mount(root, size)
     if why is not None:
         log(f"[embedded] VM disk: {why}; the VMs' state stays on the host's file system ({root})")
         return "host"
     shutil.rmtree(root / "lost+found", ignore_errors=True)
-    log(f"[embedded] VM disk: ext4 in {IMAGE} (sparse, up to {_size() / GIB:.0f} GiB) mounted on {root}")
+    log(f"[embedded] VM disk: ext4 in {IMAGE} (sparse, up to {size / GIB:.0f} GiB) mounted on {root}")
     return "image"
 
 
@@ -96,15 +97,15 @@ def _size() -> int:
     return min(MAX_SIZE, int(free * 0.8)) >> 20 << 20
 
 
-def _unavailable() -> str | None:
-    """Why the image cannot be used here, or ``None``."""
+def _unavailable(size: int) -> str | None:
+    """Why an image of ``size`` bytes cannot be used here, or ``None``."""
     missing = [tool for tool in ("mkfs.ext4", "mount") if shutil.which(tool) is None]
     if missing:
         return f"{', '.join(missing)} not found (Debian: e2fsprogs, mount)"
     if not Path("/dev/loop-control").exists():
         return "no /dev/loop-control (no loop devices here)"
-    if _size() < MIN_SIZE:
-        return f"{_size() / GIB:.1f} GiB free for {IMAGE}, less than {MIN_SIZE / GIB:.0f} GiB"
+    if size < MIN_SIZE:
+        return f"{size / GIB:.1f} GiB free for {IMAGE}, less than {MIN_SIZE / GIB:.0f} GiB"
     return None
 
 
