@@ -154,13 +154,9 @@ def release(root: Path) -> None:
 def _kill_deletions(root: Path) -> None:
     """SIGKILL every ``rm`` deleting a path under ``root`` (:func:`~.vm.discard`'s background deletions)."""
     prefix = str(root).rstrip("/") + "/"
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if Path(argv[0]).name == "rm" and any(a.startswith(prefix) for a in argv[1:]):
+    for pid, argv in linux.running_deletions().items():
+        if any(a.startswith(prefix) for a in argv[1:]):
             try:
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass

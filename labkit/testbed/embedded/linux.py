@@ -102,3 +102,16 @@ def spawn_detached(argv: Sequence[str], stdout: IO[Any] | int = subprocess.DEVNU
 def delete_detached(path: str | Path) -> None:
     """``rm -rf path`` in a detached process (:func:`spawn_detached`) at idle CPU and I/O priority."""
     spawn_detached(["nice", "-n", "19", "ionice", "-c", "3", "rm", "-rf", "--one-file-system", str(path)])
+
+
+def running_deletions() -> dict[int, list[str]]:
+    """The running ``rm`` processes, pid -> argv (also still in ``nice``/``ionice``: :func:`delete_detached`)."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "rm" in argv:
+            found[int(cmdline.parent.name)] = argv
+    return found

@@ -518,14 +518,7 @@ def purge_trash() -> None:
     trashes = [t for t in (TRASH_ROOT, disk.HOST_TRASH) if t.is_dir()]
     if not trashes:
         return
-    busy = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"rm" in argv:
-            busy.update(a.decode(errors="replace") for a in argv)
+    busy = {arg for argv in linux.running_deletions().values() for arg in argv}
     for entry in (e for trash in trashes for e in trash.iterdir()):
         if str(entry) not in busy:
             linux.delete_detached(entry)
