@@ -8,6 +8,7 @@ change rebuilds only the small wheel layer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -216,6 +217,13 @@ class StaticFile:
 
 # --- Debian rootfs -----------------------------------------------------------------------
 
+@functools.cache
+def mmdebstrap_version() -> str:
+    """``mmdebstrap --version`` (``none`` without it), asked once per process: every image reference
+    computes its layers' keys, and one ``--version`` costs a Perl start (~0.1 s of CPU)."""
+    return run(["mmdebstrap", "--version"]).strip() if shutil.which("mmdebstrap") else "none"
+
+
 @dataclass(frozen=True)
 class DebianRootfs:
     """A Debian rootfs made by ``mmdebstrap`` from this machine's apt sources.
@@ -258,7 +266,7 @@ class DebianRootfs:
     def key(self) -> str:
         sources = [p.read_bytes() for p in sorted(Path("/etc/apt").glob("sources.list*")) if p.is_file()]
         sources += [p.read_bytes() for p in sorted(Path("/etc/apt/sources.list.d").glob("*")) if p.is_file()]
-        version = run(["mmdebstrap", "--version"]).strip() if shutil.which("mmdebstrap") else "none"
+        version = mmdebstrap_version()
         return hash_parts("rootfs", version, self.suite, self.options(), self.emptied, sources,
                           oci.source_date_epoch())
 

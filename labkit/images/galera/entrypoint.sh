@@ -106,6 +106,10 @@ live_peers() {
         [ "${peer%%.*}" = "$NAME" ] && continue
         ip=$(resolve "$peer")
         [ -n "$ip" ] && [ "$ip" != "$POD_IP" ] || continue
+        if [ ! -e "$RUNDIR/resolved-${peer%%.*}" ]; then  # once per peer: when discovery sees it
+            touch "$RUNDIR/resolved-${peer%%.*}"
+            log "peer ${peer%%.*} resolves to $ip"
+        fi
         if timeout 1 bash -c ">/dev/tcp/$ip/$GALERA_PORT" 2>/dev/null; then
             out+=("$ip")
         fi
@@ -131,6 +135,7 @@ TMPDIR_DB="$RUNDIR/tmp"  # the server's own temporary directory (not a /tmp shar
 mkdir -p "$DATADIR" "$RUNDIR" "$TMPDIR_DB"
 chown mysql:mysql "$DATADIR" "$RUNDIR" "$TMPDIR_DB"
 echo starting > "$STATE_FILE"  # not a previous run's state (a run dir kept across restarts)
+rm -f "$RUNDIR"/resolved-*
 
 started=$(date +%s)
 last_log=0

@@ -190,7 +190,10 @@ class Cluster:
             "--event-ttl=1h",
             # APF queues requests under overload, which no experiment creates; it costs a third of
             # an idle apiserver's CPU (docs/embedded.md, "Deviations from k3s")
-            "--enable-priority-and-fairness=false"])
+            "--enable-priority-and-fairness=false",
+            # nothing here uses the 14 beta resources 1.24 still serves, nor OpenAPI v3; building
+            # them is ~30 % of the apiservers' CPU while five start at once (docs/embedded.md)
+            "--runtime-config=api/beta=false", "--feature-gates=OpenAPIV3=false"])
 
     def _wait_apiserver(self, timeout: float) -> None:
         ca, crt, key = self.admin_files()
