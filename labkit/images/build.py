@@ -57,9 +57,6 @@ GALERA_PACKAGES = ("mariadb-server", "galera-4", "rsync", "iproute2", "iputils-p
 #: The galera image's entrypoint (bootstrap or join, see the script's header) and its path in the image.
 GALERA_ENTRYPOINT = Path(__file__).with_name("galera") / "entrypoint.sh"
 GALERA_ENTRYPOINT_DEST = "usr/local/bin/labkit-galera"
-#: The galera image's ``sync`` (the data directory's file system only, see the script) and its path.
-GALERA_SYNC = Path(__file__).with_name("galera") / "sync.sh"
-GALERA_SYNC_DEST = "usr/local/bin/sync"
 
 
 @dataclass(frozen=True)
@@ -136,8 +133,7 @@ def _galera_spec() -> ImageSpec:
         # The data directory made by mariadb-server's postinst (mysql_install_db) holds
         # timestamps and ids, so it is left empty: the entrypoint initialises it at start.
         layers=(DebianRootfs("galera-rootfs", GALERA_PACKAGES, emptied=("var/lib/mysql",)),
-                StaticFile("galera-entrypoint", GALERA_ENTRYPOINT, GALERA_ENTRYPOINT_DEST),
-                StaticFile("galera-sync", GALERA_SYNC, GALERA_SYNC_DEST)),
+                StaticFile("galera-entrypoint", GALERA_ENTRYPOINT, GALERA_ENTRYPOINT_DEST)),
         # Initialises the data directory, bootstraps or joins (labkit/images/galera/entrypoint.sh).
         config=oci.ImageConfig(entrypoint=(f"/{GALERA_ENTRYPOINT_DEST}",),
                                env=oci.ImageConfig().env + ("LANG=C.UTF-8",)),

@@ -37,9 +37,6 @@ DB_READER = "pdc"
 #: Galera write-set cache and InnoDB buffer pool of a member (small: the PDC configuration is tiny).
 GALERA_GCACHE = "32M"
 GALERA_BUFFER_POOL = "64M"
-#: Largest data directory of a member (a memory-backed emptyDir): the system tables, 16 MB of
-#: redo log, the undo tablespaces, the gcache and the PDC configuration take about 150 MB.
-GALERA_DATA_LIMIT = "512Mi"
 #: Readiness of a Galera member: its local state is Synced (root through the unix socket).
 GALERA_SYNCED = ("mariadb -N -B -e \"SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'\" "
                  "| grep -qw Synced")
@@ -420,12 +417,7 @@ def database(plan: Plan, domain: DbDomain, images: Images) -> list[Manifest]:
                  "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
                  "volumeMounts": [{"name": "config", "mountPath": "/etc/mysql/conf.d", "readOnly": True},
                                   {"name": "data", "mountPath": "/var/lib/mysql"}]}
-    # the data directory in memory (tmpfs, on both backends): it holds a few kB of PDC configuration
-    # and lives as long as the pod, as a disk-backed emptyDir would. On the embedded test bed every
-    # VM's disk is one loop device, where an fsync waits behind every other VM's writes (an image
-    # import's): install-db took 23 s there instead of 1.7 s (docs/embedded.md, "The VMs' disk").
-    volumes = [{"name": "config", "configMap": {"name": f"{name}-config"}},
-               {"name": "data", "emptyDir": {"medium": "Memory", "sizeLimit": GALERA_DATA_LIMIT}}]
+    volumes = [{"name": "config", "configMap": {"name": f"{name}-config"}}, {"name": "data", "emptyDir": {}}]
     placement = Placement(domains=[domain.name])
     spec = pod_spec(plan, placement, [container], volumes)
     spec.setdefault("affinity", {})["podAntiAffinity"] = _one_member_per_cluster(domain, _labels("galera", name))

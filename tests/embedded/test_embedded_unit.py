@@ -219,12 +219,3 @@ def test_a_failed_start_keeps_the_vms_logs(tmp_path, monkeypatch) -> None:  # no
     monkeypatch.setattr(vmlib, "STATE_ROOT", tmp_path / "none")
     assert vmlib.keep_logs(kept_root) is None
 
-
-def test_corefile_serves_the_cluster_only_and_caps_negative_answers() -> None:
-    from labkit.testbed.embedded.addons import COREFILE
-
-    words = COREFILE.split()
-    assert "forward" not in words  # no upstream resolver: nothing may leave the kit's namespaces
-    denial = words.index("denial")
-    assert words[denial + 2] == "5"  # NXDOMAIN cached 5 s: a DB domain's joiners see their donor soon
-    assert words[words.index("ttl") + 1] == "30"  # positive answers as kubeadm's and k3s' Corefile
