@@ -218,4 +218,3 @@ def test_a_failed_start_keeps_the_vms_logs(tmp_path, monkeypatch) -> None:  # no
     assert len(list(kept_root.iterdir())) == vmlib.KEPT_LOGS
     monkeypatch.setattr(vmlib, "STATE_ROOT", tmp_path / "none")
     assert vmlib.keep_logs(kept_root) is None
-
