@@ -1,4 +1,4 @@
-"""fsync on the VMs' shared disk while another VM writes, against tmpfs (a Galera member's data directory).
+"""fsync on the VMs' shared disk while another VM writes, against tmpfs (what a memory-backed emptyDir gives).
 
 Run as root, with no test bed up (it mounts an image of its own, as ``vm_disk.py`` does)::
 
@@ -17,28 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
-from vm_disk import image_dir
+from vm_disk import host_dir, image_dir
 
 CHUNK = 1 << 20
-
-
-@contextmanager
-def tmpfs_dir() -> Iterator[Path]:
-    """A fresh directory on ``/dev/shm`` (tmpfs, as a memory-backed emptyDir)."""
-    path = Path(tempfile.mkdtemp(prefix="lkt-bench-", dir="/dev/shm"))
-    try:
-        yield path
-    finally:
-        for child in path.iterdir():
-            child.unlink()
-        path.rmdir()
 
 
 def flood(target: Path, megabytes: int, stop: threading.Event) -> None:
@@ -84,7 +70,7 @@ def main() -> None:
         raise SystemExit("run as root (it loop-mounts an image)")
     sums = {}
     with image_dir() as disk:
-        for name, place in (("shared disk (ext4 on loop)", nullcontext(disk)), ("tmpfs", tmpfs_dir())):
+        for name, place in (("shared disk (ext4 on loop)", nullcontext(disk)), ("tmpfs", host_dir("/dev/shm"))):
             with place as where:
                 stop = threading.Event()
                 writer = threading.Thread(target=flood, args=(disk / "flood", args.flood_mb, stop))

@@ -32,9 +32,9 @@ from labkit.testbed.embedded import disk
 
 
 @contextmanager
-def host_dir() -> Iterator[Path]:
-    """A fresh directory on the host's file system (where the VMs' state lived before the disk)."""
-    path = Path(tempfile.mkdtemp(prefix="lkt-bench-", dir="/var/lib"))
+def host_dir(parent: str = "/var/lib") -> Iterator[Path]:
+    """A fresh directory under ``parent`` (default: the host's file system, where the VMs' state lived before the disk)."""
+    path = Path(tempfile.mkdtemp(prefix="lkt-bench-", dir=parent))
     try:
         yield path
     finally:
