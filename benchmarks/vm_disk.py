@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from labkit import images
-from labkit.images.containerd import private_config
+from labkit.images.containerd import private_containerd
 from labkit.testbed.embedded import disk
 
 
@@ -75,23 +73,12 @@ def import_image(root: Path, archive: Path) -> float:
     """Seconds of ``ctr images import`` of ``archive`` into a throwaway containerd rooted under ``root``."""
     work = root / "containerd"
     work.mkdir()
-    (work / "config.toml").write_text(private_config(work))
-    proc = subprocess.Popen(["containerd", "--config", str(work / "config.toml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    socket = work / "containerd.sock"
     try:
-        deadline = time.monotonic() + 20
-        while not socket.exists():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"containerd did not start in {work}")
-            time.sleep(0.1)
-        start = time.monotonic()
-        images.import_archive(archive, socket)
-        return time.monotonic() - start
+        with private_containerd(work) as socket:
+            start = time.monotonic()
+            images.import_archive(archive, socket)
+            return time.monotonic() - start
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        subprocess.run(["umount", "-R", "-l", str(work / "root")], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from labkit.images import oci
 from labkit.images.sources import ImageError, run
@@ -45,8 +51,43 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 
 def private_config(workdir: Path) -> str:
-    """:data:`PRIVATE_CONFIG` for a throwaway containerd in ``workdir`` (the image tests, benchmarks/vm_disk.py)."""
+    """:data:`PRIVATE_CONFIG` for a throwaway containerd in ``workdir``."""
     return PRIVATE_CONFIG.format(d=workdir)
+
+
+@contextmanager
+def private_containerd(workdir: Path, log: IO[Any] | int = subprocess.DEVNULL,
+                       timeout: float = 20.0) -> Iterator[Path]:
+    """A throwaway containerd rooted in ``workdir`` (the image tests, the benchmarks); yields its socket.
+
+    Writes :func:`private_config`, starts ``containerd`` (output to ``log``), waits up to
+    ``timeout`` s for its socket. On exit it stops it (SIGTERM, SIGKILL after 15 s) and lazily
+    unmounts what its snapshotter left mounted under ``workdir/root``; ``workdir`` stays.
+
+    Raises
+    ------
+    ImageError
+        When the socket does not appear in time.
+    """
+    (workdir / "config.toml").write_text(private_config(workdir))
+    proc = subprocess.Popen(["containerd", "--config", str(workdir / "config.toml")], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    socket = workdir / "containerd.sock"
+    try:
+        deadline = time.monotonic() + timeout
+        while not socket.exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise ImageError(f"containerd in {workdir}: no socket after {timeout:.0f} s (exit {proc.poll()})")
+            time.sleep(0.1)
+        yield socket
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        subprocess.run(["umount", "-R", "-l", str(workdir / "root")], capture_output=True)
 
 
 def ctr_binary() -> str:

@@ -9,7 +9,6 @@ its directory removed afterwards, also when a test fails.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ import pytest
 from labkit import images
 from labkit.images import oci
 from labkit.images.build import build_layer
-from labkit.images.containerd import private_config
+from labkit.images.containerd import private_containerd
 from labkit.images.sources import GoBinary, LabkitWheel
 
 pytestmark = pytest.mark.embedded
@@ -40,24 +39,13 @@ def containerd() -> Iterator[str]:
     """Address of a private containerd, stopped and removed afterwards."""
     _need("containerd", "ctr", "runc")
     workdir = Path(tempfile.mkdtemp(prefix="labkit-ctd-", dir="/tmp"))
-    (workdir / "config.toml").write_text(private_config(workdir))
-    log = (workdir / "containerd.log").open("w")
-    proc = subprocess.Popen(["containerd", "--config", str(workdir / "config.toml")],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    address = str(workdir / "containerd.sock")
     try:
-        _wait_for(lambda: Path(address).exists(), 20, f"containerd socket {address}")
-        yield address
+        with (workdir / "containerd.log").open("w") as log, private_containerd(workdir, log) as socket:
+            try:
+                yield str(socket)
+            finally:
+                _remove_tasks(str(socket))
     finally:
-        _remove_tasks(address)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-        subprocess.run(["umount", "-R", "-l", str(workdir / "root")], capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
