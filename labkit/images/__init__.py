@@ -1,6 +1,6 @@
 """Images (``labkit.images``): OCI archives built without Docker, imported into containerd.
 
-Three images, all under the never-pulled registry name ``labkit.local``:
+Four images, all under the never-pulled registry name ``labkit.local``:
 
 ``pause`` (``labkit.local/pause:1``)
     One layer: a static, stripped Go binary (``go/pause``) that waits for SIGTERM/SIGINT and
@@ -10,8 +10,13 @@ Three images, all under the never-pulled registry name ``labkit.local``:
     Debian bookworm rootfs (mmdebstrap: python3, venv, iproute2, ping) + a layer with the kit's
     pinned dependencies in ``/opt/labkit/venv`` + a small layer with the labkit wheel, so a code
     change rebuilds and re-imports only that last layer.
+``probe`` (``labkit.local/probe:<labkit version>``)
+    The runtime's first layer alone (``ping``, ``ip``): the latency probes' pods.
 ``galera`` (``labkit.local/galera:10.11``)
     Debian bookworm rootfs with mariadb-server and galera-4 (``mariadbd``, ``galera_new_cluster``).
+
+The embedded test bed seeds every node's containerd with the runtime, probe and galera images,
+unpacked once (:mod:`labkit.images.store`), instead of importing them into each node.
 
 Stable API used by other parts of the kit: :func:`build` (name -> archive path) and
 :func:`import_archive` (archive, containerd socket, namespace). See ``docs/images.md``.
@@ -33,6 +38,7 @@ from labkit.images.build import (
     spec,
 )
 from labkit.images.containerd import ImageRecord, archive_ref, import_archive, list_images
+from labkit.images import store
 from labkit.images.sources import ImageError
 
 #: Debian packages the images need on the build/test host, with the reason for each.
@@ -67,6 +73,9 @@ def setup_steps() -> list:  # list[labkit.install.Step]; imported lazily (instal
         step("runtime", "labkit runtime image: bookworm rootfs + pinned Python deps + labkit wheel"),
         step("probe", "labkit probe image: the runtime's bookworm rootfs alone (ping, ip; latency probes)"),
         step("galera", f"{REGISTRY}/galera image: bookworm + mariadb-server + galera-4"),
+        Step(name="image-store", what="node image store: the probe, runtime and galera images unpacked once "
+                                      "for every embedded node (labkit.images.store)",
+             check=lambda: store.is_built(), run=lambda log: store.ensure(log=log), needs_root=True),
     ]
 
 
@@ -77,4 +86,4 @@ def spec_needs_root(name: str) -> bool:
 
 __all__ = ["APT_PACKAGES", "IMAGES", "REGISTRY", "ImageError", "ImageRecord", "ImageSpec", "archive_ref",
            "binary_image_spec", "build", "build_image", "build_spec", "gc", "image_ref", "images_dir", "import_archive", "is_built", "list_images",
-           "setup_steps", "spec", "spec_needs_root"]
+           "setup_steps", "spec", "spec_needs_root", "store"]

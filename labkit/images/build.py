@@ -282,10 +282,16 @@ def build(name: str, log: Log | None = None, *, force: bool = False) -> Path:
 
 def is_built(name: str) -> bool:
     """Whether the archive of ``name`` for the current inputs is in the cache."""
+    return cached_archive(name) is not None
+
+
+def cached_archive(name: str) -> Path | None:
+    """The cached archive of ``name`` for the current inputs, or ``None`` when it is not built (no build)."""
     image = spec(name)
     key = archive_key(image, [source.key() for source in image.layers])[:24]
     root = images_dir()
-    return (root / f"{name}-{key}.oci.tar").exists() and (root / f"{name}-{key}.json").exists()
+    archive = root / f"{name}-{key}.oci.tar"
+    return archive if archive.exists() and (root / f"{name}-{key}.json").exists() else None
 
 
 @contextlib.contextmanager
@@ -358,4 +364,4 @@ def _archive_from_json(data: dict[str, object]) -> oci.Archive:
 
 
 __all__ = ["IMAGES", "REGISTRY", "ImageError", "ImageSpec", "binary_image_spec", "build", "build_image",
-           "build_layer", "build_spec", "gc", "images_dir", "is_built", "spec"]
+           "build_layer", "build_spec", "cached_archive", "gc", "images_dir", "is_built", "spec"]

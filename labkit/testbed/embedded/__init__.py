@@ -32,7 +32,7 @@ from labkit.paths import cache_dir
 from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
-from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node
+from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node, NodeStore
 from labkit.config import Env
 from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, OffloadSpec, Tuning, VmSpec, from_env
 from labkit.testbed.embedded.supervisor import Supervisor
@@ -143,19 +143,31 @@ class LabkitImages:
         from labkit import images
         images.import_archive(archive, socket)
 
+    def node_store(self) -> NodeStore | None:
+        """The node image store of the current archives when ``invoke setup`` built it (never builds)."""
+        from labkit.images import store
+        return store.cached()
+
 
 class _PauseOnce:
-    """Resolves the pause image once (clusters start in parallel threads)."""
+    """Resolves the pause image and the node image store once (clusters start in parallel threads)."""
 
-    def __init__(self, images: ImageSource) -> None:
+    def __init__(self, images: ImageSource, log: Log) -> None:
         self._images = images
         self._pause = images.pause()
+        self._store = images.node_store()
+        if self._store is None:
+            log("[embedded] no node image store for the current images (`invoke setup` builds it): "
+                "each node unpacks the images it is given")
 
     def pause(self) -> tuple[Path, str]:
         return self._pause
 
     def import_archive(self, archive: Path, socket: Path) -> None:
         self._images.import_archive(archive, socket)
+
+    def node_store(self) -> NodeStore | None:
+        return self._store
 
 
 class EmbeddedHost:
@@ -273,7 +285,7 @@ class EmbeddedTestbed:
         vmlib.ensure_host_limits(log=self._log)
         self.vm_disk = vmlib.ensure_disk(self._log)  # before anything writes to the VMs' state
         self._sup = Supervisor(vmlib.STATE_ROOT / "supervisor.log")
-        self._model(env, binaries, _PauseOnce(self._images), self._sup, create=True)
+        self._model(env, binaries, _PauseOnce(self._images, self._log), self._sup, create=True)
         self.timings["vms_s"] = time.monotonic() - start
         self._log(f"[embedded] {len(self._vms)} VMs in {self.timings['vms_s']:.1f} s")
         with ThreadPoolExecutor(max_workers=len(self._clusters)) as pool:

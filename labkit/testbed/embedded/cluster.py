@@ -37,8 +37,9 @@ API_PORT = 6443
 CLUSTER_DOMAIN = "cluster.local"
 PKI = "/etc/kubernetes/pki"
 CONTAINERD_SOCK = "/run/containerd/containerd.sock"
+CONTAINERD_ROOT = "/var/lib/containerd"
 #: Where :meth:`Cluster.import_image` marks the archives a node's containerd imported.
-IMPORTED_DIR = "/var/lib/containerd/labkit-imported"
+IMPORTED_DIR = f"{CONTAINERD_ROOT}/labkit-imported"
 
 
 class ImageSource(Protocol):
@@ -50,6 +51,23 @@ class ImageSource(Protocol):
 
     def import_archive(self, archive: Path, socket: Path) -> None:
         """Import an OCI archive into the containerd listening on ``socket`` (namespace k8s.io)."""
+        ...
+
+    def node_store(self) -> NodeStore | None:
+        """Images unpacked once for every node (:mod:`labkit.images.store`), or ``None``."""
+        ...
+
+
+class NodeStore(Protocol):
+    """Images unpacked once, with which a node's containerd root is filled before it starts."""
+
+    @property
+    def archive_names(self) -> tuple[str, ...]:
+        """File names of the archives the store holds."""
+        ...
+
+    def seed(self, dest: Path) -> bool:
+        """Fill the containerd root ``dest`` (not yet used by a containerd); whether it did."""
         ...
 
 
@@ -251,6 +269,7 @@ class Cluster:
         (etc / "containerd.toml").write_text(containerd_config(pause_ref, str(self.bin.runc),
                                                                str(self.bin.cni_bin_dir)))
         (vm.host_path("/etc/cni/net.d") / "10-labkit.conflist").write_text(cni_config(node.pod_subnet))
+        self._seed(vm)
         socket = vm.host_path(CONTAINERD_SOCK)
         socket.unlink(missing_ok=True)  # a stale file would pass for a listening containerd
         self._spawn(vm, "containerd", [self.bin.containerd, "--config=/etc/kubernetes/containerd.toml"])
@@ -271,6 +290,15 @@ class Cluster:
             "--root-dir=/var/lib/kubelet"] + ([f"--node-labels={labels}"] if labels else []))
         (etc / "kube-proxy.yaml").write_text(json.dumps(kube_proxy_config(vm, self.spec), indent=1))
         self._spawn(vm, "kube-proxy", [self.bin.kube_proxy, "--config=/etc/kubernetes/kube-proxy.yaml"])
+
+    def _seed(self, vm: vmlib.Vm) -> None:
+        """Seed the VM's containerd root from the node image store; mark those archives imported."""
+        store = self.images.node_store()
+        if store is not None and store.seed(vm.host_path(CONTAINERD_ROOT)):
+            markers = vm.host_path(IMPORTED_DIR)
+            markers.mkdir(parents=True, exist_ok=True)
+            for name in store.archive_names:
+                (markers / name).touch()
 
     def _routes(self) -> None:
         for node in self.nodes:
@@ -341,7 +369,7 @@ def _wait_for(cond: Callable[[], bool], timeout: float, what: str, check: Callab
 def containerd_config(sandbox_image: str, runc: str, cni_bin_dir: str) -> str:
     """containerd 1.6 config (version 2) for one VM; paths are the VM's private directories."""
     return f"""version = 2
-root = "/var/lib/containerd"
+root = "{CONTAINERD_ROOT}"
 state = "/run/containerd"
 oom_score = 0
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
@@ -355,7 +383,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = ""
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "/var/lib/containerd/opt"
+  path = "{CONTAINERD_ROOT}/opt"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{sandbox_image}"
