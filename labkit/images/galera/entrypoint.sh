@@ -15,7 +15,11 @@
 # its name, also in a Liqo provider, whose ShadowPod keeps spec.hostname).
 #
 # Bootstrap rule (only one member may ever create the cluster):
-#   * a member whose peers answer on the Galera port (4567) joins them (SST/IST);
+#   * a member whose peers serve clients (their MySQL port answers) joins them (SST/IST). A
+#     member's mariadbd listens there only once it is in a Primary component with a state
+#     (bootstrapped, or its state transfer done), never while it is itself joining: the Galera
+#     port (4567) opens as soon as mariadbd starts, and members that joined each other on it
+#     before any had bootstrapped once formed a non-Primary group with no state (30 Nov, 80);
 #   * member 0 bootstraps a new cluster (--wsrep-new-cluster) only when no peer answers for
 #     GALERA_BOOTSTRAP_WAIT seconds AND its grastate.dat allows it (absent, or
 #     safe_to_bootstrap: 1); otherwise it keeps looking for peers;
@@ -40,7 +44,7 @@ set -euo pipefail
 
 DATADIR=${GALERA_DATADIR:-/var/lib/mysql}
 RUNDIR=${GALERA_RUNDIR:-/run/mysqld}
-GALERA_PORT=${GALERA_PORT:-4567}
+MYSQL_PORT=${GALERA_MYSQL_PORT:-3306}
 BOOTSTRAP_WAIT=${GALERA_BOOTSTRAP_WAIT:-5}
 LOG_FILE_SIZE=${GALERA_LOG_FILE_SIZE:-16M}
 NAME=${GALERA_NAME:-$(hostname)}
@@ -98,7 +102,7 @@ POD_IP=${POD_IP:-$(ip -4 -o addr show scope global 2>/dev/null | awk 'NR == 1 { 
 # resolve NAME -> first IPv4 address (empty when it does not resolve yet)
 resolve() { getent ahostsv4 "$1" 2>/dev/null | awk 'NR == 1 { print $1 }'; }
 
-# addresses of the peers (not this member) whose Galera port answers, comma-separated
+# addresses of the peers (not this member) that serve clients (MySQL port), comma-separated
 live_peers() {
     local out=() peer ip
     IFS=, read -ra all <<< "$GALERA_PEERS"
@@ -110,7 +114,7 @@ live_peers() {
             touch "$RUNDIR/resolved-${peer%%.*}"
             log "peer ${peer%%.*} resolves to $ip"
         fi
-        if timeout 1 bash -c ">/dev/tcp/$ip/$GALERA_PORT" 2>/dev/null; then
+        if timeout 1 bash -c ">/dev/tcp/$ip/$MYSQL_PORT" 2>/dev/null; then
             out+=("$ip")
         fi
     done
@@ -157,7 +161,7 @@ while :; do
         if [ "$(cat "$STATE_FILE")" = waiting-unsafe ]; then
             log "no peer answers and grastate.dat says safe_to_bootstrap: 0; waiting for a peer"
         else
-            log "waiting for a peer on port $GALERA_PORT ($GALERA_PEERS)"
+            log "waiting for a peer serving on port $MYSQL_PORT ($GALERA_PEERS)"
         fi
         last_log=$now
     fi
