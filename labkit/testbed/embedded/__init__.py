@@ -149,7 +149,7 @@ class LabkitImages:
         return store.cached()
 
 
-class _PauseOnce:
+class _ResolvedImages:
     """Resolves the pause image and the node image store once (clusters start in parallel threads)."""
 
     def __init__(self, images: ImageSource, log: Log) -> None:
@@ -285,7 +285,7 @@ class EmbeddedTestbed:
         vmlib.ensure_host_limits(log=self._log)
         self.vm_disk = vmlib.ensure_disk(self._log)  # before anything writes to the VMs' state
         self._sup = Supervisor(vmlib.STATE_ROOT / "supervisor.log")
-        self._model(env, binaries, _PauseOnce(self._images, self._log), self._sup, create=True)
+        self._model(env, binaries, _ResolvedImages(self._images, self._log), self._sup, create=True)
         self.timings["vms_s"] = time.monotonic() - start
         self._log(f"[embedded] {len(self._vms)} VMs in {self.timings['vms_s']:.1f} s")
         with ThreadPoolExecutor(max_workers=len(self._clusters)) as pool:
