@@ -155,9 +155,9 @@ def build_store(path: Path, archives: Sequence[Path], log: Log) -> None:
         with (scratch / "containerd.log").open("w") as out, private_containerd(scratch, out) as socket:
             for archive in archives:
                 import_archive(archive, socket)
-        for leftover in ("state", "config.toml", "containerd.sock", "containerd.sock.ttrpc", "debug.sock"):
-            target = scratch / leftover
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        shutil.rmtree(scratch / "state", ignore_errors=True)  # sockets and the private config: not the store's
+        for leftover in ("config.toml", "containerd.sock", "containerd.sock.ttrpc", "debug.sock"):
+            (scratch / leftover).unlink(missing_ok=True)
         (scratch / META).write_text(json.dumps({"archives": [str(a) for a in archives],
                                                 "containerd": containerd_version()}, indent=1))
         os.replace(scratch, path)
