@@ -255,7 +255,7 @@ def build_spec(image: ImageSpec, log: Log | None = None, *, force: bool = False)
     keys = [source.key() for source in image.layers]
     key = archive_key(image, keys)[:24]
     archive_path, meta = root / f"{name}-{key}.oci.tar", root / f"{name}-{key}.json"
-    with _locked(root / f".{name}.lock"):
+    with locked(root / f".{name}.lock"):
         if not force and archive_path.exists() and meta.exists():
             log(f"[images] {image.ref}: cached {archive_path}")
             os.utime(archive_path)  # in use: no other checkout's build prunes it (see _prune)
@@ -295,8 +295,8 @@ def cached_archive(name: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (two processes never build one image at once)."""
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (two processes never build one image, or one node image store, at once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -364,4 +364,4 @@ def _archive_from_json(data: dict[str, object]) -> oci.Archive:
 
 
 __all__ = ["IMAGES", "REGISTRY", "ImageError", "ImageSpec", "binary_image_spec", "build", "build_image",
-           "build_layer", "build_spec", "cached_archive", "gc", "images_dir", "is_built", "spec"]
+           "build_layer", "build_spec", "cached_archive", "gc", "images_dir", "is_built", "locked", "spec"]

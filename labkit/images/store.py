@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.images.build import PRUNE_UNUSED_S, _locked, build, cached_archive, images_dir
+from labkit.images.build import PRUNE_UNUSED_S, build, cached_archive, images_dir, locked
 from labkit.images.containerd import import_archive, private_containerd
 from labkit.images.sources import ImageError
 
@@ -136,7 +136,7 @@ def ensure(names: Sequence[str] = STORE_IMAGES, log: Log | None = None) -> Store
     archives = [build(n, log) for n in names]
     root = stores_dir()
     path = root / store_key(archives, containerd_version())
-    with _locked(root / ".store.lock"):
+    with locked(root / ".store.lock"):
         if not (path / META).exists():
             build_store(path, archives, log)
             _prune(root, keep=path)
