@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import binascii
 import enum
+import heapq
 import math
+import re
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import NamedTuple
@@ -42,7 +44,7 @@ __all__ = [
     "Cfg3Extra", "DataCodec", "StreamParser",
     "crc_ccitt", "decode_frame", "encode_frame", "peek_header", "frame_type_of",
     "split_time", "frame_time", "make_tq", "parse_tq", "make_stat",
-    "SYNC_BYTE", "MAX_FRAME", "ABSENT_INT", "wrap_data", "block_bytes", "iter_frames", "default_pmu_config",
+    "SYNC_BYTE", "MAX_FRAME", "ABSENT_INT", "wrap_data", "block_bytes", "default_pmu_config",
 ]
 
 SYNC_BYTE = 0xAA
@@ -866,96 +868,180 @@ def decode_frame(buf: bytes | bytearray | memoryview, cfg: ConfigFrame | DataCod
 
 # --------------------------------------------------------------------------- stream parser
 
+#: Second SYNC bytes a frame can start with: bit 7 reserved (0), frame type 0..5, version 1 (2005) or 2 (2011).
+_SYNC2 = frozenset((t << 4) | v for t in range(6) for v in (1, 2))
+#: A plausible frame start: SYNC, one of :data:`_SYNC2`, FRAMESIZE >= 16.
+_CANDIDATE = re.compile(b"\\xaa[" + b"".join(b"\\x%02x" % x for x in sorted(_SYNC2)) + b"]"
+                        b"(?:[\\x01-\\xff][\\x00-\\xff]|\\x00[\\x10-\\xff])", re.DOTALL)
+
+
 class StreamParser:
     """Split a TCP byte stream into frames: handles frames split across reads or packed together.
 
-    ``feed`` never raises: bytes that cannot start a frame, and frames whose FRAMESIZE or CRC
-    is wrong, are skipped (the parser resynchronises on the next SYNC byte) and counted in
-    :attr:`skipped_bytes` and :attr:`bad_frames`.
+    ``feed`` never raises. A frame is accepted when its SYNC, version and FRAMESIZE are plausible
+    and its CHK is right; anything else is skipped (counted in :attr:`skipped_bytes`, each false
+    frame start in :attr:`bad_frames`) and the parser resynchronises on the next plausible frame
+    start. While a frame start claims more bytes than have arrived, a complete, CRC-valid frame
+    found further on proves it false (a half frame, or garbage with a large FRAMESIZE), so a good
+    stream after garbage is not held back until the claimed size has arrived.
 
-    Parameters
-    ----------
-    max_buffer
-        Upper bound of buffered bytes (a frame is at most 65535 bytes).
+    Resynchronisation is linear in the bytes received. Checking a false frame start costs a CRC
+    over its claimed size (up to 65,535 bytes), and garbage can put a false start every two bytes,
+    so such checks are paid from a *credit* of :data:`CREDIT_PER_BYTE` CRC bytes per byte received
+    (capped at :data:`CREDIT_CAP`). A false start checked without credit is skipped whole (its
+    claimed bytes are dropped, paying for the check), and frame starts found further on while
+    there is no credit are not checked. A stream without garbage never spends credit: frames
+    that check out cost only their own bytes. Over any stream the CRC work is at most about
+    ``(CREDIT_PER_BYTE + 3) x bytes + CREDIT_CAP`` (:attr:`crc_bytes` counts it).
+
+    ``feed(data, budget=...)`` also bounds the work of one call (CRC bytes plus
+    :data:`STEP_COST` per frame start examined): it returns early with :attr:`pending` set, and
+    calls with no new bytes finish the backlog. A server feeds each connection this way so that
+    no connection holds the event loop for long (:mod:`labkit.grid.connection`).
     """
 
-    def __init__(self, max_buffer: int = 4 * MAX_FRAME) -> None:
+    #: CRC bytes of credit each received byte adds.
+    CREDIT_PER_BYTE = 2
+    #: Most credit a connection can bank (two largest frames).
+    CREDIT_CAP = 2 * (MAX_FRAME + 1)
+    #: Work units charged per frame start examined (a Python loop turn costs about a 64-byte CRC).
+    STEP_COST = 64
+
+    def __init__(self) -> None:
         self._buf = bytearray()
-        self.max_buffer = max_buffer
+        self._base = 0                  # stream offset of _buf[0]
+        self._credit = self.CREDIT_CAP
+        self._ahead = 0                 # stream offset where the look-ahead scan resumes
+        self._deferred: list[tuple[int, int]] = []   # look-ahead starts not complete yet: (end, start)
+        self._work = 0
+        self._limit = 0
         self.skipped_bytes = 0
         self.bad_frames = 0
         self.frames = 0
+        self.crc_bytes = 0
+        self.pending = False
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
-        """Add received bytes; return the complete, CRC-valid frames now available, in order."""
+    def feed(self, data: bytes | bytearray | memoryview = b"", budget: int | None = None,
+             max_frames: int | None = None) -> list[bytes]:
+        """Add received bytes; return the complete, CRC-valid frames now available, in order.
+
+        Parameters
+        ----------
+        data
+            Bytes just received (may be empty: then only the backlog is worked on).
+        budget
+            Stop after about this much work (see the class docstring); ``None`` = no bound.
+        max_frames
+            Stop after returning this many frames; ``None`` = no bound.
+        """
         buf = self._buf
-        buf += data
+        if data:
+            buf += data
+            self._credit = min(self.CREDIT_CAP, self._credit + self.CREDIT_PER_BYTE * len(data))
+        self._work = 0
+        self._limit = budget if budget is not None else 1 << 62
+        most = max_frames if max_frames is not None else 1 << 62
         out: list[bytes] = []
         pos = 0
         n = len(buf)
+        self.pending = False
         while n - pos >= 4:
-            if buf[pos] != SYNC_BYTE or buf[pos + 1] & 0x80 or (buf[pos + 1] & 0x0F) not in (1, 2):
-                nxt = buf.find(SYNC_BYTE, pos + 1)
-                nxt = n if nxt < 0 else nxt
-                self.skipped_bytes += nxt - pos
-                pos = nxt
-                continue
+            if self._work >= self._limit or len(out) >= most:
+                self.pending = True
+                break
+            self._work += self.STEP_COST
             size = (buf[pos + 2] << 8) | buf[pos + 3]
-            if size < MIN_FRAME:
-                self.bad_frames += 1
-                self.skipped_bytes += 1
-                pos += 1
-                continue
-            if n - pos < size:
-                # Incomplete, or a false SYNC with a large FRAMESIZE: if a complete CRC-valid
-                # frame starts later in the buffer, the candidate was garbage; skip to it.
-                nxt = self._valid_frame_after(buf, pos + 1, n)
-                if nxt < 0:
-                    break
+            if buf[pos] != SYNC_BYTE or buf[pos + 1] not in _SYNC2 or size < MIN_FRAME:
+                nxt = self._next_start(buf, pos + 1, n)
                 self.skipped_bytes += nxt - pos
-                self.bad_frames += 1
                 pos = nxt
                 continue
             end = pos + size
-            if binascii.crc_hqx(memoryview(buf)[pos:end - 2], 0xFFFF) != ((buf[end - 2] << 8) | buf[end - 1]):
+            if end > n:
+                nxt = self._look_ahead(buf, pos, n, end)
+                if nxt < 0:
+                    self.pending = self._work >= self._limit
+                    break
                 self.bad_frames += 1
-                self.skipped_bytes += 1
-                pos += 1
+                self.skipped_bytes += nxt - pos
+                pos = nxt
                 continue
-            out.append(bytes(buf[pos:end]))
-            pos = end
+            self._work += size
+            self.crc_bytes += size
+            if binascii.crc_hqx(memoryview(buf)[pos:end], 0xFFFF) == 0:   # CHK appended: remainder 0
+                out.append(bytes(buf[pos:end]))
+                pos = end
+                continue
+            self.bad_frames += 1
+            cost = max(size, self.STEP_COST)
+            if self._credit >= cost:            # paid: look for the next frame start inside the false one
+                self._credit -= cost
+                nxt = self._next_start(buf, pos + 1, n)
+            else:                               # no credit: the claimed bytes pay for the check
+                nxt = end
+            self.skipped_bytes += nxt - pos
+            pos = nxt
         if pos:
             del buf[:pos]
-        if len(buf) > self.max_buffer:
-            self.skipped_bytes += len(buf)
-            buf.clear()
+            self._base += pos
         self.frames += len(out)
         return out
 
     @staticmethod
-    def _valid_frame_after(buf: bytearray, start: int, n: int) -> int:
-        """Offset of the first complete, CRC-valid frame at or after ``start``, or -1."""
-        pos = buf.find(SYNC_BYTE, start)
-        while 0 <= pos <= n - MIN_FRAME:
-            tv = buf[pos + 1]
-            if not tv & 0x80 and (tv & 0x0F) in (1, 2):
-                size = (buf[pos + 2] << 8) | buf[pos + 3]
-                end = pos + size
-                if MIN_FRAME <= size and end <= n and binascii.crc_hqx(
-                        memoryview(buf)[pos:end - 2], 0xFFFF) == ((buf[end - 2] << 8) | buf[end - 1]):
-                    return pos
-            pos = buf.find(SYNC_BYTE, pos + 1)
-        return -1
+    def _next_start(buf: bytearray, start: int, n: int) -> int:
+        """Offset of the next plausible frame start at or after ``start`` (or where one may still begin)."""
+        m = _CANDIDATE.search(buf, start)
+        if m is not None:
+            return m.start()
+        tail = buf.find(SYNC_BYTE, max(start, n - 3))   # a frame start cut off by the end of the buffer
+        return n if tail < 0 else tail
+
+    def _look_ahead(self, buf: bytearray, pos: int, n: int, pos_end: int) -> int:
+        """Offset of a complete, CRC-valid frame after ``pos`` that proves the frame start at ``pos``
+        false, or -1. Frame starts are examined once each (across calls); those not complete yet are
+        checked when they are, if they complete before the one at ``pos`` does."""
+        base, deferred = self._base, self._deferred
+        while deferred and deferred[0][0] - base <= n:
+            end, start = heapq.heappop(deferred)
+            q = start - base
+            if q > pos and self._check_ahead(buf, q, end - base):
+                return q
+        q = max(self._ahead - base, pos + 1)
+        while True:
+            if self._work >= self._limit:
+                self._ahead = base + q
+                return -1
+            m = _CANDIDATE.search(buf, q)
+            if m is None:
+                self._ahead = base + max(q, n - 3)
+                return -1
+            q = m.start()
+            self._work += self.STEP_COST
+            end = q + ((buf[q + 2] << 8) | buf[q + 3])
+            if end <= n:
+                if self._check_ahead(buf, q, end):
+                    self._ahead = base + q + 1
+                    return q
+            elif end < pos_end:   # completes before the start at pos does: worth checking then
+                heapq.heappush(deferred, (base + end, base + q))
+            q += 1
+
+    def _check_ahead(self, buf: bytearray, q: int, end: int) -> bool:
+        """CRC check of a look-ahead frame start, if the credit pays for it (else: not a frame)."""
+        cost = max(end - q, self.STEP_COST)
+        if self._credit < cost:
+            return False
+        self._work += end - q
+        self.crc_bytes += end - q
+        if binascii.crc_hqx(memoryview(buf)[q:end], 0xFFFF) == 0:
+            return True
+        self._credit -= cost
+        return False
 
     @property
     def buffered(self) -> int:
-        """Bytes held waiting for the rest of a frame."""
+        """Bytes held waiting for the rest of a frame (or for the next call, see :attr:`pending`)."""
         return len(self._buf)
-
-
-def iter_frames(data: bytes) -> Iterable[bytes]:
-    """Frames of a complete byte string (convenience wrapper around :class:`StreamParser`)."""
-    return StreamParser(max_buffer=max(len(data), 4 * MAX_FRAME)).feed(data)
 
 
 def default_pmu_config(station: str, idcode: int, phasor_names: Sequence[str], *, fnom: int = 50,

@@ -214,3 +214,54 @@ def test_parser_raises_only_frame_error_on_any_bytes(seed: int, raw: bytes) -> N
         _must_be_frame_error(data, _CFG_FOR_FUZZ if i % 2 else None)
         for frame in parser.feed(data):
             _must_be_frame_error(frame, _CFG_FOR_FUZZ)
+
+
+# --------------------------------------------------------------------------- resynchronisation cost (issue 26, item 1)
+
+class _CountingBinascii:
+    """Stands in for the codec's ``binascii``: counts the bytes every CRC call covers."""
+
+    def __init__(self) -> None:
+        import binascii
+
+        self._crc = binascii.crc_hqx
+        self.crc_bytes = 0
+
+    def crc_hqx(self, data, value):  # noqa: ANN001, ANN201
+        self.crc_bytes += len(data)
+        return self._crc(data, value)
+
+
+@pytest.mark.parametrize("pattern", [b"\xaa\x01\xff\xff",          # the issue's false frame start
+                                     b"\xaa\x01\xff\xff\xaa",      # period 5: FRAMESIZE 65535 lands on a SYNC
+                                     b"\xaa\x01\xaa\x01",          # a plausible candidate every 2 bytes
+                                     b"\xaa\x01\x00\x10" + bytes(12)])   # minimal 16-byte false frames
+def test_stream_parser_resync_work_is_linear_in_bytes(monkeypatch: pytest.MonkeyPatch, pattern: bytes) -> None:
+    """CRC work per received byte is bounded whatever the garbage, and the good frames after it still come out."""
+    counter = _CountingBinascii()
+    monkeypatch.setattr(c, "binascii", counter)
+    cfg = _cfg()
+    good = [c.DataCodec(cfg).encode(_data(cfg)) for _ in range(3)]
+    garbage = pattern * (160 * 1024 // len(pattern))
+    stream = garbage + b"".join(good)
+    parser = c.StreamParser()
+    got: list[bytes] = []
+    for i in range(0, len(stream), 4096):
+        got += parser.feed(stream[i:i + 4096])
+    assert counter.crc_bytes <= 8 * len(stream), counter.crc_bytes / len(stream)
+    assert parser.bad_frames > 0 and parser.skipped_bytes >= len(garbage) - 2 * c.MAX_FRAME
+    assert got[-1:] == good[-1:]
+
+
+def test_stream_parser_stops_at_its_work_budget_and_resumes() -> None:
+    """``feed(budget=...)`` bounds the work of one call; calls with no new bytes finish the backlog."""
+    cfg = _cfg()
+    good = c.DataCodec(cfg).encode(_data(cfg))
+    stream = b"\xaa\x01\x00\x10" * 20000 + good * 200
+    parser = c.StreamParser()
+    got = parser.feed(stream, budget=4096)
+    calls = 1
+    while parser.pending:
+        got += parser.feed(b"", budget=4096)
+        calls += 1
+    assert calls > 10 and got == [good] * 200 and parser.buffered == 0
