@@ -195,7 +195,7 @@ def test_recorder_status_reports_the_gap_and_the_stop_file_closes_it(tmp_path: P
         pdc = Pdc(cfg)
         port = await pdc.start("127.0.0.1", 0)
         rec = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "labkit.grid.recorder", "--port", str(port), "--idcode", "9", "--out", str(out),
+            sys.executable, "-m", "labkit.grid.recorder", "--port", str(port), "--idcode", "50", "--out", str(out),
             "--stop-file", str(stop), "--status-file", str(status), "--flush-every", "0.2", "--backoff-max", "0.2")
         try:
             for _ in range(600):                          # interpreter start (slow on a loaded machine) + frames

@@ -24,4 +24,5 @@ def add_upstream(ap: argparse.ArgumentParser) -> None:
     port = ap.add_mutually_exclusive_group(required=True)
     port.add_argument("--port", type=int, help="server port")
     port.add_argument("--port-file", help="read the server port from this file (waits until it exists)")
-    ap.add_argument("--idcode", type=int, required=True, help="IDCODE put in command frames")
+    ap.add_argument("--idcode", type=int, required=True,
+                    help="IDCODE of the stream to read (commands are addressed to it; a server ignores others)")

@@ -43,8 +43,6 @@ GALERA_SYNCED = ("mariadb -N -B -e \"SHOW GLOBAL STATUS LIKE 'wsrep_local_state_
 #: A file whose presence fails every container's liveness probe (the ``pod-liveness-fail`` fault
 #: touches it, as the thesis' pod-failure test makes the liveness probe fail, 7.4.1).
 UNHEALTHY_FILE = "/tmp/labkit-unhealthy"
-#: IDCODE the state estimator puts in its command frames.
-SE_IDCODE = 900
 #: Liqo's taint on virtual nodes; pods of offloaded namespaces tolerate it.
 VIRTUAL_NODE_TAINT = "virtual-node.liqo.io/not-allowed"
 
@@ -344,7 +342,7 @@ def estimators(plan: Plan, images: Images) -> list[Manifest]:
                   "inputs": [_address(env, p.name) for p in pdcs],
                   "pmu_buses": {p.name: p.bus for p in env.grid.pmus}}
         source = config["inputs"][0]  # the estimator reads one stream: the first high-level PDC
-        args = ["--host", source["host"], "--port", str(source["port"]), "--idcode", str(SE_IDCODE),
+        args = ["--host", source["host"], "--port", str(source["port"]), "--idcode", str(source["idcode"]),
                 "--network", env.grid.network]
         out += _owned(plan, ns, deployment(plan, "se", ns, "se", "labkit.grid.se", images.runtime,
                                            pdcs[0].placement, config, args=args, serves=False))

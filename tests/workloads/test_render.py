@@ -172,3 +172,11 @@ def test_database_experiment_stores_the_rendered_pdc_configs(thesis: Plan) -> No
     assert {m.cluster for m in objects} == {"root"}
     with pytest.raises(DatabaseError, match=r"no DB domain 'nope'; db_domains: \['pdc-config'\]"):
         domain_of(thesis, "nope")
+
+
+def test_state_estimator_addresses_its_commands_to_the_high_pdc_stream(thesis: Plan) -> None:
+    """A C37.118 server obeys only commands carrying its own IDCODE (C37.118.2-2011, 6.2)."""
+    (container,) = _find(render(thesis), "Deployment", "se")["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    high = next(p for p in thesis.env.grid.pdcs if p.level == "high")
+    assert args[args.index("--idcode") + 1] == str(high.idcode)

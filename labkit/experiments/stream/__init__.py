@@ -48,7 +48,7 @@ from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, INSTANCE, REC
 from labkit.experiments.stream.envs import MULTILEVEL_CI, colocated_env, kept, movable_low_env, reduced_env
 from labkit.experiments.stream.phases import (LOG_EVENTS, PHASES, downtime_after, parse_log, pdc_logs, phase_split,
                                               repetition_rows, restart_logs)
-from labkit.experiments.stream.recorders import (REC_OUT, REC_STATUS, REC_STOP, RECORDER_IDCODE, RecorderPod,
+from labkit.experiments.stream.recorders import (REC_OUT, REC_STATUS, REC_STOP, RecorderPod,
                                                  recorder_manifest, service_host, start_recorder, start_recorders,
                                                  stop_recorder, wait_recovered, wait_streaming)
 from labkit.experiments.stream.scenarios import (cluster_failure_once, experiment_table, island_rows,
@@ -69,7 +69,7 @@ __all__ = [
     "home_pods", "hosting_cluster", "load_runtime", "pod_namespace", "prepare", "remove_chain", "wait_databases",
     "wait_ready",
     # recorders
-    "REC_OUT", "REC_STATUS", "REC_STOP", "RECORDER_IDCODE", "RecorderPod", "recorder_manifest", "service_host",
+    "REC_OUT", "REC_STATUS", "REC_STOP", "RecorderPod", "recorder_manifest", "service_host",
     "start_recorder", "start_recorders", "stop_recorder", "wait_recovered", "wait_streaming",
     # phases
     "LOG_EVENTS", "PHASES", "downtime_after", "parse_log", "pdc_logs", "phase_split", "repetition_rows",

@@ -22,8 +22,6 @@ from labkit.testbed.pods import PodHost, start_pods
 from labkit.workloads.render import C37118_PORT
 
 
-#: IDCODE the recorders put in their command frames.
-RECORDER_IDCODE = 950
 #: Files of a recorder pod (an emptyDir at /data).
 REC_OUT, REC_STOP, REC_STATUS = "/data/frames.csv", "/data/stop", "/data/status.json"
 
@@ -48,9 +46,10 @@ class RecorderPod:
             return {}
 
 
-def recorder_manifest(name: str, image: str, node: str, target: str) -> dict[str, Any]:
-    """A pod on ``node`` recording ``target``:4712 until ``/data/stop`` exists, then idling (for the fetch)."""
-    cmd = (f"python -m labkit.grid.recorder --host {target} --port {C37118_PORT} --idcode {RECORDER_IDCODE} "
+def recorder_manifest(name: str, image: str, node: str, target: str, idcode: int) -> dict[str, Any]:
+    """A pod on ``node`` recording stream ``idcode`` at ``target``:4712 until ``/data/stop`` exists, then idling
+    (for the fetch). ``idcode`` is the PDC's: a C37.118 server obeys only commands addressed to its IDCODE."""
+    cmd = (f"python -m labkit.grid.recorder --host {target} --port {C37118_PORT} --idcode {idcode} "
            f"--out {REC_OUT} --stop-file {REC_STOP} --status-file {REC_STATUS} --backoff-max 0.5 "
            f"--gap {DOWNTIME_THRESHOLD_S} "
            f"--flush-every 0.5; touch /data/done; sleep infinity")
@@ -64,11 +63,12 @@ def recorder_manifest(name: str, image: str, node: str, target: str) -> dict[str
                      "volumes": [{"name": "data", "emptyDir": {}}]}}
 
 
-def start_recorder(testbed: Any, env: Env, stream: str, cluster: str, target: str, image: str) -> RecorderPod:
-    """Start a recorder pod on the first node of ``cluster`` subscribed to ``target``."""
+def start_recorder(testbed: Any, env: Env, stream: str, cluster: str, target: str, image: str,
+                   idcode: int) -> RecorderPod:
+    """Start a recorder pod on the first node of ``cluster`` subscribed to stream ``idcode`` at ``target``."""
     node = env.cluster(cluster).nodes[0].name
     (host,) = start_pods(testbed.kube(cluster), RECORDER_NAMESPACE,
-                         [recorder_manifest(f"rec-{stream}", image, node, target)], timeout=180)
+                         [recorder_manifest(f"rec-{stream}", image, node, target, idcode)], timeout=180)
     return RecorderPod(stream, cluster, target, host)
 
 
@@ -130,11 +130,12 @@ def start_recorders(testbed: Any, chain: Chain, image: str, low_cluster: str | N
     """
     low_cluster = low_cluster or chain.owner(chain.low)
     owner_high = chain.owner(chain.high)
+    idcodes = {p.name: p.idcode for p in chain.env.grid.pdcs}
     recorders = {
         "low": start_recorder(testbed, chain.env, "low", low_cluster,
-                              low_target or service_host(chain, chain.low, low_cluster), image),
+                              low_target or service_host(chain, chain.low, low_cluster), image, idcodes[chain.low]),
         "high": start_recorder(testbed, chain.env, "high", owner_high,
-                               service_host(chain, chain.high, owner_high), image),
+                               service_host(chain, chain.high, owner_high), image, idcodes[chain.high]),
     }
     wait_streaming(list(recorders.values()))
     return recorders
