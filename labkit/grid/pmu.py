@@ -9,8 +9,10 @@ One process can act as one PMU (one bus) or as a station with several PMU blocks
 stream (``--bus 1 --bus 2``); block ``i`` has IDCODE ``idcode + i``.
 
 :class:`FrameServer` is the protocol part (commands, clients, slow or vanished peers) and is
-reused by the PDC's output. Garbage, half frames and vanished peers only affect the client
-that sent them.
+reused by the PDC's output. It obeys only commands addressed to its own IDCODE. Garbage, half
+frames and vanished peers only affect the client that sent them: each connection's parsing
+work per event-loop turn is bounded and its bad frames are counted and logged
+(:mod:`labkit.grid.connection`).
 
 CLI::
 
@@ -34,6 +36,7 @@ import numpy as np
 
 from labkit.grid import c37118 as c
 from labkit.grid import cli
+from labkit.grid.connection import FrameProtocol, WarnLimiter
 
 __all__ = ["FrameServer", "PmuServer", "build_config", "main", "RATES"]
 
@@ -45,40 +48,48 @@ RATES = (1, 2, 5, 10, 12, 15, 20, 25, 30, 50, 60, 100, 120)
 WRITE_LIMIT = 1 << 20
 
 
-class _ClientProtocol(asyncio.Protocol):
+class _ClientProtocol(FrameProtocol):
     """One connected client of a :class:`FrameServer`."""
 
     def __init__(self, server: FrameServer) -> None:
+        super().__init__(log, "client")
         self.server = server
-        self.parser = c.StreamParser()
-        self.transport: asyncio.Transport | None = None
         self.streaming = False
         self.dropped = 0
         self.peer = None
+        self.foreign: WarnLimiter | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        super().connection_made(transport)
         self.peer = transport.get_extra_info("peername")
+        self.label = f"client {_address(self.peer)}"
+        self.garbage.what = f"{self.label}: bad frames"
+        self.foreign = WarnLimiter(log, f"{self.label}: commands for another IDCODE ignored")
         self.server.clients.add(self)
-        log.info("client %s connected", self.peer)
+        log.info("%s connected", self.label)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.foreign is not None:
+            self.foreign.flush()
         self.server.clients.discard(self)
         self.server.streaming.discard(self)
-        log.info("client %s gone (%s)", self.peer, exc or "closed")
+        log.info("%s gone (%s)", self.label, exc or "closed")
 
-    def data_received(self, data: bytes) -> None:
-        for raw in self.parser.feed(data):
-            try:
-                frame = c.decode_frame(raw)
-            except c.FrameError as exc:
-                self.server.bad_frames += 1
-                log.debug("client %s sent a bad frame: %s", self.peer, exc)
-                continue
-            if isinstance(frame, c.CommandFrame):
-                self.server.handle_command(self, frame)
-            else:
-                self.server.ignored_frames += 1
+    def frame_received(self, raw: bytes) -> None:
+        try:
+            frame = c.decode_frame(raw)
+        except c.FrameError as exc:
+            self.count_bad_frame(str(exc))
+            return
+        if isinstance(frame, c.CommandFrame):
+            self.server.handle_command(self, frame)
+        else:
+            self.server.ignored_frames += 1
+
+    def garbage_received(self, frames: int, skipped: int) -> None:
+        self.server.bad_frames += frames
+        self.server.skipped_bytes += skipped
 
     def send(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -88,6 +99,13 @@ class _ClientProtocol(asyncio.Protocol):
             self.server.dropped += 1
             return
         self.transport.write(data)
+
+
+def _address(peer: object) -> str:
+    """``host:port`` of a socket peer address (as asyncio gives it)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
 
 
 class FrameServer:
@@ -113,7 +131,9 @@ class FrameServer:
         self.streaming: set[_ClientProtocol] = set()
         self.ready = asyncio.Event()
         self.bad_frames = 0
+        self.skipped_bytes = 0
         self.ignored_frames = 0
+        self.foreign_commands = 0
         self.dropped = 0
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -129,8 +149,17 @@ class FrameServer:
         self.ready.set()
 
     def handle_command(self, client: _ClientProtocol, cmd: c.CommandFrame) -> None:
-        """Act on one command frame from ``client``."""
+        """Act on one command frame from ``client``.
+
+        A command's IDCODE names the stream it is for (C37.118.2-2011, 6.2): commands for another
+        IDCODE are ignored, counted in :attr:`foreign_commands` and logged (rate-limited).
+        """
         code = cmd.command
+        if cmd.idcode != self.idcode:
+            self.foreign_commands += 1
+            if client.foreign is not None:
+                client.foreign.add(1, f"last: CMD {code} for IDCODE {cmd.idcode}; this stream is IDCODE {self.idcode}")
+            return
         if code == c.Command.START:
             client.streaming = True
             self.streaming.add(client)
@@ -149,7 +178,7 @@ class FrameServer:
             client.send(c.encode_frame(c.HeaderFrame(self.idcode, self._header(), soc, frac)))
         else:
             self.ignored_frames += 1
-            log.info("client %s sent unsupported command %d", client.peer, code)
+            log.info("%s sent unsupported command %d", client.label, code)
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -169,7 +198,7 @@ class FrameServer:
         try:
             client.send(c.encode_frame(c.ConfigFrame(**{**_fields(frame), "soc": soc, "fracsec": frac})))
         except c.FrameError as exc:
-            log.error("cannot send %s to %s: %s", kind.name, client.peer, exc)
+            log.error("cannot send %s to %s: %s", kind.name, client.label, exc)
 
     def broadcast(self, data: bytes) -> int:
         """Send ``data`` to every client that started the stream; return how many got it."""
