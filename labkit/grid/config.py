@@ -77,6 +77,12 @@ class PdcConfig:
         Reconnect backoff bounds in seconds (doubling from min to max).
     config_timeout
         Seconds to wait for every input's CFG-2 before serving with the inputs known so far.
+    max_lead
+        Frames stamped more than this many seconds ahead of the PDC's clock (and of the other
+        inputs' latest frames) are dropped as early.
+    config_change_notice
+        Seconds of STAT bit 10 ("configuration change") before the output layout changes
+        (C37.118.2-2011 advises 60; see ``docs/grid.md``).
     """
 
     idcode: int
@@ -88,12 +94,14 @@ class PdcConfig:
     backoff_min: float = 0.1
     backoff_max: float = 5.0
     config_timeout: float = 5.0
+    max_lead: float = 0.5
+    config_change_notice: float = 1.0
     name: str = "pdc"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 _TOP_KEYS = {"name", "idcode", "inputs", "wait_window", "wait_window_ms", "output_port", "output_host", "rate",
-             "backoff_min", "backoff_max", "config_timeout"}
+             "backoff_min", "backoff_max", "config_timeout", "max_lead", "config_change_notice"}
 #: Descriptive keys a rendered config file may carry (``labkit.workloads.render``); kept in ``extra``.
 _EXTRA_KEYS = {"level", "db"}
 
@@ -168,9 +176,14 @@ def from_mapping(d: Mapping[str, Any], where: str = "config") -> PdcConfig:
         raise PdcConfigError(f"{where}: need 0 < backoff_min <= backoff_max, got {bmin} and {bmax}")
     cto = _as(d.get("config_timeout", 5.0), float, f"{where}: field 'config_timeout'")
     _range(cto, 0.0, 3600.0, f"{where}: field 'config_timeout'")
+    lead = _as(d.get("max_lead", 0.5), float, f"{where}: field 'max_lead'")
+    _range(lead, 0.0, 3600.0, f"{where}: field 'max_lead'")
+    notice = _as(d.get("config_change_notice", 1.0), float, f"{where}: field 'config_change_notice'")
+    _range(notice, 0.0, 3600.0, f"{where}: field 'config_change_notice'")
     return PdcConfig(idcode=idcode, inputs=tuple(inputs), wait_window=wait, output_port=port, rate=rate,
                      output_host=_as(d.get("output_host", "127.0.0.1"), str, f"{where}: field 'output_host'"),
-                     backoff_min=bmin, backoff_max=bmax, config_timeout=cto,
+                     backoff_min=bmin, backoff_max=bmax, config_timeout=cto, max_lead=lead,
+                     config_change_notice=notice,
                      name=_as(d.get("name", "pdc"), str, f"{where}: field 'name'"),
                      extra={k: d[k] for k in sorted(_EXTRA_KEYS & set(d))})
 
@@ -461,5 +474,6 @@ def to_mapping(cfg: PdcConfig) -> dict[str, Any]:
     """Plain mapping of ``cfg`` (what a JSON/YAML config file holds)."""
     return {"name": cfg.name, "idcode": cfg.idcode, "wait_window": cfg.wait_window, "output_port": cfg.output_port,
             "output_host": cfg.output_host, "rate": cfg.rate, "backoff_min": cfg.backoff_min,
-            "backoff_max": cfg.backoff_max, "config_timeout": cfg.config_timeout,
+            "backoff_max": cfg.backoff_max, "config_timeout": cfg.config_timeout, "max_lead": cfg.max_lead,
+            "config_change_notice": cfg.config_change_notice,
             "inputs": [{"name": i.name, "host": i.host, "port": i.port, "idcode": i.idcode} for i in cfg.inputs]}

@@ -6,12 +6,25 @@ frames, its own CFG-2 listing every input's PMUs in configuration order) to any 
 clients.
 
 Alignment (openPDC's *lag time*): frame time ``k / rate`` is published as soon as every
-connected input has delivered it, or at wall-clock time ``k / rate + wait_window`` with what
-arrived; a missing input's PMU blocks are filled with absent values (NaN / 0x8000) and STAT
-bits 15-14 = 10 ("absent data inserted, do not use"). Frames older than the last published
-time are *late* and dropped; frames more than ``LEAD_TIME`` seconds ahead of the clock are
-dropped. PMU blocks are forwarded as received (no re-encoding), so STAT, formats and values
-pass through untouched, which is also what makes one process able to concentrate many PMUs.
+connected input has delivered it (a frame time still ahead of the PDC's clock only if at least
+two inputs delivered it: one input alone cannot move the output's time forward), or at
+wall-clock time ``k / rate + wait_window`` with what arrived; a missing input's PMU blocks are
+filled with absent values (NaN / 0x8000) and STAT bits 15-14 = 10 ("absent data inserted, do
+not use"). Frames older than the last published time are *late*; frames stamped more than
+``max_lead`` seconds ahead of the PDC's clock (and of the latest frames of the other inputs,
+should the PDC's own clock lag) are *early*; both are dropped, counted per input
+(:attr:`PdcStats.inputs`) and logged at WARNING with the input's name (rate-limited). So one
+input with a wrong clock cannot move the output's time. PMU blocks are forwarded as received
+(no re-encoding), so STAT, formats and values pass through untouched, which is also what makes
+one process able to concentrate many PMUs.
+
+The output layout is built from the inputs' CFG-2s. An input that joins after
+``config_timeout``, or whose configuration changes, changes it; the change follows
+C37.118.2-2011's STAT bit 10 ("configuration change"): from the moment the PDC knows the new
+layout it sets bit 10 in every PMU block of its (old-layout) data frames, answers "send CFG-2"
+with the new configuration, and switches at the top of a second (FRACSEC = 0) at least
+``config_change_notice`` seconds later; the first new-layout frame has bit 10 clear. A client
+holding the new CFG-2 applies it from the first frame without bit 10 (:class:`StreamClient` does).
 
 An input that disappears (EOF, error, or no frame for ``idle_timeout``) is reconnected with
 exponential backoff (``backoff_min`` doubling to ``backoff_max``). The first frame forwarded
@@ -36,6 +49,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
+import statistics
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -44,62 +59,125 @@ from dataclasses import dataclass, field
 from labkit.grid import c37118 as c
 from labkit.grid import cli
 from labkit.grid.config import PdcConfig, PdcConfigError, load_config_timed
+from labkit.grid.connection import FrameProtocol, WarnLimiter
 from labkit.grid.pmu import FrameServer, serve_until_signal
 
-__all__ = ["StreamClient", "Pdc", "main", "LEAD_TIME"]
+__all__ = ["StreamClient", "StreamCounters", "Pdc", "PdcStats", "main"]
 
 log = logging.getLogger("labkit.grid.pdc")
 
-#: Frames stamped further than this ahead of the local clock are dropped (seconds).
-LEAD_TIME = 5.0
 _TS = struct.Struct(">II")
+#: STAT bit 10 (configuration change) in the high byte of a PMU block's STAT word.
+_CFG_CHANGE_HI = c.Stat.CONFIG_CHANGE >> 8
+#: A server that set STAT bit 10 this recently announced the CFG-2 the client receives next.
+_ANNOUNCE_MEMORY = 5.0
 
 
-class _InputProtocol(asyncio.Protocol):
+@dataclass
+class StreamCounters:
+    """What one input stream delivered and what was dropped, by reason."""
+
+    frames: int = 0          # data frames matching the configuration
+    wrong_size: int = 0      # data frames whose size does not match the configuration
+    bad_frames: int = 0      # false frame starts / unusable bytes runs (see StreamParser)
+    skipped_bytes: int = 0
+    late: int = 0            # PDC: older than the last frame sent
+    early: int = 0           # PDC: stamped too far ahead
+    off_grid: int = 0        # PDC: timestamp not on the output's reporting grid
+
+
+class _InputProtocol(FrameProtocol):
     """Protocol of one :class:`StreamClient` connection."""
 
     def __init__(self, client: StreamClient) -> None:
+        super().__init__(log, client.name)
         self.client = client
-        self.parser = c.StreamParser()
-        self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
         self.last_rx = time.monotonic()
-        self._last_cfg_request = 0.0
+        self.started = False
+        self.wrong_size = WarnLimiter(log, f"{client.name}: data frames of the wrong size dropped")
+        self._last_request = -math.inf
+        self._announced = -math.inf
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        super().connection_made(transport)
         self.request(c.Command.CFG2)
 
     def request(self, command: int) -> None:
+        """Send a command frame addressed to the stream's IDCODE."""
         if self.transport is not None and not self.transport.is_closing():
             soc, frac = c.split_time(time.time())
             self.transport.write(c.encode_frame(c.CommandFrame(self.client.idcode, command, soc, frac)))
 
+    def _request_config(self, every: float) -> None:
+        now = time.monotonic()
+        if now - self._last_request >= every:
+            self._last_request = now
+            self.request(c.Command.CFG2)
+
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
+        super().data_received(data)
+
+    def frame_received(self, raw: bytes) -> None:
         client = self.client
-        for raw in self.parser.feed(data):
-            ftype = (raw[1] >> 4) & 7
-            if ftype == 0:
-                if client.cfg is not None and len(raw) == client.frame_size:
-                    client.frames += 1
-                    client.on_frame(raw)
-                else:
-                    client.mismatched += 1
-                    now = time.monotonic()
-                    if now - self._last_cfg_request > 1.0:  # configuration changed upstream: ask again
-                        self._last_cfg_request = now
-                        self.request(c.Command.CFG2)
-            elif ftype == c.FrameType.CFG2:
-                try:
-                    cfg = c.decode_frame(raw)
-                except c.FrameError as exc:
-                    log.warning("%s: bad CFG-2: %s", client.name, exc)
-                    continue
-                client.set_config(cfg)  # type: ignore[arg-type]
-                self.request(c.Command.START)
+        if raw[1] & 0x70 == 0:                       # data frame
+            if len(raw) == client.frame_size and client.pending is None:
+                client.counters.frames += 1
+                client.on_frame(raw)
+                if raw[14] & _CFG_CHANGE_HI:
+                    self._announcement()
+            else:
+                self._odd_data_frame(raw)
+        elif (raw[1] >> 4) & 7 == c.FrameType.CFG2:
+            try:
+                cfg = c.decode_frame(raw)
+            except c.FrameError as exc:
+                self.count_bad_frame(f"bad CFG-2: {exc}")
+                return
+            self._config_received(cfg)  # type: ignore[arg-type]
+
+    def _announcement(self) -> None:
+        """STAT bit 10: the server's configuration will change; fetch the new one (at most twice a second)."""
+        self._announced = time.monotonic()
+        self._request_config(0.5)
+
+    def _odd_data_frame(self, raw: bytes) -> None:
+        client = self.client
+        size, pending = len(raw), client.pending
+        if pending is not None and size == pending.data_frame_size and (
+                size != client.frame_size or not raw[14] & _CFG_CHANGE_HI):
+            client.set_config(pending)              # the announced layout took effect with this frame
+        if client.cfg is not None and size == client.frame_size:
+            client.counters.frames += 1
+            client.on_frame(raw)
+            if raw[14] & _CFG_CHANGE_HI:
+                self._announcement()
+            return
+        client.counters.wrong_size += 1
+        want = f"the configuration says {client.frame_size}" if client.cfg is not None else "no configuration yet"
+        self.wrong_size.add(1, f"last: {size} bytes, {want}")
+        self._request_config(1.0)                   # changed upstream without notice: ask again
+
+    def _config_received(self, cfg: c.ConfigFrame) -> None:
+        client = self.client
+        if not self.started:                        # first CFG-2 of this connection: install, start
+            self.started = True
+            client.set_config(cfg)
+            self.request(c.Command.START)
+        elif client.cfg is None or _strip_time(cfg) != _strip_time(client.cfg):
+            if time.monotonic() - self._announced < _ANNOUNCE_MEMORY:
+                client.pending = cfg                # announced: apply from its first frame
+            else:
+                client.set_config(cfg)
+
+    def garbage_received(self, frames: int, skipped: int) -> None:
+        self.client.counters.bad_frames += frames
+        self.client.counters.skipped_bytes += skipped
 
     def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.wrong_size.flush("before the connection closed")
         if not self.lost.done():
             self.lost.set_result(exc)
 
@@ -112,14 +190,18 @@ class StreamClient:
     host, port
         Server address.
     idcode
-        IDCODE put in the command frames.
+        IDCODE of the stream: the destination of the command frames (C37.118.2-2011, 6.2); a
+        server ignores commands addressed to another IDCODE.
     on_frame
         Called with each complete, CRC-checked data frame (bytes) matching the current CFG-2.
     on_config
-        Called with each CFG-2 received.
+        Called with each CFG-2 installed: the first of every connection, a changed one sent
+        without notice, and an announced one (STAT bit 10) at the first frame of its layout.
     on_state
         Called with ``True`` when the stream (re)starts (first CFG-2 of a connection) and
         ``False`` when the connection is lost.
+    counters
+        Where to count frames and drops (:class:`StreamCounters`); a new one by default.
     backoff_min, backoff_max
         Reconnect delay bounds in seconds (doubling).
     idle_timeout
@@ -129,23 +211,31 @@ class StreamClient:
     def __init__(self, host: str, port: int, idcode: int, *, on_frame: Callable[[bytes], None] = lambda b: None,
                  on_config: Callable[[c.ConfigFrame], None] = lambda cfg: None,
                  on_state: Callable[[bool], None] = lambda up: None, backoff_min: float = 0.1,
-                 backoff_max: float = 5.0, idle_timeout: float = 3.0, name: str = "") -> None:
+                 backoff_max: float = 5.0, idle_timeout: float = 3.0, name: str = "",
+                 counters: StreamCounters | None = None) -> None:
         self.host, self.port, self.idcode = host, port, idcode
         self.on_frame, self.on_config, self.on_state = on_frame, on_config, on_state
         self.backoff_min, self.backoff_max, self.idle_timeout = backoff_min, backoff_max, idle_timeout
         self.name = name or f"{host}:{port}"
         self.cfg: c.ConfigFrame | None = None
+        #: A CFG-2 the server announced (STAT bit 10), applied from the first frame of its layout.
+        self.pending: c.ConfigFrame | None = None
         self.frame_size = 0
-        self.frames = 0
-        self.mismatched = 0
+        self.counters = counters if counters is not None else StreamCounters()
         self.connects = 0
         self.up = False
         self._proto: _InputProtocol | None = None
         self._task: asyncio.Task | None = None
 
+    @property
+    def frames(self) -> int:
+        """Data frames received that matched the configuration."""
+        return self.counters.frames
+
     def set_config(self, cfg: c.ConfigFrame) -> None:
         """Install a CFG-2 received from the server."""
         self.cfg = cfg
+        self.pending = None
         self.frame_size = cfg.data_frame_size
         self.on_config(cfg)
         if not self.up:
@@ -206,7 +296,7 @@ class StreamClient:
             self._proto.transport.abort()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Input:
     """State of one PDC input."""
 
@@ -216,24 +306,61 @@ class _Input:
     cfg: c.ConfigFrame | None = None
     connected: bool = False
     fresh: bool = False
-    absent: bytes = b""
-    block_size: int = 0
     time_base: int = 1_000_000
-    in_output: bool = False
+    seen: float = math.nan          # frame time of its latest on-grid frame (a reference for the others)
     rejected: str = ""
+    counters: StreamCounters = field(default_factory=StreamCounters)
+    late_log: WarnLimiter | None = None
+    early_log: WarnLimiter | None = None
+    off_grid_log: WarnLimiter | None = None
+
+    def __post_init__(self) -> None:
+        self.late_log = WarnLimiter(log, f"input {self.name}: late frames dropped")
+        self.early_log = WarnLimiter(log, f"input {self.name}: frames stamped too far ahead dropped")
+        self.off_grid_log = WarnLimiter(log, f"input {self.name}: frames off the reporting grid dropped")
+
+
+@dataclass(frozen=True, eq=False)
+class _Slot:
+    """Where one input's PMU blocks go in an output layout."""
+
+    inp: _Input
+    cfg: c.ConfigFrame      # the input's configuration the slot was built from
+    absent: bytes           # its PMU blocks with every value absent
+
+
+class _Layout:
+    """One output configuration: the CFG-2, the member inputs' slots, and the STAT offsets of every block."""
+
+    def __init__(self, cfg: c.ConfigFrame | None, slots: list[_Slot]) -> None:
+        self.cfg = cfg
+        self.slots = slots
+        self.by_input = {s.inp.index: s for s in slots}
+        self.stat_offsets = [start - 14 for start, _ in c.DataCodec(cfg).offsets] if cfg is not None else []
+        self.n_ready = 0
+
+    def recount(self) -> None:
+        """Inputs able to deliver frames of this layout: connected, with the configuration of their slot."""
+        self.n_ready = sum(1 for s in self.slots if s.inp.connected and s.inp.cfg is s.cfg)
+
+    def eligible(self, inp: _Input) -> bool:
+        slot = self.by_input.get(inp.index)
+        return slot is not None and slot.cfg is inp.cfg
 
 
 @dataclass
 class PdcStats:
-    """Counters of a running PDC."""
+    """Counters of a running PDC (``inputs``: per input name)."""
 
     frames_in: int = 0
     published: int = 0
     late: int = 0
     off_grid: int = 0
-    future: int = 0
+    early: int = 0
     incomplete: int = 0
     absent_blocks: int = 0
+    layout_changes: int = 0
+    inputs: dict[str, StreamCounters] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
 
 
@@ -250,16 +377,21 @@ class Pdc:
         self.cfg = cfg
         self.rate = cfg.rate
         self.inputs = [_Input(name=i.name, index=k) for k, i in enumerate(cfg.inputs)]
-        self.stats = PdcStats()
-        self.out_cfg: c.ConfigFrame | None = None
-        self._members: list[_Input] = []
+        self.stats = PdcStats(inputs={i.name: i.counters for i in self.inputs})
+        self._cur = _Layout(None, [])
+        self._next: _Layout | None = None
+        self._switch_k: int | None = None
         self._pending: dict[int, list] = {}
         self._last_k = -1
-        self._n_active = 0
         self._first_out = True
         self.server = FrameServer(cfg.idcode, lambda: self.out_cfg, self.header)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def out_cfg(self) -> c.ConfigFrame | None:
+        """The output CFG-2 served on request: the announced one during a layout change."""
+        return (self._next or self._cur).cfg
 
     @property
     def events(self) -> list[dict]:
@@ -278,10 +410,10 @@ class Pdc:
         bound = await self.server.start(host or self.cfg.output_host,
                                         self.cfg.output_port if port is None else port)
         for inp, spec in zip(self.inputs, self.cfg.inputs):
-            inp.client = StreamClient(spec.host, spec.port, spec.idcode, name=inp.name,
+            inp.client = StreamClient(spec.host, spec.port, spec.idcode, name=f"input {inp.name}",
                                       on_frame=self._frame_cb(inp), on_config=self._config_cb(inp),
                                       on_state=self._state_cb(inp), backoff_min=self.cfg.backoff_min,
-                                      backoff_max=self.cfg.backoff_max)
+                                      backoff_max=self.cfg.backoff_max, counters=inp.counters)
             inp.client.start()
         self._ready_handle = self._loop.call_later(self.cfg.config_timeout, self._timeout_ready)
         return bound
@@ -298,13 +430,11 @@ class Pdc:
     # ------------------------------------------------------------------ configuration
     def _config_cb(self, inp: _Input) -> Callable[[c.ConfigFrame], None]:
         def on_config(cfg: c.ConfigFrame) -> None:
-            same = inp.cfg is not None and c.encode_frame(_strip_time(inp.cfg)) == c.encode_frame(_strip_time(cfg))
+            if inp.cfg is not None and _strip_time(inp.cfg) == _strip_time(cfg):
+                return                                  # same configuration (e.g. after a reconnect)
             inp.cfg = cfg
             inp.time_base = cfg.time_base
-            inp.block_size = cfg.data_frame_size - 16
-            inp.absent = b"".join(c.block_bytes(p, p.absent_block()) for p in cfg.pmus)
-            if not same:
-                self._rebuild_output()
+            self._rebuild_output()
             if not self.server.ready.is_set() and all(i.cfg is not None for i in self.inputs):
                 self._set_ready()
         return on_config
@@ -319,13 +449,13 @@ class Pdc:
         if not self.server.ready.is_set():
             self.server.set_ready()
             log.info("output configuration ready: %d PMUs from %d inputs",
-                     len(self.out_cfg.pmus) if self.out_cfg else 0, len(self._members))
+                     len(self.out_cfg.pmus) if self.out_cfg else 0, len(self._cur.slots))
 
-    def _rebuild_output(self) -> None:
-        members, pmus, seen = [], [], {}
+    def _build_layout(self) -> _Layout:
+        """The output layout of the inputs' current configurations (rejecting clashes and overflows)."""
+        slots, pmus, seen = [], [], {}
         cfg_size, data_size = _CFG2_FIXED, 16
         for inp in self.inputs:
-            inp.in_output = False
             if inp.cfg is None:
                 continue
             clash = [p.idcode for p in inp.cfg.pmus if p.idcode in seen]
@@ -344,13 +474,33 @@ class Pdc:
             for p in inp.cfg.pmus:
                 seen[p.idcode] = inp.name
             inp.rejected = ""
-            inp.in_output = True
-            members.append(inp)
+            slots.append(_Slot(inp, inp.cfg, b"".join(c.block_bytes(p, p.absent_block()) for p in inp.cfg.pmus)))
             pmus.extend(inp.cfg.pmus)
-        self._members = members
-        self.out_cfg = c.ConfigFrame(idcode=self.cfg.idcode, pmus=tuple(pmus), data_rate=self.rate) if pmus else None
-        self._recount()
-        log.info("output configuration: %d PMUs from %d inputs", len(pmus), len(members))
+        out = c.ConfigFrame(idcode=self.cfg.idcode, pmus=tuple(pmus), data_rate=self.rate) if pmus else None
+        layout = _Layout(out, slots)
+        layout.recount()
+        return layout
+
+    def _rebuild_output(self) -> None:
+        """Apply the inputs' configurations: at once before anyone is served, else announced (STAT bit 10)."""
+        new = self._build_layout()
+        n_pmus = len(new.cfg.pmus) if new.cfg else 0
+        if not self.server.ready.is_set() or self._cur.cfg is None or new.cfg is None:
+            self._cur, self._next, self._switch_k = new, None, None
+            log.info("output configuration: %d PMUs from %d inputs", n_pmus, len(new.slots))
+            return
+        if _strip_time(new.cfg) == _strip_time(self._cur.cfg) and \
+                [(s.inp, s.cfg) for s in new.slots] == [(s.inp, s.cfg) for s in self._cur.slots]:
+            self._next, self._switch_k = None, None      # back to the layout in use: nothing to change
+            return
+        lead = max(self.cfg.config_change_notice, self.cfg.max_lead + self.cfg.wait_window)
+        switch_s = math.ceil(time.time() + lead)        # the top of a second, at least the notice away
+        self._next, self._switch_k = new, switch_s * self.rate
+        log.info("output configuration changes to %d PMUs from %d inputs at %d (top of the second); "
+                 "STAT bit 10 set until then", n_pmus, len(new.slots), switch_s)
+
+    def _layout_for(self, k: int) -> _Layout:
+        return self._next if self._switch_k is not None and k >= self._switch_k else self._cur  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ state
     def _state_cb(self, inp: _Input) -> Callable[[bool], None]:
@@ -366,41 +516,69 @@ class Pdc:
         return on_state
 
     def _recount(self) -> None:
-        self._n_active = sum(1 for i in self._members if i.connected)
+        self._cur.recount()
+        if self._next is not None:
+            self._next.recount()
 
     # ------------------------------------------------------------------ data path
     def _frame_cb(self, inp: _Input) -> Callable[[bytes], None]:
         idx = inp.index
         n_inputs = len(self.inputs)
-        stats = self.stats
+        stats, counters = self.stats, inp.counters
         rate = self.rate
+        max_lead = self.cfg.max_lead
 
         def on_frame(raw: bytes) -> None:
             stats.frames_in += 1
-            if not inp.in_output:
-                return
             soc, frac = _TS.unpack_from(raw, 6)
-            x = (soc + (frac & 0xFFFFFF) / inp.time_base) * rate
+            t = soc + (frac & 0xFFFFFF) / inp.time_base
+            x = t * rate
             k = round(x)
             if abs(x - k) > 0.1:
                 stats.off_grid += 1
+                counters.off_grid += 1
+                inp.off_grid_log.add(1, f"last: frame time {t:.6f} at {rate} frames/s")  # type: ignore[union-attr]
                 return
             if k <= self._last_k:
                 stats.late += 1
+                counters.late += 1
+                inp.late_log.add(1, f"last: frame time {t:.3f}, "  # type: ignore[union-attr]
+                                    f"{(self._last_k - k) / rate:.3f} s behind the last frame sent")
                 return
+            now = time.time()
+            if t > now + max_lead:
+                ref = self._reference_time(inp, now)
+                if t > ref + max_lead:
+                    inp.seen = t
+                    stats.early += 1
+                    counters.early += 1
+                    inp.early_log.add(1, f"last: frame time {t:.3f}, {t - now:.3f} s ahead of this PDC's "  # type: ignore[union-attr]
+                                         f"clock, {t - ref:.3f} s ahead of the reference; max_lead {max_lead} s")
+                    return
+            inp.seen = t
+            layout = self._layout_for(k)
+            if not layout.eligible(inp):
+                return        # not part of the layout of this frame time (joined or changed: see _rebuild_output)
             bucket = self._pending.get(k)
             if bucket is None:
-                if k / rate > time.time() + LEAD_TIME:
-                    stats.future += 1
-                    return
                 bucket = self._pending[k] = [0] + [None] * n_inputs
                 self._schedule(k)
             if bucket[idx + 1] is None:
                 bucket[idx + 1] = raw
                 bucket[0] += 1
-                if bucket[0] >= self._n_active:
-                    self._publish_through(k)
+                if bucket[0] >= layout.n_ready:
+                    due = k / rate - now
+                    if due <= 0 or bucket[0] >= 2:
+                        self._publish_through(k)
+                    else:     # one input alone ahead of our clock does not move the output's time: wait
+                        self._loop.call_at(self._loop.time() + due, self._publish_if_complete, k)  # type: ignore[union-attr]
         return on_frame
+
+    def _reference_time(self, inp: _Input, now: float) -> float:
+        """The time a frame of ``inp`` is judged against: the PDC's clock, or the other connected inputs'
+        latest frame times (their lower median) when those are ahead of it (the PDC's clock lags)."""
+        others = sorted(i.seen for i in self.inputs if i is not inp and i.connected and not math.isnan(i.seen))
+        return max(now, statistics.median_low(others)) if others else now
 
     def _schedule(self, k: int) -> None:
         loop = self._loop
@@ -412,9 +590,15 @@ class Pdc:
         if k in self._pending:
             self._publish_through(k)
 
+    def _publish_if_complete(self, k: int) -> None:
+        bucket = self._pending.get(k)
+        if bucket is not None and bucket[0] >= self._layout_for(k).n_ready:
+            self._publish_through(k)
+
     def _publish_complete(self) -> None:
         for k in sorted(self._pending):
-            if self._pending[k][0] >= self._n_active:
+            done = self._pending[k][0]
+            if done >= self._layout_for(k).n_ready and (done >= 2 or k / self.rate <= time.time()):
                 self._publish_through(k)
             else:
                 break
@@ -425,25 +609,34 @@ class Pdc:
         self._last_k = max(self._last_k, k_max)
 
     def _publish(self, k: int, bucket: list) -> None:
-        if self.out_cfg is None:
+        if self._switch_k is not None and k >= self._switch_k:
+            self._switch(k)
+        layout = self._cur
+        if layout.cfg is None:
             return
         parts = []
         fresh = []
         missing = 0
-        for inp in self._members:
-            raw = bucket[inp.index + 1]
-            if raw is not None and len(raw) - 16 == inp.block_size:
+        for slot in layout.slots:
+            raw = bucket[slot.inp.index + 1]
+            if raw is not None:
                 parts.append(raw[14:-2])
-                if inp.fresh:
-                    fresh.append(inp)
+                if slot.inp.fresh:
+                    fresh.append(slot.inp)
             else:
-                parts.append(inp.absent)
+                parts.append(slot.absent)
                 missing += 1
         if missing:
             self.stats.incomplete += 1
             self.stats.absent_blocks += missing
+        body = b"".join(parts)
+        if self._next is not None:        # a layout change is announced: STAT bit 10 in every block
+            flagged = bytearray(body)
+            for off in layout.stat_offsets:
+                flagged[off] |= _CFG_CHANGE_HI
+            body = bytes(flagged)
         soc, idx = divmod(k, self.rate)
-        frame = c.wrap_data(self.cfg.idcode, soc, round(idx * 1_000_000 / self.rate), b"".join(parts))
+        frame = c.wrap_data(self.cfg.idcode, soc, round(idx * 1_000_000 / self.rate), body)
         sent = self.server.broadcast(frame)
         self.stats.published += 1
         if sent:  # "forwarded" = sent to at least one client
@@ -452,6 +645,13 @@ class Pdc:
             if self._first_out:
                 self._first_out = False
                 self._event("output", k, "start")
+
+    def _switch(self, k: int) -> None:
+        assert self._next is not None
+        self._cur, self._next, self._switch_k = self._next, None, None
+        self.stats.layout_changes += 1
+        log.info("output layout switched at frame time %.6f: %d PMUs", k / self.rate,
+                 len(self._cur.cfg.pmus) if self._cur.cfg else 0)
 
     def _first_frame(self, inp: _Input, k: int) -> None:
         inp.fresh = False
