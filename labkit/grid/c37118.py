@@ -12,8 +12,11 @@ Implemented of the standard (clause numbers of C37.118.2-2011):
 * configuration frames CFG-1 and CFG-2 (6.4, Table 8) with any number of PMUs, PHUNIT,
   ANUNIT, DIGUNIT, FNOM, CFGCNT and DATA_RATE (negative = seconds per frame);
 * configuration frame CFG-3 (6.4, Table 10): CONT_IDX, length-prefixed names, G_PMU_ID,
-  PHSCALE/ANSCALE, PMU location, service class, WINDOW, GRP_DLY. Each CFG-3 frame is coded on
-  its own; a fragmented CFG-3 (CONT_IDX > 0) is decoded frame by frame, not reassembled;
+  PHSCALE/ANSCALE, PMU location, service class, WINDOW, GRP_DLY. PHSCALE's scale factor is
+  PHUNIT x 1e-5 for 16-bit phasors and 1 for floats, its type says voltage or current and the
+  component (positive sequence unless given, :func:`cfg3_phscale`); a configuration decoded from
+  a CFG-3 scales 16-bit phasors by that factor. Each CFG-3 frame is coded on its own; a
+  fragmented CFG-3 (CONT_IDX > 0) is decoded frame by frame, not reassembled;
 * header frames (6.5, ASCII text) and command frames (6.6, CMD and extended frame data).
 
 Frames are immutable dataclasses. Data frames carry the *wire values* (integers for
@@ -41,7 +44,8 @@ import numpy as np
 __all__ = [
     "Command", "FrameType", "FrameError", "Stat",
     "CommandFrame", "HeaderFrame", "ConfigFrame", "PmuConfig", "PmuData", "DataFrame",
-    "Cfg3Extra", "DataCodec", "StreamParser",
+    "Cfg3Extra", "DataCodec", "StreamParser", "cfg3_phscale",
+    "ZERO_SEQUENCE", "POSITIVE_SEQUENCE", "NEGATIVE_SEQUENCE", "PHASE_A", "PHASE_B", "PHASE_C",
     "crc_ccitt", "decode_frame", "encode_frame", "peek_header", "frame_type_of",
     "split_time", "frame_time", "make_tq", "parse_tq", "make_stat",
     "SYNC_BYTE", "MAX_FRAME", "ABSENT_INT", "wrap_data", "block_bytes", "default_pmu_config",
@@ -196,10 +200,15 @@ class HeaderFrame:
 
 @dataclass(frozen=True, slots=True)
 class Cfg3Extra:
-    """Per-PMU fields only CFG-3 carries (Table 10)."""
+    """Per-PMU fields only CFG-3 carries (Table 10).
+
+    ``phscale`` holds, per phasor, (modification flags 16 bit, type indication 8 bit, user byte,
+    scale factor Y, angle adjustment in rad). Empty means the defaults :func:`cfg3_phscale` derives
+    from the PMU's PHUNIT and format: Y = PHUNIT x 1e-5 for 16-bit phasors and 1 for floats, no
+    adjustment, type = voltage or current (PHUNIT byte 3) and :data:`POSITIVE_SEQUENCE`.
+    """
 
     g_pmu_id: bytes = bytes(16)
-    #: per phasor: (modification flags 16 bit, type indication 8 bit, user byte, scale, angle offset rad)
     phscale: tuple[tuple[int, int, int, float, float], ...] = ()
     #: per analog: (scale, offset)
     anscale: tuple[tuple[float, float], ...] = ()
@@ -290,8 +299,17 @@ class PmuConfig:
         return struct.calcsize(">" + self.block_struct)
 
     def phasor_scale(self) -> np.ndarray:
-        """Per-phasor engineering units per integer bit (1e-5 x PHUNIT bits 23-0)."""
+        """Per-phasor engineering units per integer bit: CFG-3's scale factor Y when this configuration came
+        from a CFG-3, else 1e-5 x PHUNIT bits 23-0."""
+        if self.cfg3 is not None and self.cfg3.phscale:
+            return np.array([ph[3] for ph in self.cfg3.phscale], dtype=float)
         return np.array([(u & 0xFFFFFF) * 1e-5 for u in self.phunit])
+
+    def _angle_adjustment(self) -> np.ndarray | None:
+        """CFG-3's per-phasor angle adjustments (rad) of 16-bit phasors, or ``None`` when all are 0."""
+        if self.phasor_float or self.cfg3 is None or not any(ph[4] for ph in self.cfg3.phscale):
+            return None
+        return np.array([ph[4] for ph in self.cfg3.phscale], dtype=float)
 
     def to_wire(self, phasors: Sequence[complex] | np.ndarray, freq_hz: float | None = None,
                 rocof: float = 0.0, analogs: Sequence[float] = (), digitals: Sequence[int] = (),
@@ -324,6 +342,9 @@ class PmuConfig:
         scale = self.phasor_scale()
         scale[scale == 0] = 1.0
         bad = ~np.isfinite(z)
+        adjust = self._angle_adjustment()
+        if adjust is not None:
+            z = z * np.exp(-1j * adjust)
         if self.polar:
             mag = np.where(bad, 0, np.clip(np.rint(np.abs(np.nan_to_num(z)) / scale), 0, 65535)).astype(int)
             ang = np.where(bad, ABSENT_INT, np.clip(np.rint(np.angle(np.nan_to_num(z)) * 1e4), -31416, 31416)).astype(int)
@@ -333,17 +354,23 @@ class PmuConfig:
         return tuple(zip(re.tolist(), im.tolist()))
 
     def phasor_values(self, data: PmuData) -> np.ndarray:
-        """Phasors of a data block as complex engineering units (absent values give NaN)."""
+        """Phasors of a data block as complex engineering units (absent values give NaN).
+
+        16-bit phasors are scaled by :meth:`phasor_scale` and, when this configuration came from a
+        CFG-3, turned by its angle adjustment (added to the angle, as openPDC reads it; the kit writes 0).
+        """
         a = np.array([p[0] for p in data.phasors], dtype=float)
         b = np.array([p[1] for p in data.phasors], dtype=float)
-        if not self.phasor_float:
-            absent = (b == ABSENT_INT) if self.polar else ((a == ABSENT_INT) | (b == ABSENT_INT))
-            if self.polar:
-                a, b = a * self.phasor_scale(), b * 1e-4
-            else:
-                a, b = a * self.phasor_scale(), b * self.phasor_scale()
-            a[absent] = np.nan
-        return a * np.exp(1j * b) if self.polar else a + 1j * b
+        if self.phasor_float:
+            return a * np.exp(1j * b) if self.polar else a + 1j * b
+        absent = (b == ABSENT_INT) if self.polar else ((a == ABSENT_INT) | (b == ABSENT_INT))
+        scale = self.phasor_scale()
+        z = a * scale * np.exp(1e-4j * b) if self.polar else (a + 1j * b) * scale
+        adjust = self._angle_adjustment()
+        if adjust is not None:
+            z = z * np.exp(1j * adjust)
+        z[absent] = np.nan
+        return z
 
     def freq_hz(self, data: PmuData) -> float:
         """Frequency in Hz of a data block."""
@@ -361,6 +388,24 @@ class PmuConfig:
         an = nan if self.analog_float else ABSENT_INT
         return PmuData(stat=stat, phasors=(ph,) * self.phnmr, freq=fr, dfreq=fr,
                        analogs=(an,) * self.annmr, digitals=(0,) * self.dgnmr)
+
+
+#: Phasor component codes of CFG-3's type indication, bits 2-0 (C37.118.2-2011, Table 10).
+ZERO_SEQUENCE, POSITIVE_SEQUENCE, NEGATIVE_SEQUENCE, PHASE_A, PHASE_B, PHASE_C = 0, 1, 2, 4, 5, 6
+
+
+def cfg3_phscale(p: PmuConfig, component: int = POSITIVE_SEQUENCE) -> tuple[tuple[int, int, int, float, float], ...]:
+    """CFG-3 PHSCALE entries of ``p`` derived from its PHUNIT and format (see :class:`Cfg3Extra`).
+
+    CFG-1/2 cannot say which component a phasor is; ``component`` (default positive sequence,
+    what the kit's PMUs measure from a balanced power flow) is used for every phasor.
+    """
+    out = []
+    for unit in p.phunit:
+        kind = 1 if unit >> 24 == 1 else 0
+        scale = 1.0 if p.phasor_float else (unit & 0xFFFFFF) * 1e-5
+        out.append((0, (kind << 3) | component, 0, scale, 0.0))
+    return tuple(out)
 
 
 def _default_phunit(name: str) -> int:
@@ -622,8 +667,7 @@ def _encode_pmu_cfg3(p: PmuConfig) -> bytes:
     x = p.cfg3 or Cfg3Extra()
     if len(x.g_pmu_id) != 16:
         raise FrameError(f"PMU {p.idcode}: G_PMU_ID must be 16 bytes")
-    phscale = x.phscale or tuple((0, (1 if n.upper().startswith("I") else 0) << 3, 0, 1.0, 0.0)
-                                 for n in p.phasor_names)
+    phscale = x.phscale or cfg3_phscale(p)
     anscale = x.anscale or ((1.0, 0.0),) * p.annmr
     if len(phscale) != p.phnmr or len(anscale) != p.annmr:
         raise FrameError(f"PMU {p.idcode}: PHSCALE/ANSCALE counts must match PHNMR/ANNMR")
@@ -698,11 +742,20 @@ def _decode_pmu_cfg3(r: _Reader) -> PmuConfig:
     fnom, cfgcnt = r.unpack("HH", f"PMU {idcode} FNOM/CFGCNT")
     extra = Cfg3Extra(g_pmu_id=bytes(gid), phscale=phscale, anscale=anscale, lat=lat, lon=lon, elev=elev,
                       svc_class=svc, window=window, grp_dly=grp)
-    phunit = tuple(((ty >> 3) & 1) << 24 for _, ty, _, _, _ in phscale)
+    phunit = tuple(_phunit_of(ty, sc, bool(fmt & 2)) for _, ty, _, sc, _ in phscale)
     return PmuConfig(station=station, idcode=idcode, phasor_names=names[:phn],
                      analog_names=names[phn:phn + ann], digital_names=names[phn + ann:],
                      phunit=phunit, anunit=(0,) * ann, digunit=tuple(zip(dig[0::2], dig[1::2])),
                      fnom=50 if fnom & 1 else 60, cfgcnt=cfgcnt, cfg3=extra, **_format_flags(fmt))
+
+
+def _phunit_of(type_byte: int, scale: float, floats: bool) -> int:
+    """The CFG-2 PHUNIT word equivalent to a CFG-3 PHSCALE entry (the scale rounded to 1e-5 units)."""
+    kind = (type_byte >> 3) & 1
+    if floats:
+        return (kind << 24) | 1          # PHUNIT's scale is unused for floating-point phasors
+    bits = round(scale * 1e5) if math.isfinite(scale) else 0
+    return (kind << 24) | min(max(bits, 0), 0xFFFFFF)
 
 
 def _decode_config(buf: bytes, hdr: tuple) -> ConfigFrame:

@@ -50,8 +50,56 @@ def test_config_frames_round_trip_cfg1_cfg2_cfg3() -> None:
     back = c.decode_frame(raw3)
     assert back.kind == c.FrameType.CFG3 and back.version == 2
     assert [p.phasor_names for p in back.pmus] == [p.phasor_names for p in cfg.pmus]
-    assert back.pmus[0].cfg3 is not None and back.pmus[0].cfg3.phscale[1][1] == 8  # current phasor type bit
+    assert back.pmus[0].cfg3 is not None and back.pmus[0].cfg3.phscale[1][1] == 9  # current, positive sequence
     assert c.encode_frame(back) == raw3
+
+
+def _via_cfg3(cfg: c.ConfigFrame) -> c.ConfigFrame:
+    """``cfg`` sent as CFG-3 and decoded, as a client that asked for CFG-3 knows it."""
+    return c.decode_frame(c.encode_frame(cfg.as_kind(c.FrameType.CFG3)))
+
+
+def test_cfg3_carries_the_phunit_scale_and_phasor_type_and_gives_the_cfg2_values() -> None:
+    """Issue 26, item 3: CFG-3's PHSCALE of a 16-bit phasor is PHUNIT x 1e-5 (1 only for floats), the
+    type is voltage/current + positive sequence, and values read through CFG-3 equal CFG-2's."""
+    v_unit, i_unit = 298_000, (1 << 24) | 4_578               # 2.98 V and 0.04578 A per bit
+    pmus = (c.PmuConfig("INT RECT", 1, ("V:1", "I:line:0:f"), phasor_float=False, freq_float=False,
+                        phunit=(v_unit, i_unit)),
+            c.PmuConfig("INT POLAR", 2, ("V:2",), polar=True, phasor_float=False, phunit=(v_unit,)),
+            c.default_pmu_config("FLOAT", 3, ["V:3", "I:line:1:t"]))
+    cfg2 = c.ConfigFrame(idcode=9, pmus=pmus)
+    cfg3 = _via_cfg3(cfg2)
+    want_scale = [[2.98, 0.04578], [2.98], [1.0, 1.0]]
+    want_type = [[0x01, 0x09], [0x01], [0x01, 0x09]]      # bit 3 current, bits 2-0 = 001 positive sequence
+    for p3, scales, types in zip(cfg3.pmus, want_scale, want_type):
+        assert p3.cfg3 is not None
+        np.testing.assert_allclose([ph[3] for ph in p3.cfg3.phscale], scales, rtol=1e-7)   # float32 on the wire
+        assert [ph[1] for ph in p3.cfg3.phscale] == types
+        assert [ph[4] for ph in p3.cfg3.phscale] == [0.0] * len(types)
+    truth = [np.array([81_471 * np.exp(0.4j), 1_234 * np.exp(-2.1j)]), np.array([81_471 * np.exp(-0.7j)]),
+             np.array([7_000.5 - 1_200.25j, 101.5 + 3j])]
+    frame = c.DataFrame(9, 1_700_000_000, 0, tuple(p.to_wire(z, 50.0) for p, z in zip(pmus, truth)))
+    raw = c.DataCodec(cfg2).encode(frame)
+    via2, via3 = c.DataCodec(cfg2).decode(raw), c.DataCodec(cfg3).decode(raw)
+    assert via2 == via3                                      # same wire values
+    for p2, p3, d, z in zip(cfg2.pmus, cfg3.pmus, via2.pmus, truth):
+        v2, v3 = p2.phasor_values(d), p3.phasor_values(d)
+        np.testing.assert_allclose(v3, v2, rtol=1e-6)
+        np.testing.assert_allclose(np.abs(v3), np.abs(z), rtol=1e-4)   # 81,471 V, not the raw count
+    assert c.encode_frame(cfg3) == c.encode_frame(cfg2.as_kind(c.FrameType.CFG3))   # decoder keeps every field
+
+
+def test_pmu_server_cfg3_gives_the_values_of_its_cfg2() -> None:
+    """The kit's 16-bit PMU: a client reading through CFG-3 sees the CFG-2 values (case14 bus 3)."""
+    from labkit.grid.pmu import PmuServer
+
+    pmu = PmuServer(7, "case14", [3], fmt="int", seed=1)
+    cfg3 = _via_cfg3(pmu.cfg)
+    raw = pmu.frame_at(1_000)
+    d = c.DataCodec(pmu.cfg).decode(raw)
+    v2, v3 = pmu.cfg.pmus[0].phasor_values(d.pmus[0]), cfg3.pmus[0].phasor_values(d.pmus[0])
+    np.testing.assert_allclose(v3, v2, rtol=1e-6)
+    assert np.max(np.abs(v3 - pmu.source.truth[0]) / np.abs(pmu.source.truth[0])) < 0.01   # TVE < 1 %
 
 
 def test_cfg3_needs_version_2() -> None:
