@@ -36,7 +36,6 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -783,11 +782,77 @@ def _decode_config(buf: bytes, hdr: tuple) -> ConfigFrame:
 
 # --------------------------------------------------------------------------- data frames
 
+def _compile(name: str, source: str, namespace: dict) -> object:
+    """Define function ``name`` from generated ``source`` (made of integers and fixed names only)."""
+    exec(compile(source, f"<labkit.grid.c37118 {name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def _block_names(i: int, phn: int, ann: int, dgn: int) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """Local variable names of PMU block ``i``'s phasor pairs, analogs and digital words."""
+    return ([(f"p{i}_{j}a", f"p{i}_{j}b") for j in range(phn)], [f"a{i}_{j}" for j in range(ann)],
+            [f"d{i}_{j}" for j in range(dgn)])
+
+
+def _tuple(items: Sequence[str]) -> str:
+    return "(" + "".join(f"{x}, " for x in items) + ")"
+
+
+def _decoder(counts: Sequence[tuple[int, int, int]], unpack: object, size: int) -> object:
+    """``decode(buf, check=True) -> DataFrame | None`` (``None``: wrong size, or with ``check`` a wrong
+    SYNC, version, FRAMESIZE or CHK).
+
+    Generated per configuration: one ``struct`` unpack into local variables, then the frame's
+    nested tuples built from them, with no loop, slice or zip per PMU block.
+    """
+    names, blocks = ["sync", "tv", "size", "idcode", "soc", "frac"], []
+    for i, (phn, ann, dgn) in enumerate(counts):
+        ph, an, dg = _block_names(i, phn, ann, dgn)
+        names += [f"s{i}", *(x for pair in ph for x in pair), f"f{i}", f"r{i}", *an, *dg]
+        # tuple.__new__(NamedTupleClass, values) is what the named tuples' own __new__ does, minus a Python call
+        blocks.append(f"T(P, (s{i}, {_tuple([f'({a}, {b})' for a, b in ph])}, f{i}, r{i}, {_tuple(an)}, {_tuple(dg)}))")
+    names.append("chk")
+    src = (f"def decode(buf, check=True, T=tuple.__new__, P=PmuData, D=DataFrame):\n"
+           f"    if len(buf) != {size}:\n"
+           f"        return None\n"
+           f"    {_tuple(names)} = unpack(buf)\n"
+           f"    if check and (sync != 0xAA or tv not in (1, 2) or size != {size} or crc(buf, 0xFFFF)):\n"
+           f"        return None\n"
+           f"    return T(D, (idcode, soc, frac & 0xFFFFFF, {_tuple(blocks)}, frac >> 24, tv & 0x0F))\n")
+    return _compile("decode", src, {"PmuData": PmuData, "DataFrame": DataFrame, "unpack": unpack,
+                                    "crc": binascii.crc_hqx})
+
+
+def _encoder(counts: Sequence[tuple[int, int, int]], pack: object, size: int) -> object:
+    """``encode(frame) -> bytes``: every PMU block unpacked into local variables, one ``pack``, the CRC.
+
+    Unpacking checks the counts: a block with too many or too few values raises ``ValueError``.
+    """
+    lines, values = [f"    {_tuple([f'b{i}' for i in range(len(counts))])} = pmus"], []
+    for i, (phn, ann, dgn) in enumerate(counts):
+        ph, an, dg = _block_names(i, phn, ann, dgn)
+        lines += [f"    s{i}, ph{i}, f{i}, r{i}, an{i}, dg{i} = b{i}",
+                  f"    {_tuple([f'({a}, {b})' for a, b in ph])} = ph{i}",
+                  f"    {_tuple(an)} = an{i}",
+                  f"    {_tuple(dg)} = dg{i}"]
+        values += [f"s{i}", *(x for pair in ph for x in pair), f"f{i}", f"r{i}", *an, *dg]
+    src = ("def encode(frame):\n"
+           "    idcode, soc, fracsec, pmus, tq, version = frame\n"
+           "    if version not in (1, 2) or not 0 <= fracsec <= 0xFFFFFF or not 0 <= tq <= 0x7F:\n"
+           "        check(0, version, idcode, soc, fracsec, tq)\n"
+           + "\n".join(lines) + "\n"
+           f"    msg = pack(0xAA, version, {size}, idcode, soc, (tq << 24) | fracsec, {', '.join(values)})\n"
+           "    return msg + chk(crc(msg, 0xFFFF))\n")
+    return _compile("encode", src, {"pack": pack, "crc": binascii.crc_hqx, "chk": _CRC.pack, "check": _check_common})
+
+
 class DataCodec:
     """Encoder/decoder of the data frames of one stream, compiled from its configuration.
 
     One ``struct.Struct`` covers the whole frame (header, every PMU block, CHK), so a 50-PMU
-    frame is one ``pack``/``unpack`` call plus the CRC.
+    frame is one ``pack``/``unpack`` call plus the CRC; and two small functions generated for the
+    configuration move the values between that flat tuple and the frame's nested tuples, one
+    local variable per field (no per-block loop, slice or zip).
 
     Parameters
     ----------
@@ -798,11 +863,13 @@ class DataCodec:
     def __init__(self, cfg: ConfigFrame) -> None:
         self.cfg = cfg
         body = "".join(p.block_struct for p in cfg.pmus)
-        self._body = struct.Struct(">" + body)
         self._whole = struct.Struct(">BBHHII" + body + "H")
-        self._enc = struct.Struct(">BBHHII" + body)
-        self.size = 16 + self._body.size
+        self.size = self._whole.size
+        if self.size > MAX_FRAME:
+            raise FrameError(f"data frames of this configuration would be {self.size} bytes, over {MAX_FRAME}")
         self._counts = [(p.phnmr, p.annmr, p.dgnmr) for p in cfg.pmus]
+        self._decode = _decoder(self._counts, self._whole.unpack, self.size)
+        self._encode = _encoder(self._counts, struct.Struct(">BBHHII" + body).pack, self.size)
         self.offsets = []
         off = 14
         for p in cfg.pmus:
@@ -811,59 +878,41 @@ class DataCodec:
 
     def encode(self, frame: DataFrame) -> bytes:
         """Encode ``frame``; raises :class:`FrameError` when it does not fit the configuration."""
-        pmus = frame.pmus
-        if len(pmus) != len(self._counts):
-            raise FrameError(f"data frame has {len(pmus)} PMU blocks, configuration has {len(self._counts)}")
-        flat: list = []
-        ext = flat.extend
-        for (phn, ann, dgn), d in zip(self._counts, pmus):
-            if len(d.phasors) != phn or len(d.analogs) != ann or len(d.digitals) != dgn:
-                raise FrameError(f"PMU block counts (phasors/analogs/digitals) do not match the configuration "
-                                 f"({phn}/{ann}/{dgn})")
-            flat.append(d.stat)
-            ext(chain.from_iterable(d.phasors))
-            flat.append(d.freq)
-            flat.append(d.dfreq)
-            ext(d.analogs)
-            ext(d.digitals)
-        version, tq, fracsec = frame.version, frame.tq, frame.fracsec
-        if version not in (1, 2) or not 0 <= fracsec <= 0xFFFFFF or not 0 <= tq <= 0x7F:
-            _check_common(FrameType.DATA, version, frame.idcode, frame.soc, fracsec, tq)
         try:
-            msg = self._enc.pack(SYNC_BYTE, version, self.size, frame.idcode, frame.soc, (tq << 24) | fracsec, *flat)
+            return self._encode(frame)
+        except FrameError:
+            raise
         except struct.error as exc:
             raise FrameError(f"data value or header field (IDCODE, SOC) out of range: {exc}") from None
-        return msg + _CRC.pack(binascii.crc_hqx(msg, 0xFFFF))
+        except (ValueError, TypeError) as exc:
+            raise FrameError(self._why_not(frame, exc)) from None
+
+    def _why_not(self, frame: DataFrame, exc: Exception) -> str:
+        """What about ``frame`` does not fit the configuration (for the error message)."""
+        if len(frame.pmus) != len(self._counts):
+            return f"data frame has {len(frame.pmus)} PMU blocks, configuration has {len(self._counts)}"
+        for p, (phn, ann, dgn), d in zip(self.cfg.pmus, self._counts, frame.pmus):
+            if len(d) != 6 or len(d[1]) != phn or len(d[4]) != ann or len(d[5]) != dgn:
+                return (f"PMU {p.idcode}: block counts (phasors/analogs/digitals) do not match the configuration "
+                        f"({phn}/{ann}/{dgn})")
+        return f"data frame does not fit the configuration: {exc}"
 
     def decode(self, buf: bytes, check: bool = True) -> DataFrame:
         """Decode a data frame of this stream (SYNC, FRAMESIZE and CRC are checked unless ``check=False``)."""
+        frame = self._decode(buf, check)
+        if frame is None:
+            self._fail(buf)
+        return frame
+
+    def _fail(self, buf: bytes) -> None:
+        """Raise the :class:`FrameError` naming what is wrong with ``buf``."""
         if len(buf) != self.size:
             if len(buf) >= 4 and buf[0] == SYNC_BYTE:
                 raise FrameError(f"data frame FRAMESIZE {len(buf)} does not match the configuration ({self.size})")
             _check_frame(buf)
             raise FrameError(f"data frame of {len(buf)} bytes does not match the configuration ({self.size})")
-        vals = self._whole.unpack(buf)
-        sync, tv, size, idcode, soc, frac = vals[:6]
-        if check:
-            if sync != SYNC_BYTE or tv & 0xF0 or (tv & 0x0F) not in (1, 2):
-                if (tv >> 4) & 0x7 != FrameType.DATA:
-                    _check_frame(buf)
-                    raise FrameError(f"expected a data frame, got frame type {(tv >> 4) & 0x7}")
-                _check_frame(buf)
-            if size != self.size:
-                raise FrameError(f"FRAMESIZE {size} does not match the {len(buf)} bytes given")
-            if binascii.crc_hqx(memoryview(buf)[:-2], 0xFFFF) != vals[-1]:
-                raise FrameError(f"CHK 0x{vals[-1]:04X} does not match CRC-CCITT")
-        pmus = []
-        i = 6
-        for phn, ann, dgn in self._counts:
-            j = i + 1 + 2 * phn
-            ph = vals[i + 1:j]
-            k = j + 2 + ann
-            pmus.append(PmuData(vals[i], tuple(zip(ph[0::2], ph[1::2])), vals[j], vals[j + 1], vals[j + 2:k],
-                                vals[k:k + dgn]))
-            i = k + dgn
-        return DataFrame(idcode, soc, frac & 0xFFFFFF, tuple(pmus), frac >> 24, tv & 0x0F)
+        _check_frame(buf)   # raises, naming the bad field
+        raise FrameError(f"expected a data frame, got frame type {(buf[1] >> 4) & 0x7}")
 
 
 # --------------------------------------------------------------------------- dispatch
