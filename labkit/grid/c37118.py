@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import binascii
 import enum
+import functools
 import heapq
 import math
 import re
@@ -846,6 +847,14 @@ def _encoder(counts: Sequence[tuple[int, int, int]], pack: object, size: int) ->
     return _compile("encode", src, {"pack": pack, "crc": binascii.crc_hqx, "chk": _CRC.pack, "check": _check_common})
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(body: str, counts: tuple[tuple[int, int, int], ...]) -> tuple:
+    """The (encode, decode) functions of a frame layout, generated once per layout and reused."""
+    whole = struct.Struct(">BBHHII" + body + "H")
+    return (_encoder(counts, struct.Struct(">BBHHII" + body).pack, whole.size),
+            _decoder(counts, whole.unpack, whole.size))
+
+
 class DataCodec:
     """Encoder/decoder of the data frames of one stream, compiled from its configuration.
 
@@ -868,8 +877,7 @@ class DataCodec:
         if self.size > MAX_FRAME:
             raise FrameError(f"data frames of this configuration would be {self.size} bytes, over {MAX_FRAME}")
         self._counts = [(p.phnmr, p.annmr, p.dgnmr) for p in cfg.pmus]
-        self._decode = _decoder(self._counts, self._whole.unpack, self.size)
-        self._encode = _encoder(self._counts, struct.Struct(">BBHHII" + body).pack, self.size)
+        self._encode, self._decode = _compiled(body, tuple(self._counts))
         self.offsets = []
         off = 14
         for p in cfg.pmus:
@@ -990,9 +998,10 @@ class StreamParser:
     Resynchronisation is linear in the bytes received. Checking a false frame start costs a CRC
     over its claimed size (up to 65,535 bytes), and garbage can put a false start every two bytes,
     so such checks are paid from a *credit* of :data:`CREDIT_PER_BYTE` CRC bytes per byte received
-    (capped at :data:`CREDIT_CAP`). A false start checked without credit is skipped whole (its
-    claimed bytes are dropped, paying for the check), and frame starts found further on while
-    there is no credit are not checked. A stream without garbage never spends credit: frames
+    (capped at :data:`CREDIT_CAP`), and only while they cost at most half the credit left (the
+    rest stays for the short frames of a good stream after the garbage). A false start checked
+    without credit is skipped whole (its claimed bytes are dropped, paying for the check), and a
+    frame start found further on without credit is not checked. A stream without garbage never spends credit: frames
     that check out cost only their own bytes. Over any stream the CRC work is at most about
     ``(CREDIT_PER_BYTE + 3) x bytes + CREDIT_CAP`` (:attr:`crc_bytes` counts it).
 
@@ -1076,8 +1085,8 @@ class StreamParser:
                 continue
             self.bad_frames += 1
             cost = max(size, self.STEP_COST)
-            if self._credit >= cost:            # paid: look for the next frame start inside the false one
-                self._credit -= cost
+            if self._credit >= 2 * cost:        # paid (half the credit kept for the look-ahead): look for
+                self._credit -= cost            # the next frame start inside the false one
                 nxt = self._next_start(buf, pos + 1, n)
             else:                               # no credit: the claimed bytes pay for the check
                 nxt = end
@@ -1129,9 +1138,9 @@ class StreamParser:
             q += 1
 
     def _check_ahead(self, buf: bytearray, q: int, end: int) -> bool:
-        """CRC check of a look-ahead frame start, if the credit pays for it (else: not a frame)."""
+        """CRC check of a look-ahead frame start, if half the credit pays for it (else: not a frame)."""
         cost = max(end - q, self.STEP_COST)
-        if self._credit < cost:
+        if 2 * cost > self._credit:
             return False
         self._work += end - q
         self.crc_bytes += end - q
