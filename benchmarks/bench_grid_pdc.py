@@ -1,13 +1,20 @@
 """PDC capacity: how many 30-fps PMUs one PDC process concentrates on one core.
 
 For each N, this script starts N synthetic PMUs (one asyncio process, one TCP server per PMU,
-real C37.118: each answers the CFG-2 / start commands and sends a data frame per 1/30 s with the
-current timestamp and CRC), writes a PDC config with the N inputs, starts the real PDC program
-(``python -m labkit.grid.pdc``) pinned to one CPU, and records its output stream for a measuring
-window after a warm-up. A PMU frame counts as *late or dropped* when its block is absent (STAT
-bits 15-14 = 10) in an output frame, or when a whole output frame is missing.
+real C37.118 on loopback: each answers the CFG-2 / start commands and sends a data frame per
+1/30 s with the current timestamp and CRC), writes a PDC config with the N inputs, starts the
+real PDC program (``python -m labkit.grid.pdc``) pinned to one CPU, and records its output stream
+for a measuring window after a warm-up. A PMU frame counts as *late or dropped* when its block
+is absent (STAT bits 15-14 = 10) in an output frame, or when a whole output frame is missing.
 
-    python benchmarks/bench_grid_pdc.py --n 50 200 500 1000 --seconds 10
+PMUs: ``--phasors K`` gives each K float phasors; ``--kit-pmus`` gives them the configurations
+of the kit's own PMUs (``labkit.grid.pmu``: case14, one bus each, buses taken in turn: 3 to 6
+phasors) and data frames the kit's PMU encoded. The script first prints where C37.118's 16-bit
+FRAMESIZE caps one concentrated stream for these PMUs (the PDC's CFG-2 and data frame must
+each fit in 65,535 bytes; the PDC rejects inputs beyond that with a logged error).
+
+    python benchmarks/bench_grid_pdc.py --n 500 1000 1300 --seconds 10
+    python benchmarks/bench_grid_pdc.py --kit-pmus --n 200 400 500 --seconds 10
 
 prints one line per N: output fps, late-or-dropped PMU frames per second (all PMUs together),
 the PDC's CPU share, and the lag of the last received frame behind the clock (a pipeline that
@@ -31,7 +38,7 @@ import time
 from pathlib import Path
 
 from labkit.grid import c37118 as c
-from labkit.grid.pdc import StreamClient
+from labkit.grid.pdc import _CFG2_FIXED, StreamClient, _cfg2_size
 
 HOST = "127.0.0.1"
 RATE = 30
@@ -58,16 +65,30 @@ class _PmuProto(asyncio.Protocol):
 
 
 class SyntheticPmu:
-    """A C37.118 PMU with ``phasors`` float phasors (a voltage, then currents); frames from a template."""
+    """A C37.118 PMU sending a template data frame with the current time; ``cfg`` is its CFG-2."""
 
-    def __init__(self, idcode: int, phasors: int = 1) -> None:
+    def __init__(self, cfg: c.ConfigFrame, frame: bytes) -> None:
+        self.cfg = cfg
+        self.cfg_bytes = c.encode_frame(cfg)
+        self.template = bytearray(frame)
+        self.clients: set = set()
+
+    @classmethod
+    def with_phasors(cls, idcode: int, phasors: int) -> SyntheticPmu:
+        """``phasors`` float phasors (a voltage, then currents)."""
         names = ["V:0"] + [f"I:line:{k}:f" for k in range(phasors - 1)]
         pmu = c.default_pmu_config(f"SYN{idcode}", idcode, names)
         cfg = c.ConfigFrame(idcode=idcode, pmus=(pmu,), data_rate=RATE)
-        self.cfg_bytes = c.encode_frame(cfg)
         blk = pmu.to_wire([7000 + 100j] + [100 - 20j] * (phasors - 1), 50.0)
-        self.template = bytearray(c.DataCodec(cfg).encode(c.DataFrame(idcode, 0, 0, (blk,))))
-        self.clients: set = set()
+        return cls(cfg, c.DataCodec(cfg).encode(c.DataFrame(idcode, 0, 0, (blk,))))
+
+    @classmethod
+    def like_the_kit(cls, idcode: int, bus: int) -> SyntheticPmu:
+        """The configuration and a data frame of the kit's PMU of case14 bus ``bus`` (``labkit.grid.pmu``)."""
+        from labkit.grid.pmu import PmuServer
+
+        pmu = PmuServer(idcode, "case14", [bus], rate=RATE, seed=idcode)
+        return cls(pmu.cfg, pmu.frame_at(0))
 
     def frame(self, soc: int, frac: int) -> bytes:
         t = self.template
@@ -91,10 +112,30 @@ async def _pmu_ticker(pmus: list[SyntheticPmu]) -> None:
         k += 1
 
 
+def make_pmus(n: int, phasors: int, kit: bool) -> list[SyntheticPmu]:
+    """``n`` PMUs with IDCODEs 1..n: ``phasors`` float phasors each, or the kit's (case14 buses in turn)."""
+    if kit:
+        return [SyntheticPmu.like_the_kit(i + 1, i % 14) for i in range(n)]
+    return [SyntheticPmu.with_phasors(i + 1, phasors) for i in range(n)]
+
+
+def framesize_cap(pmus: list[SyntheticPmu]) -> tuple[int, int]:
+    """How many of ``pmus`` (in order) fit one concentrated stream: (by the CFG-2, by the data frame)."""
+    cfg_size, data_size, by_cfg, by_data = _CFG2_FIXED, 16, None, None
+    for i, p in enumerate(pmus):
+        cfg_size += _cfg2_size(p.cfg) - _CFG2_FIXED
+        data_size += p.cfg.data_frame_size - 16
+        if by_cfg is None and cfg_size > c.MAX_FRAME:
+            by_cfg = i
+        if by_data is None and data_size > c.MAX_FRAME:
+            by_data = i
+    return by_cfg or len(pmus), by_data or len(pmus)
+
+
 async def run_one(n: int, seconds: float, warmup: float, cpu: int | None, wait: float = 0.2,
-                  phasors: int = 1) -> dict:
+                  phasors: int = 1, kit: bool = False) -> dict:
     loop = asyncio.get_running_loop()
-    pmus = [SyntheticPmu(i + 1, phasors) for i in range(n)]
+    pmus = make_pmus(n, phasors, kit)
     servers = [await loop.create_server(lambda p=p: _PmuProto(p), HOST, 0) for p in pmus]
     ports = [s.sockets[0].getsockname()[1] for s in servers]
     ticker = asyncio.ensure_future(_pmu_ticker(pmus))
@@ -169,18 +210,24 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--cpu", type=int, default=0, help="CPU the PDC is pinned to (-1: not pinned)")
     ap.add_argument("--wait", type=float, default=0.2, help="PDC wait window (lag time), seconds")
-    ap.add_argument("--phasors", type=int, default=1,
-                    help="phasors per PMU; C37.118's 16-bit FRAMESIZE limits one CFG-2 to ~1300 1-phasor PMUs "
-                         "(~590 with 4 phasors)")
+    ap.add_argument("--phasors", type=int, default=1, help="float phasors per PMU")
+    ap.add_argument("--kit-pmus", action="store_true", help="the kit's own PMUs (case14 buses in turn, 3-6 phasors)")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    probe = make_pmus(4000 if not a.kit_pmus else 2000, a.phasors, a.kit_pmus)
+    by_cfg, by_data = framesize_cap(probe)
+    what = "kit PMUs (case14 buses in turn)" if a.kit_pmus else f"{a.phasors}-phasor PMUs"
+    print(f"FRAMESIZE cap for {what}: the output CFG-2 holds {by_cfg}, a data frame {by_data} "
+          f"(one stream: {min(by_cfg, by_data)})")
+    print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"{'PMUs':>6}{'out fps':>9}{'late+dropped/s':>16}{'PDC CPU':>9}{'lag s':>8}  verdict", flush=True)
     for n in a.n:
-        r = asyncio.run(run_one(n, a.seconds, a.warmup, None if a.cpu < 0 else a.cpu, a.wait, a.phasors))
+        r = asyncio.run(run_one(n, a.seconds, a.warmup, None if a.cpu < 0 else a.cpu, a.wait, a.phasors, a.kit_pmus))
         ok = r["late_per_s"] <= 1.0 and r["fps"] >= RATE - 1 and r["lag"] < 1.0
         print(f"{r['n']:>6}{r['fps']:>9.1f}{r['late_per_s']:>16.2f}{100 * r['cpu']:>8.0f}%{r['lag']:>8.2f}  "
-              f"{'ok' if ok else 'over'}", flush=True)
+              f"{'ok' if ok else 'over'}  (load {' '.join(Path('/proc/loadavg').read_text().split()[:3])})",
+              flush=True)
 
 
 if __name__ == "__main__":
