@@ -95,7 +95,8 @@ class FrameProtocol(asyncio.Protocol):
         raise NotImplementedError
 
     def garbage_received(self, frames: int, skipped: int) -> None:
-        """``frames`` false frame starts and ``skipped`` bytes dropped since the last call (hook for counters)."""
+        """``frames`` bad frames (false frame starts; a run of unusable bytes counts as one) and ``skipped``
+        bytes dropped since the last call (hook for counters)."""
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,12 +127,13 @@ class FrameProtocol(asyncio.Protocol):
             transport.resume_reading()
 
     def _report(self) -> None:
+        """Hand on the parser's new bad frames; bytes skipped without a false frame start count as one."""
         bad, skipped = self.parser.bad_frames, self.parser.skipped_bytes
         d_bad, d_skipped = bad - self._reported[0], skipped - self._reported[1]
         if d_bad or d_skipped:
             self._reported = (bad, skipped)
-            self.garbage_received(d_bad, d_skipped)
-            self.garbage.add(d_bad, f"{skipped} bytes skipped in all")
+            self.garbage_received(d_bad or 1, d_skipped)
+            self.garbage.add(d_bad or 1, f"{skipped} bytes skipped in all")
 
     def count_bad_frame(self, why: str) -> None:
         """A CRC-valid frame this connection cannot use (e.g. a body that does not decode)."""

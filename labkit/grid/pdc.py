@@ -496,6 +496,7 @@ class Pdc:
         lead = max(self.cfg.config_change_notice, self.cfg.max_lead + self.cfg.wait_window)
         switch_s = math.ceil(time.time() + lead)        # the top of a second, at least the notice away
         self._next, self._switch_k = new, switch_s * self.rate
+        self._cur.recount()          # a changed input no longer delivers frames of the layout in use
         log.info("output configuration changes to %d PMUs from %d inputs at %d (top of the second); "
                  "STAT bit 10 set until then", n_pmus, len(new.slots), switch_s)
 
