@@ -69,7 +69,8 @@ def main() -> int:
     wall = time.perf_counter() - t_start
     print(f"\n{a.inputs:,} inputs (seed {a.seed}) in {wall:.0f} s; load average {' '.join(load0)} before, "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])} after; no crash")
-    print(f"{'kind':<12}{'inputs':>10}{'MiB':>9}{'CPU s':>8}{'mean us/B':>11}{'worst us/B (>=4 KiB)':>22}{'max CRC B/B':>13}")
+    print(f"{'kind':<12}{'inputs':>10}{'MiB':>9}{'CPU s':>8}{'mean us/B':>11}{'worst us/B (>=4 KiB)':>22}"
+          f"{'max CRC B/B':>13}")
     for kind in fuzz.KINDS:
         n, size, secs, worst_pb, crc = per_kind[kind]
         print(f"{kind:<12}{n:>10,}{size / 2**20:>9.1f}{secs:>8.1f}{secs / max(size, 1) * 1e6:>11.3f}"
@@ -79,7 +80,8 @@ def main() -> int:
           + (f", e.g. {over[:5]}" if over else ""))
     crc_max = max(v[4] for v in per_kind.values())
     linear = crc_max <= fuzz.MAX_CRC_PER_BYTE
-    print(f"CRC work per byte at most {crc_max:.2f} (bound {fuzz.MAX_CRC_PER_BYTE}): {'linear' if linear else 'NOT LINEAR'}")
+    print(f"CRC work per byte at most {crc_max:.2f} (bound {fuzz.MAX_CRC_PER_BYTE}): "
+          f"{'linear' if linear else 'NOT LINEAR'}")
     return 0 if linear and not over else 1
 
 

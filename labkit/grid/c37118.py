@@ -1001,9 +1001,9 @@ class StreamParser:
     (capped at :data:`CREDIT_CAP`), and only while they cost at most half the credit left (the
     rest stays for the short frames of a good stream after the garbage). A false start checked
     without credit is skipped whole (its claimed bytes are dropped, paying for the check), and a
-    frame start found further on without credit is not checked. A stream without garbage never spends credit: frames
-    that check out cost only their own bytes. Over any stream the CRC work is at most about
-    ``(CREDIT_PER_BYTE + 3) x bytes + CREDIT_CAP`` (:attr:`crc_bytes` counts it).
+    frame start found further on without credit is not checked. A stream without garbage never
+    spends credit: frames that check out cost only their own bytes. Over any stream the CRC work
+    is at most about ``(CREDIT_PER_BYTE + 3) x bytes + CREDIT_CAP`` (:attr:`crc_bytes` counts it).
 
     ``feed(data, budget=...)`` also bounds the work of one call (CRC bytes plus
     :data:`STEP_COST` per frame start examined): it returns early with :attr:`pending` set, and

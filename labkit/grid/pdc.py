@@ -310,9 +310,9 @@ class _Input:
     seen: float = math.nan          # frame time of its latest on-grid frame (a reference for the others)
     rejected: str = ""
     counters: StreamCounters = field(default_factory=StreamCounters)
-    late_log: WarnLimiter | None = None
-    early_log: WarnLimiter | None = None
-    off_grid_log: WarnLimiter | None = None
+    late_log: WarnLimiter = field(init=False)
+    early_log: WarnLimiter = field(init=False)
+    off_grid_log: WarnLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.late_log = WarnLimiter(log, f"input {self.name}: late frames dropped")
@@ -501,7 +501,10 @@ class Pdc:
                  "STAT bit 10 set until then", n_pmus, len(new.slots), switch_s)
 
     def _layout_for(self, k: int) -> _Layout:
-        return self._next if self._switch_k is not None and k >= self._switch_k else self._cur  # type: ignore[return-value]
+        """The layout of frame time ``k``: the announced one from the switch on."""
+        if self._next is not None and self._switch_k is not None and k >= self._switch_k:
+            return self._next
+        return self._cur
 
     # ------------------------------------------------------------------ state
     def _state_cb(self, inp: _Input) -> Callable[[bool], None]:
@@ -528,6 +531,8 @@ class Pdc:
         stats, counters = self.stats, inp.counters
         rate = self.rate
         max_lead = self.cfg.max_lead
+        loop = self._loop
+        assert loop is not None, "frame callbacks are made once the PDC runs in a loop"
 
         def on_frame(raw: bytes) -> None:
             stats.frames_in += 1
@@ -538,12 +543,12 @@ class Pdc:
             if abs(x - k) > 0.1:
                 stats.off_grid += 1
                 counters.off_grid += 1
-                inp.off_grid_log.add(1, f"last: frame time {t:.6f} at {rate} frames/s")  # type: ignore[union-attr]
+                inp.off_grid_log.add(1, f"last: frame time {t:.6f} at {rate} frames/s")
                 return
             if k <= self._last_k:
                 stats.late += 1
                 counters.late += 1
-                inp.late_log.add(1, f"last: frame time {t:.3f}, "  # type: ignore[union-attr]
+                inp.late_log.add(1, f"last: frame time {t:.3f}, "
                                     f"{(self._last_k - k) / rate:.3f} s behind the last frame sent")
                 return
             now = time.time()
@@ -553,8 +558,8 @@ class Pdc:
                     inp.seen = t
                     stats.early += 1
                     counters.early += 1
-                    inp.early_log.add(1, f"last: frame time {t:.3f}, {t - now:.3f} s ahead of this PDC's "  # type: ignore[union-attr]
-                                         f"clock, {t - ref:.3f} s ahead of the reference; max_lead {max_lead} s")
+                    inp.early_log.add(1, f"last: frame time {t:.3f}, {t - now:.3f} s ahead of this PDC's clock, "
+                                         f"{t - ref:.3f} s ahead of the reference; max_lead {max_lead} s")
                     return
             inp.seen = t
             layout = self._layout_for(k)
@@ -572,7 +577,7 @@ class Pdc:
                     if due <= 0 or bucket[0] >= 2:
                         self._publish_through(k)
                     else:     # one input alone ahead of our clock does not move the output's time: wait
-                        self._loop.call_at(self._loop.time() + due, self._publish_if_complete, k)  # type: ignore[union-attr]
+                        loop.call_at(loop.time() + due, self._publish_if_complete, k)
         return on_frame
 
     def _reference_time(self, inp: _Input, now: float) -> float:

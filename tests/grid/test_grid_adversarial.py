@@ -25,8 +25,10 @@ pytestmark = pytest.mark.unit
 HOST = "127.0.0.1"
 #: 192 KiB of the issue's false frame start: SYNC, data frame v1, FRAMESIZE 65535.
 FALSE_SYNCS = b"\xaa\x01\xff\xff" * (48 * 1024)
-#: Largest gap between two frames of a healthy 30-fps stream a test accepts (the machine is shared).
-MAX_GAP = 0.25
+#: Largest gap between two frames of a 30-fps stream a test accepts. The defects stalled every
+#: client for 6.5 s; a healthy stream here shows 40-110 ms, with or without a garbage sender, and
+#: up to 0.55 s at load average 13 on this shared 2-core machine (scheduling, not the data plane).
+MAX_GAP = 1.0
 
 
 @pytest.fixture(autouse=True, scope="module")
