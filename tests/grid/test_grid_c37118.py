@@ -18,13 +18,7 @@ import c37118_fuzz as fuzz  # noqa: E402  (tests/grid, shared with benchmarks/be
 pytestmark = pytest.mark.unit
 
 
-def _cfg() -> c.ConfigFrame:
-    p1 = c.default_pmu_config("STATION A", 7, ["V:1", "I:line:0:f"])
-    p2 = c.PmuConfig("B", 8, ("VA", "VB"), polar=True, phasor_float=False, analog_float=False, freq_float=False,
-                     analog_names=("A1",), digital_names=tuple(f"D{i}" for i in range(16)), phunit=(915527, 915527),
-                     fnom=60, cfgcnt=3)
-    p3 = c.PmuConfig("C", 9, ("IA",), polar=False, phasor_float=False, phunit=((1 << 24) | 100,))
-    return c.ConfigFrame(idcode=99, pmus=(p1, p2, p3), data_rate=30, soc=1_700_000_000, fracsec=123)
+_cfg = fuzz.config   # 3 PMUs: float/int, rectangular/polar, analogs, digital words
 
 
 def _data(cfg: c.ConfigFrame) -> c.DataFrame:
