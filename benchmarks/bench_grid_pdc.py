@@ -16,9 +16,12 @@ each fit in 65,535 bytes; the PDC rejects inputs beyond that with a logged error
     python benchmarks/bench_grid_pdc.py --n 500 1000 1300 --seconds 10
     python benchmarks/bench_grid_pdc.py --kit-pmus --n 200 400 500 --seconds 10
 
-prints one line per N: output fps, late-or-dropped PMU frames per second (all PMUs together),
-the PDC's CPU share, and the lag of the last received frame behind the clock (a pipeline that
-falls behind real time shows as out fps < 30 and a growing lag, even with nothing dropped). Capacity = the largest N with <= 1 late-or-dropped frame per second.
+prints one line per N: the PMU frames/s the emulator wrote, output fps, late-or-dropped PMU
+frames per second (all PMUs together), the PDC's CPU share and its CPU time per input frame
+(which sets how many PMUs one core can take: 1 / (30 x that)), and the lag of the last received
+frame behind the clock (a pipeline that falls behind real time shows as out fps < 30 and a
+growing lag, even with nothing dropped). Capacity = the largest N with <= 1 late-or-dropped
+frame per second.
 The synthetic PMUs and the measuring client share one process (and the machine); on a loaded
 machine their own scheduling delay shows up as late frames, so compare with the PDC's CPU share.
 """
@@ -97,7 +100,8 @@ class SyntheticPmu:
         return bytes(t)
 
 
-async def _pmu_ticker(pmus: list[SyntheticPmu]) -> None:
+async def _pmu_ticker(pmus: list[SyntheticPmu], sent: list[int]) -> None:
+    """Send every started PMU's frame of each reporting instant; ``sent[0]`` counts the frames written."""
     k = int(time.time() * RATE) + 1
     while True:
         delay = k / RATE - time.time()
@@ -109,6 +113,7 @@ async def _pmu_ticker(pmus: list[SyntheticPmu]) -> None:
                 data = p.frame(soc, frac)
                 for tr in p.clients:
                     tr.write(data)
+                    sent[0] += 1
         k += 1
 
 
@@ -138,7 +143,8 @@ async def run_one(n: int, seconds: float, warmup: float, cpu: int | None, wait: 
     pmus = make_pmus(n, phasors, kit)
     servers = [await loop.create_server(lambda p=p: _PmuProto(p), HOST, 0) for p in pmus]
     ports = [s.sockets[0].getsockname()[1] for s in servers]
-    ticker = asyncio.ensure_future(_pmu_ticker(pmus))
+    sent = [0]
+    ticker = asyncio.ensure_future(_pmu_ticker(pmus, sent))
     tmp = Path(tempfile.mkdtemp(prefix="bench_pdc_"))
     cfg = {"name": "bench", "idcode": 60000, "wait_window": wait, "output_port": 0, "config_timeout": 60,
            "inputs": [{"name": f"p{i}", "host": HOST, "port": port, "idcode": i + 1} for i, port in enumerate(ports)]}
@@ -176,11 +182,13 @@ async def run_one(n: int, seconds: float, warmup: float, cpu: int | None, wait: 
             await asyncio.sleep(0.2)
         await asyncio.sleep(warmup)
         cpu0 = _cpu_seconds(proc.pid)
+        sent0 = sent[0]
         t0 = time.monotonic()
         measuring = True
         await asyncio.sleep(seconds)
         measuring = False
         elapsed = time.monotonic() - t0
+        in_rate = (sent[0] - sent0) / elapsed
         last = stats["times"][-1] if stats["times"] else (0, 0)
         lag = time.time() - (last[0] + last[1] / 1e6)
         cpu = (_cpu_seconds(proc.pid) - cpu0) / elapsed
@@ -195,7 +203,8 @@ async def run_one(n: int, seconds: float, warmup: float, cpu: int | None, wait: 
     missing_out = (ks[-1] - ks[0] + 1 - len(ks)) if ks else int(seconds * RATE)
     late = stats["absent"] + missing_out * n
     return {"n": n, "fps": stats["frames"] / elapsed, "late_per_s": late / elapsed, "cpu": cpu,
-            "missing_output_frames": missing_out, "lag": lag}
+            "missing_output_frames": missing_out, "lag": lag, "in_rate": in_rate,
+            "us_per_frame": cpu / in_rate * 1e6 if in_rate else float("nan")}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -221,11 +230,13 @@ def main() -> None:
     print(f"FRAMESIZE cap for {what}: the output CFG-2 holds {by_cfg}, a data frame {by_data} "
           f"(one stream: {min(by_cfg, by_data)})")
     print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    print(f"{'PMUs':>6}{'out fps':>9}{'late+dropped/s':>16}{'PDC CPU':>9}{'lag s':>8}  verdict", flush=True)
+    print(f"{'PMUs':>6}{'in fr/s':>9}{'out fps':>9}{'late+dropped/s':>16}{'PDC CPU':>9}{'PDC us/in frame':>17}"
+          f"{'lag s':>8}  verdict", flush=True)
     for n in a.n:
         r = asyncio.run(run_one(n, a.seconds, a.warmup, None if a.cpu < 0 else a.cpu, a.wait, a.phasors, a.kit_pmus))
         ok = r["late_per_s"] <= 1.0 and r["fps"] >= RATE - 1 and r["lag"] < 1.0
-        print(f"{r['n']:>6}{r['fps']:>9.1f}{r['late_per_s']:>16.2f}{100 * r['cpu']:>8.0f}%{r['lag']:>8.2f}  "
+        print(f"{r['n']:>6}{r['in_rate']:>9.0f}{r['fps']:>9.1f}{r['late_per_s']:>16.2f}{100 * r['cpu']:>8.0f}%"
+              f"{r['us_per_frame']:>17.1f}{r['lag']:>8.2f}  "
               f"{'ok' if ok else 'over'}  (load {' '.join(Path('/proc/loadavg').read_text().split()[:3])})",
               flush=True)
 

@@ -308,6 +308,7 @@ class _Input:
     fresh: bool = False
     time_base: int = 1_000_000
     seen: float = math.nan          # frame time of its latest on-grid frame (a reference for the others)
+    absent: bytes = b""             # its PMU blocks with every value absent (for its current cfg)
     rejected: str = ""
     counters: StreamCounters = field(default_factory=StreamCounters)
     late_log: WarnLimiter = field(init=False)
@@ -336,7 +337,11 @@ class _Layout:
         self.cfg = cfg
         self.slots = slots
         self.by_input = {s.inp.index: s for s in slots}
-        self.stat_offsets = [start - 14 for start, _ in c.DataCodec(cfg).offsets] if cfg is not None else []
+        self.stat_offsets = []
+        off = 0
+        for p in cfg.pmus if cfg is not None else ():
+            self.stat_offsets.append(off)
+            off += p.block_size
         self.n_ready = 0
 
     def recount(self) -> None:
@@ -434,6 +439,7 @@ class Pdc:
                 return                                  # same configuration (e.g. after a reconnect)
             inp.cfg = cfg
             inp.time_base = cfg.time_base
+            inp.absent = b"".join(c.block_bytes(p, p.absent_block()) for p in cfg.pmus)
             self._rebuild_output()
             if not self.server.ready.is_set() and all(i.cfg is not None for i in self.inputs):
                 self._set_ready()
@@ -474,7 +480,7 @@ class Pdc:
             for p in inp.cfg.pmus:
                 seen[p.idcode] = inp.name
             inp.rejected = ""
-            slots.append(_Slot(inp, inp.cfg, b"".join(c.block_bytes(p, p.absent_block()) for p in inp.cfg.pmus)))
+            slots.append(_Slot(inp, inp.cfg, inp.absent))
             pmus.extend(inp.cfg.pmus)
         out = c.ConfigFrame(idcode=self.cfg.idcode, pmus=tuple(pmus), data_rate=self.rate) if pmus else None
         layout = _Layout(out, slots)

@@ -191,10 +191,10 @@ def exercise(kind: str, data: bytes, rng: random.Random, budget: int | None) -> 
     return Outcome(kind, len(data), len(frames), parser.crc_bytes)
 
 
-def inputs(seed: int, count: int):  # noqa: ANN201
-    """``count`` (kind, bytes, rng) triples from ``seed``."""
+def inputs(seed: int, count: int, weights: tuple[float, ...] = WEIGHTS):  # noqa: ANN201
+    """``count`` (kind, bytes, rng) triples from ``seed`` (kinds drawn with ``weights``)."""
     rng = random.Random(seed)
     for _ in range(count):
-        kind = rng.choices(KINDS, WEIGHTS)[0]
+        kind = rng.choices(KINDS, weights)[0]
         sub = random.Random(rng.getrandbits(64))
         yield kind, GENERATORS[kind](sub), sub
