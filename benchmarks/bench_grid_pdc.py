@@ -8,7 +8,7 @@ for a measuring window after a warm-up. A PMU frame counts as *late or dropped* 
 is absent (STAT bits 15-14 = 10) in an output frame, or when a whole output frame is missing.
 
 PMUs: ``--phasors K`` gives each K float phasors; ``--kit-pmus`` gives them the configurations
-of the kit's own PMUs (``labkit.grid.pmu``: case14, one bus each, buses taken in turn: 3 to 6
+of the kit's own PMUs (``labkit.grid.pmu``: case14, one bus each, buses taken in turn: 2 to 6
 phasors) and data frames the kit's PMU encoded. The script first prints where C37.118's 16-bit
 FRAMESIZE caps one concentrated stream for these PMUs (the PDC's CFG-2 and data frame must
 each fit in 65,535 bytes; the PDC rejects inputs beyond that with a logged error).
@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--cpu", type=int, default=0, help="CPU the PDC is pinned to (-1: not pinned)")
     ap.add_argument("--wait", type=float, default=0.2, help="PDC wait window (lag time), seconds")
     ap.add_argument("--phasors", type=int, default=1, help="float phasors per PMU")
-    ap.add_argument("--kit-pmus", action="store_true", help="the kit's own PMUs (case14 buses in turn, 3-6 phasors)")
+    ap.add_argument("--kit-pmus", action="store_true", help="the kit's own PMUs (case14 buses in turn, 2-6 phasors)")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
