@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import struct
 import subprocess
 import sys
@@ -195,10 +196,15 @@ async def run_one(n: int, seconds: float, warmup: float, cpu: int | None, wait: 
         await client.close()
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:   # a PDC swamped by its inputs: do not leave it running
+            proc.kill()
+            proc.wait()
         ticker.cancel()
         for s in servers:
             s.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     ks = sorted(soc * RATE + round(frac * RATE / 1e6) for soc, frac in stats["times"])
     missing_out = (ks[-1] - ks[0] + 1 - len(ks)) if ks else int(seconds * RATE)
     late = stats["absent"] + missing_out * n
