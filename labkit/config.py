@@ -5,8 +5,8 @@ logical groups and database domains of the thesis' chapters 5-6, namespace offlo
 optional explicit peerings, the synchrophasor workload, the Kubernetes/Liqo timers and
 the backend that runs it (``embedded`` on this machine, ``vms`` over SSH).
 
-A file may ``extends:`` another env of the same folder; mappings merge key by key and
-lists replace. Every problem in a file is reported at once in one :class:`ConfigError`
+A file may ``extends:`` another env (looked up next to it, then in the kit's ``envs/``);
+mappings merge key by key and lists replace. Every problem in a file is reported at once in one :class:`ConfigError`
 that names the file, the field path (``clusters[2] (leaf-2).pod_cidr``) and what was
 expected.
 
@@ -538,7 +538,7 @@ def validate_env(raw: Mapping[str, Any], source: str | Path = "<env>") -> Env:
 
 
 def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read an env file as a mapping, resolving ``extends:`` (same folder, no cycles)."""
+    """Read an env file as a mapping, resolving ``extends:`` (:func:`extends_path`, no cycles)."""
     path = path.resolve()
     if path in _seen:
         chain = " -> ".join(p.name for p in (*_seen, path))
@@ -557,8 +557,30 @@ def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return data
     if not isinstance(parent, str):
         raise ConfigError([Problem("extends", "expected the name of another env file")], path)
-    base = load_raw(env_path(parent) if "/" in parent else path.parent / f"{parent}.yaml", (*_seen, path))
+    base = load_raw(extends_path(parent, path), (*_seen, path))
     return _merge(base, data)
+
+
+def extends_path(parent: str, child: Path) -> Path:
+    """The file an ``extends: <parent>`` in ``child`` names.
+
+    A name (``thesis``) is looked up next to ``child`` first, then in the kit's ``envs/``
+    (so a copy of ``envs/crownlabs.yaml`` kept elsewhere still extends the kit's ``thesis``);
+    a path (``../other.yaml``) is taken as it is.
+
+    Raises
+    ------
+    ConfigError
+        When neither place has the file; the message names both.
+    """
+    if "/" in parent:
+        return env_path(parent)
+    places = list(dict.fromkeys([child.parent.resolve(), paths.envs_dir().resolve()]))
+    for place in places:
+        if (place / f"{parent}.yaml").exists():
+            return place / f"{parent}.yaml"
+    where = " nor in ".join(str(p) for p in places)
+    raise ConfigError([Problem("extends", f"no env {parent!r}: no {parent}.yaml in {where}")], child)
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

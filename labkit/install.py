@@ -162,7 +162,9 @@ def kernel_step() -> Step:
             return False
         import json
         argv = json.loads((Path(spec) / "kernel.json").read_text())["argv"]
-        return Path(argv[0]).resolve() == Path(sys.executable).resolve()
+        # not resolved: a virtual environment's python is a symlink to the base interpreter, whose
+        # kernel would import another environment's packages (and labkit from another checkout)
+        return Path(argv[0]).absolute() == Path(sys.executable).absolute()
 
     def run(log: Log) -> None:
         log(f"python -m ipykernel install --user --name {KERNEL_NAME}")

@@ -159,6 +159,28 @@ def test_circular_extends(tmp_path: Path) -> None:
         load_env(tmp_path / "a.yaml")
 
 
+def test_extends_of_a_copy_outside_envs_finds_the_kits_env(tmp_path: Path) -> None:
+    """README: a copy of envs/crownlabs.yaml kept elsewhere still extends the kit's thesis."""
+    copy_ = tmp_path / "my-vms.yaml"
+    copy_.write_text((paths.envs_dir() / "crownlabs.yaml").read_text())
+    assert load_env(copy_).clusters == load_env("crownlabs").clusters
+
+
+def test_extends_prefers_the_file_next_to_the_child(tmp_path: Path) -> None:
+    (tmp_path / "thesis.yaml").write_text(yaml.safe_dump({**thesis(), "name": "local-thesis"}))
+    (tmp_path / "child.yaml").write_text("extends: thesis\n")
+    assert load_env(tmp_path / "child.yaml").name == "local-thesis"
+
+
+def test_extends_missing_names_both_places(tmp_path: Path) -> None:
+    (tmp_path / "child.yaml").write_text("extends: nowhere\nname: child\n")
+    with pytest.raises(ConfigError) as err:
+        load_env(tmp_path / "child.yaml")
+    text = str(err.value)
+    assert f"no nowhere.yaml in {tmp_path.resolve()} nor in {paths.envs_dir().resolve()}" in text
+    assert str(tmp_path / "child.yaml") in text
+
+
 def test_default_node_per_cluster_and_immutability() -> None:
     env = load_env("thesis")
     assert env.cluster("leaf-2").nodes[0].name == "leaf-2"
