@@ -24,10 +24,12 @@ TIERS = ("unit", "notebook", "embedded", "vms")
 def setup(c: Context) -> None:
     """Install everything the kit needs (idempotent): Debian packages, the Python package, the Jupyter kernel."""
     from labkit import install
+    from labkit.host import PrivilegeError, require_embedded
 
     try:
+        require_embedded("invoke setup")  # before anything is installed: one line naming all that is missing
         results = install.run_steps(install.all_steps(ROOT))
-    except install.SetupError as err:
+    except (install.SetupError, PrivilegeError) as err:
         raise Exit(f"setup: {err}", code=1) from None
     done = [r for r in results if r.status == "done"]
     print(f"[setup] {len(done)} step(s) done, {len(results) - len(done)} already there")
@@ -38,15 +40,18 @@ def setup(c: Context) -> None:
             "share": "embedded: notebooks share one test bed per env (default); --no-share: one each"})
 def lab(c: Context, env: str = "embedded", profile: str = "quick", only: str = "", share: bool = True) -> None:
     """Run the experiment pipeline: notebooks/ in order with papermill into data/<run_id>/."""
-    from labkit.config import ConfigError
+    from labkit.config import ConfigError, load_env
+    from labkit.host import PrivilegeError, require_embedded
     from labkit.runner import PipelineError, run_pipeline
 
     if profile not in ("quick", "full"):
         raise Exit(f"lab: --profile must be 'quick' or 'full', got {profile!r}", code=2)
     prefixes = [p.strip() for p in only.split(",") if p.strip()]
     try:
+        if load_env(env).backend.kind == "embedded":  # before a run directory or a test bed exists
+            require_embedded(f"invoke lab --env {env}")
         manifest = run_pipeline(env, profile, only=prefixes, share=share)  # type: ignore[arg-type]
-    except (ConfigError, PipelineError) as err:
+    except (ConfigError, PipelineError, PrivilegeError) as err:
         raise Exit(f"lab: {err}", code=1) from None
     print(f"[lab] {len(manifest.notebooks)} notebook(s) ok; data in data/{manifest.run_id}/, figures in figures/")
 

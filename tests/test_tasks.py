@@ -102,3 +102,22 @@ def test_up_tears_the_test_bed_down_on_kill_hangup_and_interrupt(signum: int, ig
     finally:
         proc.kill()
     assert "torn down" in out
+
+
+@pytest.mark.parametrize("task", ["setup", "lab"])
+def test_setup_and_lab_stop_before_anything_when_the_host_lacks_something(
+        task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preflight runs first: no setup step, no pipeline run, one line naming what is missing."""
+    from labkit import host, install, runner
+
+    lacking = host.Offers(euid=1000, cap_eff=0, tun=False, cgroup="v2", cgroup_writable=False)
+    monkeypatch.setattr(host, "offers", lambda *a: lacking)
+    started: list[str] = []
+    monkeypatch.setattr(install, "run_steps", lambda *a, **k: started.append("setup"))
+    monkeypatch.setattr(runner, "run_pipeline", lambda *a, **k: started.append("lab"))
+    with pytest.raises(Exit) as err:
+        getattr(tasks, task)(MockContext())
+    message = str(err.value)
+    assert started == [] and "\n" not in message
+    assert message.startswith(f"{task}: invoke {task}") and "root (running as uid 1000" in message
+    assert "/dev/net/tun" in message and "writable cgroups" in message

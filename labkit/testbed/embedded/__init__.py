@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labkit.host import require_root
+from labkit.host import require_embedded, require_root
 from labkit.paths import cache_dir
 from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
 from labkit.testbed.embedded import vm as vmlib
@@ -251,12 +251,12 @@ class EmbeddedTestbed:
         Raises
         ------
         labkit.host.PrivilegeError
-            When not root.
+            When not root, or the host lacks what the test bed needs (:func:`labkit.host.require_embedded`).
         TestbedError
             When another testbed holds the machine, or a component does not start (the
             message names it and its log).
         """
-        require_root("bringing up the embedded testbed")
+        require_embedded("bringing up the embedded testbed")
         if isinstance(env, Env):
             from labkit.topology import plan
             self.plan = plan(env)
