@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from labkit.testbed.embedded import binaries, cluster, pki
+from labkit.testbed.embedded import binaries, cgroups, cluster, pki
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, SpecError, Tuning, VmSpec
 from labkit.testbed.embedded.vm import Vm, VmError
@@ -61,7 +61,8 @@ def test_table_7_1_in_component_configs() -> None:
     spec = ClusterSpec("c1", (VmSpec("a"),))
     kubelet = cluster.kubelet_config(Vm("a", 0), spec, Tuning())
     assert kubelet["nodeStatusUpdateFrequency"] == "5s"
-    assert kubelet["cgroupRoot"] == "/lkt-vm-a" and kubelet["clusterDNS"] == ["10.43.0.10"]
+    assert kubelet["cgroupRoot"] == cgroups.current().path("/lkt-vm-a") and kubelet["clusterDNS"] == ["10.43.0.10"]
+    assert kubelet["cgroupDriver"] == "cgroupfs"
     assert "restrict_oom_score_adj = true" in cluster.containerd_config("labkit.local/pause:1", "runc", "/usr/lib/cni")
     cni = json.loads(cluster.cni_config("10.42.0.0/24"))
     assert cni["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.42.0.0/24"}]]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labkit.testbed.base import TestbedError
-from labkit.testbed.embedded import pki
+from labkit.testbed.embedded import cgroups, pki
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries
 from labkit.config import Tuning
@@ -403,7 +403,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "{runc}"
-        SystemdCgroup = false
+        SystemdCgroup = false  # cgroupfs, as the kubelet (labkit.testbed.embedded.cgroups.DRIVER)
 
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin_dir}"
@@ -441,8 +441,8 @@ def kubelet_config(vm: vmlib.Vm, spec: ClusterSpec, tuning: Tuning) -> dict[str,
         "authorization": {"mode": "Webhook"},
         "tlsCertFile": f"{PKI}/kubelet.crt",
         "tlsPrivateKeyFile": f"{PKI}/kubelet.key",
-        "cgroupDriver": "cgroupfs",
-        "cgroupRoot": vm.cgroup,
+        "cgroupDriver": cgroups.DRIVER,  # the kit manages its own (delegated) subtree: see .cgroups
+        "cgroupRoot": vm.cgroup_path,
         "cgroupsPerQOS": True,
         "enforceNodeAllocatable": ["pods"],
         "clusterDNS": [spec.service_ip(10)],

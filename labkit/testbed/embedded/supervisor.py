@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labkit.testbed.embedded import linux, vm
+from labkit.testbed.embedded import cgroups, linux, vm
 
-SUPERVISOR_CGROUP = f"/{vm.PREFIX}-supervisor"
+SUPERVISOR_CGROUP = cgroups.SUPERVISOR
 
 
 class SupervisorError(RuntimeError):
@@ -98,6 +98,7 @@ def _signal(pid: int, sig: int) -> None:
 
 def serve() -> None:
     """Run the supervisor loop on stdin/stdout until ``exit`` or end of input."""
+    cgroups.adopt_scope(cgroups.current())  # a systemd host: move into the delegated scope's leaf first
     linux.set_child_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     procs: dict[str, dict[str, Any]] = {}
@@ -157,17 +158,21 @@ class Supervisor:
 
     def __init__(self, log: Path) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        for directory in vm._cgroup_dirs(SUPERVISOR_CGROUP):  # noqa: SLF001 (same package)
-            directory.mkdir(exist_ok=True)
-            if "cpuset" in directory.parts:
-                for knob in ("cpuset.cpus", "cpuset.mems"):
-                    (directory / knob).write_text((directory.parent / knob).read_text())
+        layout = cgroups.current()
+        if layout.scope is None:  # else systemd makes the scope and the supervisor its leaf (cgroups.adopt_scope)
+            cgroups.create(layout, SUPERVISOR_CGROUP)
         self._lock = threading.Lock()
+        argv = layout.supervisor_argv([sys.executable, "-m", "labkit.testbed.embedded.supervisor"])
         with log.open("ab") as err:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "labkit.testbed.embedded.supervisor"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=err, start_new_session=True,
-                preexec_fn=lambda: _join(SUPERVISOR_CGROUP))
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, start_new_session=True,
+                preexec_fn=None if layout.scope else lambda: cgroups.join(layout, SUPERVISOR_CGROUP))
+        try:
+            self.status()  # answered once the supervisor sits in its cgroup: the VMs' cgroups may follow
+        except SupervisorError as err:
+            self.close()
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:])
+            raise SupervisorError(f"the supervisor did not start ({err}); {log}:\n{tail}") from None
 
     @property
     def pid(self) -> int:
@@ -222,11 +227,6 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-
-
-def _join(cgroup: str) -> None:
-    for directory in vm._cgroup_dirs(cgroup):  # noqa: SLF001 (same package)
-        (directory / "cgroup.procs").write_text(str(os.getpid()))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ Layout (every name carries the kit's prefix ``lkt`` so :func:`sweep` finds lefto
   ``/var/lib/kubelet``, ``/var/lib/containerd``, ``/run/containerd``, ``/var/log/pods``,
   ``/var/log/containers``, ``/etc/cni/net.d``, ``/var/lib/cni``, ``/etc/kubernetes``,
   ``/var/lib/etcd`` and ``/run/netns`` (bound from ``/var/lib/lkt/<name>/``);
-- its cgroup root is ``/lkt-<name>`` under every cgroup v1 controller (daemons in
-  ``/lkt-<name>/system``, pods in ``/lkt-<name>/kubepods`` made by the kubelet).
+- its cgroup root is ``/lkt-<name>`` (daemons in ``/lkt-<name>/system``, pods in
+  ``/lkt-<name>/kubepods`` made by the kubelet), under every cgroup v1 controller or, on a
+  cgroup v2 host, in the unified hierarchy (below the kit's delegated systemd scope where
+  systemd runs): :mod:`.cgroups` decides where.
 
 A process enters a VM with :func:`enter` (``setns`` into the network and mount namespaces,
 join the cgroups); ``/sys`` is never remounted, so the cgroup mounts stay visible.
@@ -34,7 +36,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from labkit.testbed.embedded import disk, linux
+from labkit.testbed.embedded import cgroups, disk, linux
 
 PREFIX = "lkt"
 #: Prefix of this backend's VM namespaces and cgroups: the kit's prefix plus ``vm``, so the
@@ -62,11 +64,6 @@ STATE_ROOT = Path("/var/lib") / PREFIX
 #: the VMs' file system (:mod:`.disk`), so that moving a tree there is a rename.
 TRASH_ROOT = STATE_ROOT / ".trash"
 NS_DIR = Path("/run") / PREFIX / "ns"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "systemd")
-#: Hierarchies searched on teardown: runc and the kubelet also make cgroups in the (otherwise
-#: unused) cgroup2 hierarchy mounted at ``unified`` on a hybrid host.
-HIERARCHIES = (*CONTROLLERS, "unified")
 
 #: Directories private to each VM (inside the VM -> under its state directory).
 PRIVATE_DIRS = {
@@ -128,8 +125,13 @@ class Vm:
 
     @property
     def cgroup(self) -> str:
-        """Cgroup root of the VM, the same path under every controller."""
+        """Cgroup root of the VM relative to the kit's base (:mod:`.cgroups`), the same under every controller."""
         return cgroup_name(self.name)
+
+    @property
+    def cgroup_path(self) -> str:
+        """Cgroup root of the VM as its processes see it (the kubelet's ``cgroupRoot``)."""
+        return cgroups.current().path(self.cgroup)
 
     @property
     def state_dir(self) -> Path:
@@ -251,19 +253,8 @@ def run_in_netns(name: str, func) -> None:  # noqa: ANN001 (a no-argument callab
         raise VmError(f"operation in network namespace {name} failed")
 
 
-def _cgroup_dirs(vm_cgroup: str, hierarchies: tuple[str, ...] = CONTROLLERS) -> list[Path]:
-    return [CGROUP_ROOT / c / vm_cgroup.lstrip("/") for c in hierarchies if (CGROUP_ROOT / c).is_dir()]
-
-
 def _create_cgroups(vm: Vm) -> None:
-    for directory in _cgroup_dirs(vm.cgroup):
-        for sub in (directory, directory / "system"):
-            sub.mkdir(exist_ok=True)
-            if directory.parent.name == "cpuset":  # an empty cpuset admits no task: inherit the parent's
-                for knob in ("cpuset.cpus", "cpuset.mems"):
-                    target = sub / knob
-                    if target.exists() and not target.read_text().strip():
-                        target.write_text((sub.parent / knob).read_text())
+    cgroups.create(cgroups.current(), vm.cgroup, leaves=("system",))
 
 
 def _ensure_private_ns_dir() -> None:
@@ -327,12 +318,10 @@ def _create_mount_ns(vm: Vm) -> None:
 def enter(vm_name: str, cgroup: str | None = None) -> None:
     """Move the calling (freshly forked, single-threaded) process into VM ``vm_name``.
 
-    Joins the cgroup ``cgroup`` (default ``/lkt-<vm>/system``) under every controller,
+    Joins the cgroup ``cgroup`` (default ``/lkt-<vm>/system``) in every hierarchy,
     then the VM's network and mount namespaces; never remounts ``/sys``.
     """
-    pid = str(os.getpid())
-    for directory in _cgroup_dirs(cgroup or f"{cgroup_name(vm_name)}/system"):
-        (directory / "cgroup.procs").write_text(pid)
+    cgroups.join(cgroups.current(), cgroup or f"{cgroup_name(vm_name)}/system")
     linux.setns(f"/run/netns/{netns_name(vm_name)}", linux.CLONE_NEWNET)
     linux.setns(NS_DIR / f"{vm_name}.mnt", linux.CLONE_NEWNS)
     os.chdir("/")
@@ -361,7 +350,7 @@ def set_link(vm: Vm, up: bool) -> None:
 def cgroup_pids(vm_cgroup: str) -> set[int]:
     """Every pid in the cgroup tree ``vm_cgroup`` under any controller."""
     pids: set[int] = set()
-    for directory in _cgroup_dirs(vm_cgroup, HIERARCHIES):
+    for directory in cgroups.current().dirs(vm_cgroup, teardown=True):
         if not directory.is_dir():
             continue
         for procs in _procs_files(directory):
@@ -414,7 +403,7 @@ def _reap_children() -> None:
 
 def remove_cgroup(vm_cgroup: str) -> None:
     """Remove the cgroup tree ``vm_cgroup`` under every hierarchy, deepest first."""
-    for directory in _cgroup_dirs(vm_cgroup, HIERARCHIES):
+    for directory in cgroups.current().dirs(vm_cgroup, teardown=True):
         if not directory.is_dir():
             continue
         for sub in sorted((p for p in directory.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
@@ -563,20 +552,25 @@ def leftovers() -> Leftovers:
 
     Only names this backend makes count: netns and cgroups ``lkt-vm-*`` (and the supervisor's
     cgroup ``lkt-supervisor``), links ``lkt-lab0`` and ``lkt-h<n>``, mounts under ``/run/lkt``
-    and of ``lkt-vm-*`` netns, the VMs' file system on :data:`STATE_ROOT`; other parts of the kit
-    may use other ``lkt-`` names.
+    and of ``lkt-vm-*`` netns, the VMs' file system on :data:`STATE_ROOT`, and on a systemd
+    cgroup v2 host the kit's delegated scope (:data:`.cgroups.SCOPE`, with every process in it);
+    other parts of the kit may use other ``lkt-`` names.
     """
     with IPRoute() as ip:
         links = [lk.get("ifname") for lk in ip.get_links() if _OWN_LINK.match(lk.get("ifname") or "")]
-    own_cgroups = (VM_PREFIX.lstrip("/") + "*", f"{PREFIX}-supervisor")
-    cgroups = sorted({p.name for c in HIERARCHIES if (CGROUP_ROOT / c).is_dir()
-                      for pattern in own_cgroups for p in (CGROUP_ROOT / c).glob(pattern) if p.is_dir()})
-    pids = sorted({pid for cg in cgroups for pid in cgroup_pids("/" + cg)})
+    layout = cgroups.current()
+    own_cgroups = (VM_PREFIX.lstrip("/") + "*", cgroups.SUPERVISOR.lstrip("/"))
+    bases = [b for b in layout.base_dirs(teardown=True) if b.is_dir()]
+    found = sorted({p.name for base in bases for pattern in own_cgroups for p in base.glob(pattern) if p.is_dir()})
+    pids = sorted({pid for cg in found for pid in cgroup_pids("/" + cg)})
+    if layout.scope is not None and bases:
+        found.append(layout.scope)
+        pids = sorted(set(pids) | cgroup_pids(""))
     mounts = [m for m in linux.mount_points("/")
               if m.startswith(str(NS_DIR.parent)) or m.startswith(f"/run/netns/{VM_PREFIX}") or m == str(STATE_ROOT)]
     state = sorted(p.name for p in STATE_ROOT.iterdir() if not p.name.startswith(".")) if STATE_ROOT.is_dir() else []
     return Leftovers(netns=sorted(n for n in netns.listnetns() if n.startswith(VM_PREFIX)), links=links,
-                     mounts=mounts, cgroups=cgroups, pids=pids, state=state)
+                     mounts=mounts, cgroups=found, pids=pids, state=state)
 
 
 def sweep() -> Leftovers:
@@ -587,8 +581,12 @@ def sweep() -> Leftovers:
     the VMs' file system and delete its image, :func:`.disk.release`).
     """
     found = leftovers()
-    for cg in found.cgroups:
+    layout = cgroups.current()
+    own = [cg for cg in found.cgroups if cg != layout.scope]
+    for cg in own:
         kill_cgroup("/" + cg)
+    if layout.scope in found.cgroups:
+        kill_cgroup("")  # the whole scope: systemd removes it when its last process is gone
     for point in linux.mount_points(str(NS_DIR)):
         try:
             linux.umount(point)
@@ -597,8 +595,9 @@ def sweep() -> Leftovers:
     for name in found.netns:
         netns.remove(name)
     _remove_links([lk for lk in found.links if lk != LAB_BRIDGE] + ([LAB_BRIDGE] if LAB_BRIDGE in found.links else []))
-    for cg in found.cgroups:
+    for cg in own:
         remove_cgroup("/" + cg)
+    cgroups.wait_scope_gone(layout)
     if disk.mounted(STATE_ROOT):
         disk.release(STATE_ROOT)  # an unmount: the VMs' files go with the image
     purge_trash()  # before discard: it would not yet see the new rm and start a second one
