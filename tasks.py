@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from labkit.config import Env
 
 ROOT = Path(__file__).resolve().parent
-TIERS = ("unit", "notebook", "embedded", "vms")
+TIERS = ("unit", "notebook", "embedded", "vms", "hosts")
 
 
 @task
@@ -187,7 +187,7 @@ def validate(c: Context, env: str = "") -> None:
 
 
 @task(help={"tier": f"comma-separated tiers among {', '.join(TIERS)} (default: every tier; "
-                    "tiers this machine cannot run skip with a reason)",
+                    "tiers this machine cannot run skip with a reason; hosts runs only when named)",
             "args": "extra pytest arguments"})
 def test(c: Context, tier: str = "", args: str = "") -> None:
     """Run the test suite by tier (pytest markers); embedded needs root, vms needs an inventory."""
@@ -197,7 +197,9 @@ def test(c: Context, tier: str = "", args: str = "") -> None:
         raise Exit(f"test: unknown tier(s) {bad}; choose among {TIERS}", code=2)
     marker = " or ".join(tiers)
     cmd = f'{sys.executable} -m pytest -m "{marker}" {args}'.strip()
-    result = c.run(cmd, warn=True, pty=False, env={"PYTHONUNBUFFERED": "1", **os.environ})
+    # the hosts tier boots a guest for about an hour: it runs only when named (labkit.guest.fits)
+    named = {"LABKIT_HOSTS_TIER": "1"} if "hosts" in [t.strip() for t in tier.split(",")] else {}
+    result = c.run(cmd, warn=True, pty=False, env={"PYTHONUNBUFFERED": "1", **os.environ, **named})
     code = result.exited if result is not None else 1
     if code == 5:
         raise Exit(f"test: pytest collected no test for tiers {tiers}", code=1)

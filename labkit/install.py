@@ -183,14 +183,27 @@ def all_steps(root: Path | None = None) -> list[Step]:
     virtual kubelet of its Liqo-compatible peering, and the OCI images.
     """
     from labkit import images
-    from labkit.testbed import vms
     from labkit.testbed.embedded import binaries
     from labkit.testbed.embedded.liqo.build import vk_step
 
     root = root or paths.repo_root()
-    packages = {**APT_PACKAGES, **binaries.APT_PACKAGES, **images.APT_PACKAGES, **vms.APT_PACKAGES}
-    return [apt_step(packages), python_package_step(root), kernel_step(),
+    return [apt_step(apt_packages()), python_package_step(root), kernel_step(),
             *binaries.setup_steps(include_apt=False), vk_step(), *images.setup_steps()]
+
+
+def apt_packages(hosts_tier: bool | None = None) -> dict[str, str]:
+    """The Debian packages of every part of the kit (each part's ``APT_PACKAGES``, with the reasons).
+
+    ``hosts_tier``: include the hosts tier's (qemu, ...); default: where it can run, with ``/dev/kvm``.
+    """
+    from labkit import guest, images
+    from labkit.testbed import vms
+    from labkit.testbed.embedded import binaries
+
+    if hosts_tier is None:
+        hosts_tier = Path("/dev/kvm").exists()
+    hosts = guest.APT_PACKAGES if hosts_tier else {}
+    return {**APT_PACKAGES, **binaries.APT_PACKAGES, **images.APT_PACKAGES, **vms.APT_PACKAGES, **hosts}
 
 
 def run_steps(steps: Sequence[Step], log: Log = print, *, root: bool | None = None) -> list[StepResult]:

@@ -1,0 +1,172 @@
+"""What the hosts tier does in its guest: the README's two commands, then the checks after them.
+
+:func:`run` copies the checkout, the kit's build cache (``~/.cache/labkit``) and the Go
+toolchain the cache was built with into a booted :class:`~.machine.Guest`, then runs, as root in
+the checkout:
+
+1. the README's first command, read from README.md (:func:`readme_commands`), restricted to
+   the notebooks :data:`PIPELINE_ONLY` (``--only``: the environment, latency on the peered
+   thesis env, a pod failure and a cluster failure);
+2. the README's second command, restricted to the tiers and files :data:`GUEST_TESTS` (the
+   unit tier and the embedded tests that bring up, peer, fault and tear down);
+3. ``invoke down``;
+
+and records around them what the guest's systemd ran and its cgroup tree, so the test can
+check that the kit disturbed neither. Every command's output goes to a log under ``logs``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labkit import paths
+from labkit.guest.machine import Guest
+
+Log = Callable[[str], None]
+
+#: Notebooks of the README's pipeline run in the guest (``invoke lab --only``).
+PIPELINE_ONLY = "00,20,40,50"
+#: The README's test command in the guest: these tiers and files (``invoke test --tier --args``).
+GUEST_TIERS = "unit,embedded"
+GUEST_TESTS = ("tests/test_host.py tests/test_config.py tests/embedded/test_cgroups_unit.py "
+               "tests/embedded/test_embedded_unit.py tests/embedded/test_preflight.py "
+               "tests/embedded/test_cluster.py tests/embedded/test_lifecycle.py "
+               "tests/peering/test_thesis_peering.py")
+#: Where the checkout goes in the guest.
+CHECKOUT = "/root/labkit"
+#: Left out of the copied checkout: generated or host-specific.
+CHECKOUT_EXCLUDES = (".venv", "./data/*", "./figures/*", "notebooks/out", "__pycache__", ".pytest_cache",
+                     ".hypothesis", ".benchmarks", "*.egg-info")
+#: Left out of the copied cache: the guest images themselves, logs of failed starts.
+CACHE_EXCLUDES = ("./guest", "./failed-starts")
+
+
+class ReadmeError(ValueError):
+    """README.md does not hold the two commands where the tier looks for them."""
+
+
+def readme_commands(text: str) -> tuple[str, str]:
+    """The two commands of README.md's "Two commands" section: (install and run, test).
+
+    They are the non-comment lines of the first ``bash`` block after that heading, in order.
+    """
+    section = text.split("## Two commands", 1)
+    if len(section) != 2:
+        raise ReadmeError("README.md has no '## Two commands' section")
+    block = re.search(r"```bash\n(.*?)```", section[1], re.DOTALL)
+    if not block:
+        raise ReadmeError("README.md's 'Two commands' section has no ```bash block")
+    lines = [ln.strip() for ln in block.group(1).splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if len(lines) != 2:
+        raise ReadmeError(f"expected 2 commands in README.md's bash block, found {len(lines)}: {lines}")
+    return lines[0], lines[1]
+
+
+def guest_commands(readme: str) -> tuple[str, str]:
+    """The README's commands as run in the guest: the pipeline limited to :data:`PIPELINE_ONLY`,
+    the tests to :data:`GUEST_TIERS`/:data:`GUEST_TESTS` (options the same tasks take, appended)."""
+    install, test = readme_commands(readme)
+    if " lab " not in f"{install} ":
+        raise ReadmeError(f"README's first command runs no `lab`: {install}")
+    return (f"{install} --only {PIPELINE_ONLY}",
+            f"{test} --tier {GUEST_TIERS} --args {shlex.quote(GUEST_TESTS + ' -rP')}")
+
+
+@dataclass
+class Report:
+    """What happened in the guest (the test asserts on it, docs/hosts.md quotes it)."""
+
+    facts: dict[str, str] = field(default_factory=dict)
+    units_before: set[str] = field(default_factory=set)
+    units_after: set[str] = field(default_factory=set)
+    failed_units: list[str] = field(default_factory=list)
+    cgroup_before: dict[str, str] = field(default_factory=dict)
+    cgroup_after: dict[str, str] = field(default_factory=dict)
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    leftovers: str = ""
+    scope_after: str = ""
+    tails: dict[str, str] = field(default_factory=dict)
+    thesis_ready_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-able form (sets sorted)."""
+        return {k: sorted(v) if isinstance(v, set) else v for k, v in self.__dict__.items()}
+
+
+#: Shell that prints what the checks compare: the facts of the host, the running units, the cgroup tree.
+FACTS = {
+    "cgroup_fs": "stat -fc %T /sys/fs/cgroup",
+    "init": "cat /proc/1/comm",
+    "kernel": "uname -r",
+    "os": ". /etc/os-release && echo $PRETTY_NAME",
+    "python": "python3 -V",
+    "externally_managed": "ls /usr/lib/python3*/EXTERNALLY-MANAGED",
+    "venv_module": "python3 -c 'import ensurepip, venv' 2>&1 | tail -1 || true",
+    "system_state": "systemctl is-system-running || true",
+}
+RUNNING_UNITS = "systemctl list-units --state=running --no-legend --plain | awk '{print $1}'"
+FAILED_UNITS = "systemctl list-units --state=failed --no-legend --plain | awk '{print $1}'"
+CGROUP_FILES = ("cgroup.subtree_control", "system.slice/cgroup.subtree_control")
+
+
+def _cgroup_state(guest: Guest) -> dict[str, str]:
+    """The systemd-owned cgroup files the kit must not change, and the top level's directories."""
+    state = {f: guest.run(f"cat /sys/fs/cgroup/{f}").stdout.strip() for f in CGROUP_FILES}
+    state["top"] = " ".join(sorted(guest.run("ls -d /sys/fs/cgroup/*/ | xargs -n1 basename").stdout.split()))
+    return state
+
+
+def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float = 4 * 3600) -> Report:
+    """Copy the kit in, run the README's commands and ``invoke down``, and record the checks' inputs."""
+    logs.mkdir(parents=True, exist_ok=True)
+    report = Report()
+    report.facts = {k: guest.run(cmd, check=False).stdout.strip() for k, cmd in FACTS.items()}
+    report.units_before = set(guest.run(RUNNING_UNITS).stdout.split())
+    report.cgroup_before = _cgroup_state(guest)
+    log(f"[guest] {report.facts['os']}, kernel {report.facts['kernel']}, {report.facts['cgroup_fs']}, "
+        f"init {report.facts['init']}, {len(report.units_before)} running units")
+
+    from labkit.testbed.embedded.binaries import go_binary
+    go = go_binary()
+    report.seconds["copy_checkout"] = guest.copy_in(root, CHECKOUT, CHECKOUT_EXCLUDES)
+    report.seconds["copy_cache"] = guest.copy_in(paths.cache_dir(), "/root/.cache/labkit", CACHE_EXCLUDES)
+    if go is not None:  # the cache's keys name the Go that built it; the kit needs a Go of its own (README)
+        report.seconds["copy_go"] = guest.copy_in(go.resolve().parent.parent, str(go.resolve().parent.parent))
+        guest.run(f"ln -sf {go.resolve()} /usr/local/bin/go")
+    log(f"[guest] copied the checkout, the cache and Go in "
+        f"{sum(v for k, v in report.seconds.items() if k.startswith('copy')):.0f} s")
+
+    install, test = guest_commands((root / "README.md").read_text())
+    for name, command in (("install_and_lab", install), ("test", test), ("down", ".venv/bin/invoke down")):
+        log(f"[guest] {name}: {command}")
+        start = time.monotonic()
+        proc = guest.run(f"cd {CHECKOUT} && {command}", timeout=timeout_s, check=False, log_to=logs / f"{name}.log")
+        report.seconds[name] = time.monotonic() - start
+        report.exit_codes[name] = proc.returncode
+        report.tails[name] = proc.stdout[-4000:]
+        log(f"[guest] {name}: exit {proc.returncode} after {report.seconds[name] / 60:.1f} min")
+    text = (logs / "test.log").read_text(errors="replace") + (logs / "install_and_lab.log").read_text(errors="replace")
+    report.thesis_ready_s = [float(x) for x in re.findall(r"thesis env: Ready in ([0-9.]+) s", text)]
+    report.thesis_ready_s += [float(x) for x in re.findall(r"\[embedded\] 5 nodes Ready in ([0-9.]+) s", text)]
+
+    report.leftovers = guest.run(f"cd {CHECKOUT} && .venv/bin/python -c 'from labkit.testbed.embedded import "
+                                 "leftovers; print(leftovers())'", check=False).stdout.strip()
+    report.scope_after = guest.run("systemctl is-active lkt-embedded.scope || true").stdout.strip()
+    report.units_after = set(guest.run(RUNNING_UNITS).stdout.split())
+    report.failed_units = guest.run(FAILED_UNITS).stdout.split()
+    report.cgroup_after = _cgroup_state(guest)
+    guest.run(f"cd {CHECKOUT} && tar -czf /root/runs.tgz data/*/manifest.json data/*/notebooks/*.log 2>/dev/null "
+              "|| true", check=False)
+    try:
+        guest.copy_out("/root/runs.tgz", logs)
+    except Exception as exc:  # diagnostics only
+        log(f"[guest] could not copy the run's manifests out: {exc}")
+    (logs / "report.json").write_text(json.dumps(report.as_dict(), indent=1))
+    return report
