@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,7 +126,10 @@ def _cgroup_state(guest: Guest) -> dict[str, str]:
 
 
 def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float = 4 * 3600) -> Report:
-    """Copy the kit in, run the README's commands and ``invoke down``, and record the checks' inputs."""
+    """Copy the kit in, run the README's commands and ``invoke down``, and record the checks' inputs.
+
+    The checkout copied is a clone of ``root``'s committed ``HEAD`` (what a researcher clones).
+    """
     logs.mkdir(parents=True, exist_ok=True)
     report = Report()
     report.facts = {k: guest.run(cmd, check=False).stdout.strip() for k, cmd in FACTS.items()}
@@ -135,7 +140,12 @@ def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float
 
     from labkit.testbed.embedded.binaries import go_binary
     go = go_binary()
-    report.seconds["copy_checkout"] = guest.copy_in(root, CHECKOUT, CHECKOUT_EXCLUDES)
+    with tempfile.TemporaryDirectory(prefix="lkt-guest-checkout-") as tmp:
+        clone = Path(tmp) / "labkit"  # a checkout of its own: a worktree's .git points into another repository
+        subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(root), str(clone)], check=True)
+        report.facts["commit"] = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"],
+                                                capture_output=True, text=True, check=True).stdout.strip()
+        report.seconds["copy_checkout"] = guest.copy_in(clone, CHECKOUT, CHECKOUT_EXCLUDES)
     report.seconds["copy_cache"] = guest.copy_in(paths.cache_dir(), "/root/.cache/labkit", CACHE_EXCLUDES)
     if go is not None:  # the cache's keys name the Go that built it; the kit needs a Go of its own (README)
         report.seconds["copy_go"] = guest.copy_in(go.resolve().parent.parent, str(go.resolve().parent.parent))

@@ -32,9 +32,11 @@ def report(request: pytest.FixtureRequest) -> Report:
     house = wheels.wheelhouse(ROOT, "3.11" if suite == "bookworm" else "3.13")
     built = time.monotonic() - start
     logs = LOGS / f"{suite}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    with machine.Guest(image, {"debs": image.repo, "wheels": house}) as box:
+    accel = "kvm" if machine.kvm_boots_distribution_kernels() else "tcg"  # a PVM host: qemu's emulator
+    with machine.Guest(image, {"debs": image.repo, "wheels": house}, machine.Resources(accel=accel)) as box:
         result = run(box, ROOT, logs)
         result.seconds["boot"] = box.timings["boot"]
+        result.facts["accel"] = accel
     result.seconds["image_and_wheels"] = built
     print(f"[guest] {suite}: {result.seconds}; logs in {logs}")
     return result

@@ -129,3 +129,13 @@ def test_download_for_another_python_takes_wheels_only(tmp_path: Path) -> None:
 def test_the_hosts_tier_skips_unless_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(fits.NAMED, raising=False)
     assert "runs by hand" in (fits.skip_reason() or "")
+
+
+def test_tcg_line_when_kvm_cannot_boot_the_distribution_kernel(tmp_path: Path) -> None:
+    argv = machine.qemu_argv(image.Image(Path("/c")), Path("/o"), Path("/l"), machine.Resources(accel="tcg"))
+    assert "accel=kvm" not in " ".join(argv) and "tcg,thread=multi,tb-size=512" in argv
+    (tmp_path / "kvm_pvm").mkdir()
+    assert not machine.kvm_boots_distribution_kernels(tmp_path)  # PVM only: Debian's kernel hangs
+    (tmp_path / "kvm_intel").mkdir()
+    assert machine.kvm_boots_distribution_kernels(tmp_path)
+    assert machine.kvm_boots_distribution_kernels(tmp_path / "nothing")
