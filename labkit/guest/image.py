@@ -32,7 +32,7 @@ from labkit import paths
 Log = Callable[[str], None]
 
 #: Bump when the image's layout changes in a way the recipe does not show.
-FORMAT = 1
+FORMAT = 2
 #: The host's address on the host-only network, where the guest finds the repository and wheels.
 HOST_ADDRESS = "10.251.0.1"
 #: The guest's address there.
@@ -222,6 +222,11 @@ class Image:
         return self.dir / "repo"
 
     @property
+    def python_version(self) -> str:
+        """The version of the distribution's ``python3`` in the image (``3.11.2``)."""
+        return (self.dir / "python-version").read_text().strip()
+
+    @property
     def ssh_key(self) -> Path:
         """Private key whose public half is root's ``authorized_keys`` in the guest."""
         return self.dir / "id_ed25519"
@@ -278,6 +283,9 @@ def build(recipe: Recipe, log: Log = print) -> Image:
         f"{len(recipe.repo_packages)} more into the local repository); about 5 min")
     _run(recipe.mmdebstrap_argv(rootfs, overlay, repo), "mmdebstrap")
     _take_boot_files(rootfs, work)
+    version = subprocess.run(["chroot", str(rootfs), "python3", "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (work / "python-version").write_text(version + "\n")
     index = packages_index(repo.glob("*.deb"))
     (repo / "Packages").write_text(index)
     (repo / "Release").write_text(release_file(index, time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime())))
@@ -291,6 +299,9 @@ def build(recipe: Recipe, log: Log = print) -> Image:
     work.rename(image.dir)
     (image.dir / "ready").write_text(f"built in {time.monotonic() - start:.0f} s\n")
     log(f"[guest] image {image.dir.name} built in {time.monotonic() - start:.0f} s")
+    for old in image.dir.parent.glob(f"{recipe.suite}-*"):  # images of older recipes of this suite
+        if old != image.dir and not old.name.endswith(".partial"):
+            shutil.rmtree(old, ignore_errors=True)
     return image
 
 

@@ -29,7 +29,7 @@ def report(request: pytest.FixtureRequest) -> Report:
     suite = request.param
     start = time.monotonic()
     image = guest.build(guest.recipe(suite))
-    house = wheels.wheelhouse(ROOT, "3.11" if suite == "bookworm" else "3.13")
+    house = wheels.wheelhouse(ROOT, image.python_version)
     built = time.monotonic() - start
     logs = LOGS / f"{suite}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     accel = "kvm" if machine.kvm_boots_distribution_kernels() else "tcg"  # a PVM host: qemu's emulator
@@ -59,6 +59,9 @@ def test_the_readmes_test_command_passes(report: Report) -> None:
 
 
 def test_the_thesis_env_came_up(report: Report) -> None:
+    if report.facts["accel"] == "tcg":
+        pytest.skip("the guest ran under TCG (this host's KVM boots no distribution kernel): no cluster was "
+                    "brought up, Kubernetes' timers assume a real CPU")
     assert report.thesis_ready_s, "no bring-up time of the thesis env in the guest's logs"
 
 

@@ -104,7 +104,10 @@ def test_readme_commands_are_the_two_of_the_bash_block() -> None:
     in_guest = run.guest_commands((ROOT / "README.md").read_text())
     assert in_guest[0] == f"{install} --only {run.PIPELINE_ONLY}"
     assert shlex.split(in_guest[1])[:len(shlex.split(test))] == shlex.split(test)
-    assert all((ROOT / f).exists() for f in run.GUEST_TESTS.split())
+    assert all((ROOT / f).exists() for f in (run.GUEST_TESTS + " " + run.GUEST_TESTS_TCG).split())
+    tcg = run.guest_commands((ROOT / "README.md").read_text(), "tcg")
+    assert tcg[0] == install[:install.index(" lab ")] and tcg[0].endswith("invoke setup")
+    assert "test_cgroups.py" in tcg[1] and "test_thesis_peering" not in tcg[1]
 
 
 def test_readme_without_the_block_is_named() -> None:
@@ -121,9 +124,21 @@ def test_wheelhouse_requirements_hold_every_pin_pip_and_the_backend() -> None:
     assert any(r.startswith("setuptools==") for r in reqs) and not any(r.startswith("setuptools>") for r in reqs)
 
 
-def test_download_for_another_python_takes_wheels_only(tmp_path: Path) -> None:
-    argv = wheels.download_argv(["numpy==2.4.6"], tmp_path, "3.13")
-    assert "--only-binary=:all:" in argv and argv[argv.index("--python-version") + 1] == "3.13"
+def test_download_for_the_guests_python_takes_wheels_only(tmp_path: Path) -> None:
+    argv = wheels.download_argv(["numpy==2.4.6"], tmp_path, "3.11.2")
+    assert "--only-binary=:all:" in argv and argv[argv.index("--python-version") + 1] == "3.11.2"
+    assert "--python-version" not in wheels.download_argv(["numpy==2.4.6"], tmp_path)
+    platforms = [argv[i + 1] for i, a in enumerate(argv) if a == "--platform"]
+    assert platforms[0] == "manylinux_2_36_x86_64" and "manylinux_2_28_x86_64" in platforms  # numpy 2.4
+    assert wheels.download_argv(["x==1"], tmp_path, no_deps=True)[-2:] == ["--no-deps", "x==1"]
+
+
+@pytest.mark.parametrize(("name", "project"), [("soupsieve-2.5-py3-none-any.whl", "soupsieve"),
+                                               ("synchrophasor-1.0.0-alpha.tar.gz", "synchrophasor"),
+                                               ("PyYAML-6.0.3-cp311-cp311-manylinux.whl", "pyyaml"),
+                                               ("typing_extensions-4.12.2-py3-none-any.whl", "typing-extensions")])
+def test_project_names_of_files(name: str, project: str) -> None:
+    assert wheels.project_name(name) == project
 
 
 def test_the_hosts_tier_skips_unless_named(monkeypatch: pytest.MonkeyPatch) -> None:
