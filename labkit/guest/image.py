@@ -46,9 +46,10 @@ GUEST_APT_DIR = "/etc/labkit-guest/apt"
 #: The host's apt sources, copied byte for byte into the guest.
 HOST_APT = Path("/etc/apt")
 
-#: What a stock server install of the distribution has that the kit may rely on: systemd as init,
-#: Debian's kernel, sshd, the distribution's python3 (no venv, no pip), git (the checkout came by it).
-BASE_PACKAGES = ("systemd-sysv", "linux-image-amd64", "initramfs-tools", "openssh-server", "python3", "git",
+#: What a stock server install of the distribution has that the kit may rely on: systemd as init
+#: (with dbus, which the installer brings as systemd's recommendation), Debian's kernel, sshd, the
+#: distribution's python3 (no venv, no pip), git (the checkout came by it).
+BASE_PACKAGES = ("systemd-sysv", "dbus", "linux-image-amd64", "initramfs-tools", "openssh-server", "python3", "git",
                  "kmod", "iproute2", "procps", "ca-certificates")
 
 

@@ -64,9 +64,12 @@ def kvm_boots_distribution_kernels(modules: Path = Path("/sys/module")) -> bool:
     return hardware or not (modules / "kvm_pvm").is_dir()
 
 
-def qemu_argv(image: Image, overlay: Path, console: Path, res: Resources,
+def qemu_argv(image: Image, overlay: Path, console: Path, res: Resources, drives: Sequence[Path] = (),
               mac: str = "52:54:00:4c:4b:01") -> list[str]:
-    """The qemu command: KVM (or TCG, multi-threaded), Debian's kernel booted directly, virtio disk and net."""
+    """The qemu command: KVM (or TCG, multi-threaded), Debian's kernel booted directly, virtio disk and net.
+
+    ``drives``: more raw disks, ``/dev/vdb`` on (read-write: each is the run's own file).
+    """
     accel = ["-machine", "q35,accel=kvm", "-cpu", "host"] if res.accel == "kvm" else \
         ["-machine", "q35", "-accel", "tcg,thread=multi,tb-size=512", "-cpu", "max"]
     return [
@@ -74,6 +77,7 @@ def qemu_argv(image: Image, overlay: Path, console: Path, res: Resources,
         "-smp", str(res.cpus), "-m", str(res.memory_mib),
         "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", kernel_cmdline(),
         "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe,discard=unmap",
+        *(arg for d in drives for arg in ("-drive", f"file={d},format=raw,if=virtio,cache=unsafe")),
         "-netdev", f"tap,id=lab,ifname={TAP},script=no,downscript=no",
         "-device", f"virtio-net-pci,netdev=lab,mac={mac}",
         "-device", "virtio-rng-pci",
@@ -153,16 +157,23 @@ class Guest:
     served
         Directories the HTTP server serves, by URL path (``{"debs": repo, "wheels": wheelhouse}``).
     resources
-        vCPUs and memory.
+        vCPUs, memory, accelerator.
+    drives
+        Raw disks attached after the root disk (``/dev/vdb``, ...).
+    overlay
+        Boot from this kept overlay of an earlier boot (moved in, not copied) instead of a fresh
+        one: to go on from a failed run's state without repeating its first hour under TCG.
     log
         Where progress goes.
     """
 
     def __init__(self, image: Image, served: dict[str, Path], resources: Resources = Resources(),
-                 log: Log = print) -> None:
+                 drives: Sequence[Path] = (), overlay: Path | None = None, log: Log = print) -> None:
         self.image = image
         self.served = served
         self.resources = resources
+        self.drives = tuple(drives)
+        self.kept_overlay = overlay
         self.log = log
         self.run_dir = RUN_DIR / f"boot-{os.getpid()}"
         self.console = self.run_dir / "console.log"
@@ -196,10 +207,13 @@ class Guest:
         self._http = self._start([sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", HOST_ADDRESS,
                                   "--directory", str(www)], "http")
         overlay = self.run_dir / "overlay.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.image.disk),
-                        str(overlay)], check=True, capture_output=True)
+        if self.kept_overlay is not None:
+            shutil.move(self.kept_overlay, overlay)
+        else:
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.image.disk),
+                            str(overlay)], check=True, capture_output=True)
         start = time.monotonic()
-        self._qemu = self._start(qemu_argv(self.image, overlay, self.console, self.resources), "qemu")
+        self._qemu = self._start(qemu_argv(self.image, overlay, self.console, self.resources, self.drives), "qemu")
         self.log(f"[guest] qemu pid {self._qemu.pid}: {self.resources.cpus} vCPUs, "
                  f"{self.resources.memory_mib} MiB; console {self.console}")
         while True:
@@ -287,7 +301,8 @@ class Guest:
         """Power the guest off (SIGKILL to qemu after 60 s), stop the server, delete namespace and overlay."""
         if self._qemu is not None and self._qemu.poll() is None:
             try:
-                self.run("systemctl poweroff --no-block", timeout=15, check=False)
+                # poweroff.target through PID 1 itself: `systemctl poweroff` asks logind over D-Bus first
+                self.run("systemctl --no-block start poweroff.target", timeout=15, check=False)
             except GuestError:
                 pass
             try:

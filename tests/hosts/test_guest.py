@@ -15,7 +15,8 @@ import pytest
 
 from labkit import guest, paths
 from labkit.guest import machine, wheels
-from labkit.guest.run import Report, run
+from labkit.guest.run import Report, cache_disk, run
+from labkit.testbed.embedded.binaries import go_binary
 
 pytestmark = pytest.mark.hosts
 
@@ -23,21 +24,26 @@ ROOT = Path(__file__).resolve().parents[2]
 LOGS = Path(os.environ.get("LABKIT_HOSTS_LOGS", "/var/tmp/lkt-guest-runs"))
 
 
-@pytest.fixture(scope="module", params=["bookworm"])
-def report(request: pytest.FixtureRequest) -> Report:
+@pytest.fixture(scope="module", params=["bookworm", "trixie"])
+def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Report:
     """Build (or reuse) the guest image, boot it, run the README's commands in it, power it off."""
     suite = request.param
     start = time.monotonic()
     image = guest.build(guest.recipe(suite))
     house = wheels.wheelhouse(ROOT, image.python_version)
+    go = go_binary()
+    disk = cache_disk(tmp_path_factory.mktemp("cache") / "cache.raw", paths.cache_dir(),
+                      go.resolve().parent.parent if go else None)
     built = time.monotonic() - start
     logs = LOGS / f"{suite}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     accel = "kvm" if machine.kvm_boots_distribution_kernels() else "tcg"  # a PVM host: qemu's emulator
-    with machine.Guest(image, {"debs": image.repo, "wheels": house}, machine.Resources(accel=accel)) as box:
+    with machine.Guest(image, {"debs": image.repo, "wheels": house}, machine.Resources(accel=accel),
+                       drives=[disk]) as box:
         result = run(box, ROOT, logs)
         result.seconds["boot"] = box.timings["boot"]
         result.facts["accel"] = accel
-    result.seconds["image_and_wheels"] = built
+    result.seconds["image_wheels_disk"] = built
+    disk.unlink()
     print(f"[guest] {suite}: {result.seconds}; logs in {logs}")
     return result
 
