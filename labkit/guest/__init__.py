@@ -34,9 +34,9 @@ __all__ = ["APT_PACKAGES", "Image", "Recipe", "build", "host_sources", "recipe"]
 
 def recipe(suite: str = "bookworm") -> Recipe:
     """The guest of the hosts tier for Debian ``suite``: a small server, and in its local apt
-    repository what the kit's ``invoke setup`` (as the guest sees it: no ``/dev/kvm``, so not the
-    hosts tier's own packages) and ``bootstrap.sh`` (``python3-venv``) install."""
+    repository what the kit's ``invoke setup`` and ``bootstrap.sh`` (``python3-venv``) may install:
+    the hosts tier's own packages too, since the guest's emulated CPU may offer ``/dev/kvm``."""
     from labkit.install import apt_packages
 
-    return Recipe(suite=suite, repo_packages=tuple(sorted({*apt_packages(hosts_tier=False), "python3-venv"})),
+    return Recipe(suite=suite, repo_packages=tuple(sorted({*apt_packages(hosts_tier=True), "python3-venv"})),
                   sources=host_sources())

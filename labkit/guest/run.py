@@ -57,8 +57,8 @@ CACHE_EXCLUDES = ("guest", "failed-starts")
 CACHE_DISK_SPARE_GIB = 6
 #: Mounts the cache disk (``/dev/vdb``) and links the cache and Go where the kit looks for them.
 MOUNT_CACHE = ("mkdir -p /mnt/lkt-cache /root/.cache && mount /dev/vdb /mnt/lkt-cache && "
-               "ln -sfn /mnt/lkt-cache/labkit /root/.cache/labkit && "
-               "if [ -d /mnt/lkt-cache/go ]; then ln -sfn /mnt/lkt-cache/go /usr/local/go && "
+               "rm -rf /root/.cache/labkit && ln -sfn /mnt/lkt-cache/labkit /root/.cache/labkit && "
+               "if [ -d /mnt/lkt-cache/go ]; then rm -rf /usr/local/go && ln -sfn /mnt/lkt-cache/go /usr/local/go && "
                "ln -sf /usr/local/go/bin/go /usr/local/bin/go; fi")
 
 
