@@ -122,8 +122,8 @@ def _hold(testbed: object) -> None:
 
     from labkit.testbed.embedded.shared import ignore_terminate
 
-    print(f"[up] embedded test bed runs in this process (pid {os.getpid()}); Ctrl-C or kill tears it down")
-    try:
+    try:  # the message inside: a signal right after it (a script waiting for the line) still tears down
+        print(f"[up] embedded test bed runs in this process (pid {os.getpid()}); Ctrl-C or kill tears it down")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
