@@ -176,7 +176,6 @@ def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float
     report = Report()
     report.facts = {k: guest.run(cmd, check=False).stdout.strip() for k, cmd in FACTS.items()}
     report.units_before = set(guest.run(RUNNING_UNITS).stdout.split())
-    report.cgroup_before = _cgroup_state(guest)
     log(f"[guest] {report.facts['os']}, kernel {report.facts['kernel']}, {report.facts['cgroup_fs']}, "
         f"init {report.facts['init']}, {len(report.units_before)} running units")
 
@@ -200,6 +199,10 @@ def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float
         report.exit_codes[name] = proc.returncode
         report.tails[name] = proc.stdout[-4000:]
         log(f"[guest] {name}: exit {proc.returncode} after {report.seconds[name] / 60:.1f} min")
+        if name == "install_and_lab":
+            # after setup's packages: containerd.service (Delegate=yes) makes systemd itself enable
+            # cpuset, cpu and io in / and system.slice; the test beds of the second command follow
+            report.cgroup_before = _cgroup_state(guest)
     text = (logs / "test.log").read_text(errors="replace") + (logs / "install_and_lab.log").read_text(errors="replace")
     report.thesis_ready_s = [float(x) for x in re.findall(r"thesis env: Ready in ([0-9.]+) s", text)]
     report.thesis_ready_s += [float(x) for x in re.findall(r"\[embedded\] 5 nodes Ready in ([0-9.]+) s", text)]
