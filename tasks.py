@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from invoke import Context, Exit, task
 
-if TYPE_CHECKING:
-    from labkit.config import Env
-
 ROOT = Path(__file__).resolve().parent
-TIERS = ("unit", "notebook", "embedded", "vms", "hosts")
+
+
+def tiers() -> tuple[str, ...]:
+    """The test tiers: the pytest markers of pyproject.toml, the one place that lists them."""
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    return tuple(marker.split(":", 1)[0].strip() for marker in options["markers"])
+
+
+TIERS = tiers()
 
 
 @task
@@ -25,11 +30,12 @@ def setup(c: Context) -> None:
     """Install everything the kit needs (idempotent): Debian packages, the Python package, the Jupyter kernel."""
     from labkit import install
     from labkit.host import PrivilegeError, require_embedded
+    from labkit.setup_steps import SetupError, run_steps
 
     try:
         require_embedded("invoke setup")  # before anything is installed: one line naming all that is missing
-        results = install.run_steps(install.all_steps(ROOT))
-    except (install.SetupError, PrivilegeError) as err:
+        results = run_steps(install.all_steps(ROOT))
+    except (SetupError, PrivilegeError) as err:
         raise Exit(f"setup: {err}", code=1) from None
     done = [r for r in results if r.status == "done"]
     print(f"[setup] {len(done)} step(s) done, {len(results) - len(done)} already there")
@@ -78,59 +84,23 @@ def figures(c: Context, run: str = "") -> None:
 def up(c: Context, env: str = "embedded", dry_run: bool = False) -> None:
     """Bring a test bed up. Embedded: runs until Ctrl-C, then tears down. VMs: installs and returns."""
     from labkit.config import ConfigError, load_env
-    from labkit.testbed import TestbedError, create
+    from labkit.testbed import TestbedError, create, hold
 
     try:
         model = load_env(env)
-        if dry_run:
-            print(_plan_text(model))
-            return
         testbed = create(model)
-        if model.backend.kind == "embedded":
-            from labkit.testbed.embedded.shared import unwind_on_terminate
-
-            unwind_on_terminate()  # kill, a closed terminal or Ctrl-C: tear down, also mid-way
-        testbed.up(model)
+        if dry_run:
+            print(testbed.describe(model))
+            return
+        if testbed.outlives_process:
+            testbed.up(model)
+            print(f"[up] {env}: clusters {', '.join(testbed.clusters())} are up")
+            return
+        hold(testbed, model)  # kill, a closed terminal or Ctrl-C: tear down, also mid-way
     except (ConfigError, TestbedError, PermissionError) as err:
         raise Exit(f"up: {err}", code=1) from None
     except KeyboardInterrupt:
         raise Exit("up: interrupted; what was started is torn down", code=130) from None
-    print(f"[up] {env}: clusters {', '.join(testbed.clusters())} are up")
-    if model.backend.kind == "embedded":
-        _hold(testbed)
-
-
-def _plan_text(model: Env) -> str:
-    """What ``up --dry-run`` prints: the per-host command plan (vms) or the VMs and CIDRs (embedded)."""
-    if model.backend.kind == "vms":
-        from labkit.testbed.vms import dry_run
-
-        return dry_run(model)
-    from labkit.testbed.embedded.spec import from_env
-
-    spec = from_env(model)
-    lines = [f"embedded test bed {model.name}: {len(spec.clusters)} clusters (Kubernetes v1.24.17)"]
-    for cl in spec.clusters:
-        lines.append(f"  cluster {cl.name}: pods {cl.pod_cidr}, services {cl.service_cidr}")
-        lines += [f"    VM {vm.name} (network namespace lkt-vm-{vm.name}): labels {vm.labels}" for vm in cl.vms]
-    return "\n".join(lines)
-
-
-def _hold(testbed: object) -> None:
-    """Keep an embedded test bed up until Ctrl-C (or SIGTERM, SIGHUP), then tear it down."""
-    import time
-
-    from labkit.testbed.embedded.shared import ignore_terminate
-
-    try:  # the message inside: a signal right after it (a script waiting for the line) still tears down
-        print(f"[up] embedded test bed runs in this process (pid {os.getpid()}); Ctrl-C or kill tears it down")
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("[up] tearing down")
-    finally:
-        ignore_terminate()
-        testbed.down()  # type: ignore[attr-defined]
 
 
 @task(help={"env": "env name in envs/ (default: embedded)",
@@ -139,27 +109,10 @@ def _hold(testbed: object) -> None:
 def down(c: Context, env: str = "embedded", force: bool = False) -> None:
     """Tear a test bed down: embedded removes every leftover of the kit (also after a crash); VMs uninstall."""
     from labkit.config import ConfigError, load_env
-    from labkit.testbed import TestbedError
+    from labkit.testbed import TestbedError, sweep
 
     try:
-        model = load_env(env)
-        if model.backend.kind == "embedded":
-            from labkit.host import require_root
-            from labkit.testbed.embedded import MachineLock, shared, sweep
-
-            require_root("removing the embedded test bed")
-            holder = MachineLock().holder()
-            if holder and not force:
-                raise Exit(f"down: the embedded test bed of {holder} is running; stop that process "
-                           "(it tears down) or pass --force", code=1)
-            if force:
-                shared.stop_all()  # a killed `invoke lab` leaves its server holding the test bed
-            found = sweep()
-            print(f"[down] removed: {found}")
-        else:
-            from labkit.testbed.vms import VmsTestbed
-
-            VmsTestbed().teardown(model)
+        print(f"[down] removed: {sweep(load_env(env), force=force)}")
     except (ConfigError, TestbedError, PermissionError) as err:
         raise Exit(f"down: {err}", code=1) from None
 
@@ -191,17 +144,17 @@ def validate(c: Context, env: str = "") -> None:
             "args": "extra pytest arguments"})
 def test(c: Context, tier: str = "", args: str = "") -> None:
     """Run the test suite by tier (pytest markers); embedded needs root, vms needs an inventory."""
-    tiers = [t.strip() for t in tier.split(",") if t.strip()] or list(TIERS)
-    bad = [t for t in tiers if t not in TIERS]
+    chosen = [t.strip() for t in tier.split(",") if t.strip()] or list(TIERS)
+    bad = [t for t in chosen if t not in TIERS]
     if bad:
         raise Exit(f"test: unknown tier(s) {bad}; choose among {TIERS}", code=2)
-    marker = " or ".join(tiers)
+    marker = " or ".join(chosen)
     cmd = f'{sys.executable} -m pytest -m "{marker}" {args}'.strip()
     # the hosts tier boots a guest for about an hour: it runs only when named (labkit.guest.fits)
     named = {"LABKIT_HOSTS_TIER": "1"} if "hosts" in [t.strip() for t in tier.split(",")] else {}
     result = c.run(cmd, warn=True, pty=False, env={"PYTHONUNBUFFERED": "1", **os.environ, **named})
     code = result.exited if result is not None else 1
     if code == 5:
-        raise Exit(f"test: pytest collected no test for tiers {tiers}", code=1)
+        raise Exit(f"test: pytest collected no test for tiers {chosen}", code=1)
     if code != 0:
         raise Exit(f"test: pytest exited {code}", code=code)

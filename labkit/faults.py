@@ -1,24 +1,23 @@
 """Faults: one vocabulary for every fault the thesis injected, and a record of each.
 
-A :class:`FaultSpec` says *what* (``action`` + ``params``), *where* (``selector``: cluster,
-namespace, labels), *how many* (``mode``: one | all | fixed with ``count``) and *how long*
-(``duration_s``). :func:`inject` resolves the selector on a test bed, applies the action
-and returns a :class:`Fault` that remembers its targets; :meth:`Fault.recover` undoes it.
-:func:`injected` is the context manager that always recovers, also when the block fails.
-Every injection and recovery is stamped (UTC) in a :class:`FaultLog`, which becomes a
-tidy table (metric ``fault``: 1 at injection, 0 at recovery).
+A :class:`FaultSpec` names a fault, says *what* and *where* with a typed action (one model per
+action, with exactly the parameters it takes) and *how long* (``duration_s``). :func:`inject`
+resolves the action's targets on a test bed, applies it and returns a :class:`Fault` that
+remembers them; :meth:`Fault.recover` undoes it. :func:`injected` is the context manager that
+always recovers, also when the block fails. Every injection and recovery is stamped (UTC) in a
+:class:`FaultLog`, which becomes a tidy table (metric ``fault``: 1 at injection, 0 at recovery).
 
 Faults only act on a test bed through the ``Testbed``/``Host`` protocols of
 ``labkit.testbed.base``; they never measure.
 
 Actions
 -------
-``cluster-disconnect``  the lab interface of every VM of the selected cluster goes down
-``island``              the root cluster (Area Control Center) is cut off from the lab network
-``link-down``           traffic between two clusters is dropped (nftables in both VMs)
-``pod-kill``            selected pods are deleted with no grace period
-``pod-liveness-fail``   selected pods' liveness probe starts failing after ``after_s`` seconds
-                        of running (the thesis: 60 s); the kubelet then restarts the container
+:class:`ClusterDisconnect`  the lab interface of every VM of ``cluster`` goes down
+:class:`Island`             the root cluster (Area Control Center) is cut off from the lab network
+:class:`LinkDown`           traffic between ``cluster`` and ``peer`` is dropped (nftables in both)
+:class:`PodKill`            the selected pods are deleted with no grace period
+:class:`LivenessFail`       the selected pods' liveness probe starts failing once they have run
+                            ``after_s`` seconds; the kubelet then restarts the container
 """
 
 from __future__ import annotations
@@ -29,63 +28,135 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from labkit.config import Env
 from labkit.results import tidy
+from labkit.testbed import Testbed
 from labkit.workloads.render import UNHEALTHY_FILE  # the file the workloads' liveness probe checks
-
-Action = Literal["cluster-disconnect", "island", "link-down", "pod-kill", "pod-liveness-fail"]
 
 #: nftables table the link-down fault owns in a VM (removed whole on recovery).
 NFT_TABLE = "labkit_faults"
+
+#: What an action returns: the targets it touched and how to undo it.
+Targets = tuple[list[str], Callable[[], None]]
 
 
 class FaultError(RuntimeError):
     """A fault cannot be injected or recovered; the message names the fault and the target."""
 
 
-class Selector(BaseModel):
-    """Where a fault applies: a cluster, and for pod faults a namespace and labels."""
-
+class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cluster: str | None = None
-    peer: str | None = None  # the other cluster of a link-down
-    namespace: str | None = None
+    def clusters(self) -> list[str]:
+        """The clusters the action names (checked against the env before it is applied)."""
+        return [c for c in (getattr(self, "cluster", None), getattr(self, "peer", None)) if c]
+
+    def apply(self, testbed: Testbed, env: Env, fault: str, rng: random.Random) -> Targets:
+        """Apply the action (as fault ``fault``) on ``testbed`` running ``env``: its targets and how to undo it."""
+        raise NotImplementedError
+
+
+class ClusterDisconnect(_Action):
+    """Every VM of ``cluster`` loses its lab interface (a cluster failure, thesis 7.3 and 7.4.2)."""
+
+    kind: Literal["cluster-disconnect"] = "cluster-disconnect"
+    cluster: str
+
+    def apply(self, testbed: Testbed, env: Env, fault: str, rng: random.Random) -> Targets:
+        return _disconnect(testbed, cluster_vms(env, self.cluster))
+
+
+class Island(_Action):
+    """The root cluster (Area Control Center) is cut off from the lab network (thesis ch. 8)."""
+
+    kind: Literal["island"] = "island"
+
+    def apply(self, testbed: Testbed, env: Env, fault: str, rng: random.Random) -> Targets:
+        return _disconnect(testbed, cluster_vms(env, env.root.name))
+
+
+class LinkDown(_Action):
+    """The traffic between the VMs of ``cluster`` and those of ``peer`` is dropped, both ways."""
+
+    kind: Literal["link-down"] = "link-down"
+    cluster: str
+    peer: str
+
+    def apply(self, testbed: Testbed, env: Env, fault: str, rng: random.Random) -> Targets:
+        return _link_down(testbed, cluster_vms(env, self.cluster), cluster_vms(env, self.peer))
+
+
+class _PodAction(_Action):
+    """Pods selected by ``labels`` in ``namespace`` of ``cluster``: ``one``, ``all`` or a ``fixed`` ``count``."""
+
+    cluster: str
+    namespace: str
     labels: dict[str, str] = Field(default_factory=dict)
+    mode: Literal["one", "all", "fixed"] = "one"
+    count: int = Field(default=1, ge=1)
 
     def label_selector(self) -> str:
         """The labels as a Kubernetes label selector string."""
         return ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
 
 
+class PodKill(_PodAction):
+    """The selected pods are deleted with no grace period."""
+
+    kind: Literal["pod-kill"] = "pod-kill"
+
+    def apply(self, testbed: Testbed, env: Env, fault: str, rng: random.Random) -> Targets:
+        core = _core(testbed, self)
+        targets = choose(_running_pods(core, self), self, fault, rng)
+        for pod in targets:
+            core.delete_namespaced_pod(pod, self.namespace, grace_period_seconds=0)
+        return targets, lambda: None  # the controller recreates the pods: nothing to undo
+
+
+class LivenessFail(_PodAction):
+    """The selected pods' liveness probe fails once they have run ``after_s`` seconds (thesis 7.4.1)."""
+
+    kind: Literal["pod-liveness-fail"] = "pod-liveness-fail"
+    after_s: float = Field(gt=0)
+
+    def apply(self, testbed: Testbed, env: Env, fault: str, rng: random.Random) -> Targets:
+        from labkit.testbed.pods import PodHost
+
+        core = _core(testbed, self)
+        targets = choose(_running_pods(core, self), self, fault, rng)
+        for pod in targets:
+            _wait_running_for(core, pod, self.namespace, self.after_s)
+            res = PodHost(core, self.namespace, pod, address="").run(["touch", UNHEALTHY_FILE])
+            if not res.ok:
+                raise FaultError(f"pod-liveness-fail on {self.namespace}/{pod}: touch failed: {res.stderr.strip()}")
+        return targets, lambda: None  # the restarted container starts healthy
+
+
+#: Every action, told apart by its ``kind``.
+Action = Annotated[ClusterDisconnect | Island | LinkDown | PodKill | LivenessFail, Field(discriminator="kind")]
+
+
 class FaultSpec(BaseModel):
-    """One fault in the shared vocabulary (see the module docstring)."""
+    """One fault: a name for the log, a typed action, and how long it lasts (``None``: the block's length).
+
+    ``action`` may be given as its ``kind`` alone (``"island"``) when the action takes no parameter.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     action: Action
-    selector: Selector = Field(default_factory=Selector)
-    mode: Literal["one", "all", "fixed"] = "one"
-    count: int = Field(default=1, ge=1)
     duration_s: float | None = Field(default=None, gt=0)
-    params: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _selector_fits_action(self) -> FaultSpec:
-        sel = self.selector
-        if self.action == "cluster-disconnect" and not sel.cluster:
-            raise ValueError(f"{self.action} needs selector.cluster")
-        if self.action == "link-down" and not (sel.cluster and sel.peer):
-            raise ValueError("link-down needs selector.cluster and selector.peer")
-        if self.action in ("pod-kill", "pod-liveness-fail") and not (sel.cluster and sel.namespace):
-            raise ValueError(f"{self.action} needs selector.cluster and selector.namespace")
-        return self
+    @field_validator("action", mode="before")
+    @classmethod
+    def _kind_alone(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
 
 
 @dataclass
@@ -108,7 +179,7 @@ class FaultLog:
 
     def add(self, spec: FaultSpec, target: str, phase: Literal["inject", "recover"], detail: str = "") -> None:
         """Stamp one event now (UTC)."""
-        self.events.append(FaultEvent(spec.name, spec.action, target, phase, datetime.now(timezone.utc), detail))
+        self.events.append(FaultEvent(spec.name, spec.action.kind, target, phase, datetime.now(timezone.utc), detail))
 
     def table(self, **keys: str) -> pd.DataFrame:
         """Tidy rows: metric ``fault``, value 1 at injection and 0 at recovery."""
@@ -127,20 +198,16 @@ class FaultLog:
 
 # --------------------------------------------------------------------------- selection
 
-#: What an action returns: the targets it touched and how to undo it.
-Targets = tuple[list[str], Callable[[], None]]
-
-
-def choose(items: list[str], spec: FaultSpec, rng: random.Random) -> list[str]:
-    """Apply ``spec.mode`` to the candidate targets (sorted first, so a seed reproduces the choice)."""
+def choose(items: list[str], action: _PodAction, fault: str, rng: random.Random) -> list[str]:
+    """Apply the action's ``mode`` to the candidate targets (sorted first, so a seed reproduces the choice)."""
     items = sorted(items)
     if not items:
-        raise FaultError(f"fault {spec.name!r}: the selector {spec.selector.model_dump()} matches nothing")
-    if spec.mode == "all":
+        raise FaultError(f"fault {fault!r}: the selector {action.model_dump(exclude={'kind'})} matches nothing")
+    if action.mode == "all":
         return items
-    k = 1 if spec.mode == "one" else spec.count
+    k = 1 if action.mode == "one" else action.count
     if k > len(items):
-        raise FaultError(f"fault {spec.name!r}: wants {k} targets, the selector matches {len(items)}")
+        raise FaultError(f"fault {fault!r}: wants {k} targets, the selector matches {len(items)}")
     return rng.sample(items, k)
 
 
@@ -172,17 +239,15 @@ class Fault:
             self.log.add(self.spec, target, "recover")
 
 
-def _ifaces(testbed: Any, vms: list[str], up: bool) -> None:
+def _ifaces(testbed: Testbed, vms: list[str], up: bool) -> None:
     """Bring the lab interface of each VM up or down."""
     for vm in vms:
         host = testbed.host(vm)
         host.iface_up() if up else host.iface_down()
 
 
-def _disconnect(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> Targets:
-    """Every VM of the cluster (the root for ``island``) loses its lab interface."""
-    cluster = env.root.name if spec.action == "island" else str(spec.selector.cluster)
-    vms = cluster_vms(env, cluster)
+def _disconnect(testbed: Testbed, vms: list[str]) -> Targets:
+    """Every VM of ``vms`` loses its lab interface."""
     _ifaces(testbed, vms, up=False)
     return vms, lambda: _ifaces(testbed, vms, up=True)
 
@@ -197,9 +262,8 @@ def nft_drop_script(peer_address: str) -> str:
             "}\n")
 
 
-def _link_down(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> Targets:
-    """Both clusters' VMs drop each other's traffic (an nftables table of the kit's own)."""
-    a, b = cluster_vms(env, str(spec.selector.cluster)), cluster_vms(env, str(spec.selector.peer))
+def _link_down(testbed: Testbed, a: list[str], b: list[str]) -> Targets:
+    """The VMs of ``a`` and of ``b`` drop each other's traffic (an nftables table of the kit's own)."""
     pairs = [(x, y) for x in a for y in b] + [(y, x) for x in a for y in b]
     touched: list[str] = []
     for vm, peer in pairs:
@@ -217,41 +281,17 @@ def _link_down(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> T
     return sorted(set(touched)), undo
 
 
-def _core(testbed: Any, spec: FaultSpec) -> Any:
-    """A ``CoreV1Api`` of the selected cluster."""
+def _core(testbed: Testbed, action: _PodAction) -> Any:
+    """A ``CoreV1Api`` of the action's cluster."""
     from kubernetes import client
 
-    return client.CoreV1Api(testbed.kube(spec.selector.cluster))
+    return client.CoreV1Api(testbed.kube(action.cluster))
 
 
-def _running_pods(core: Any, spec: FaultSpec) -> list[str]:
-    """Names of the running pods the selector matches."""
-    pods = core.list_namespaced_pod(spec.selector.namespace, label_selector=spec.selector.label_selector()).items
+def _running_pods(core: Any, action: _PodAction) -> list[str]:
+    """Names of the running pods the action selects."""
+    pods = core.list_namespaced_pod(action.namespace, label_selector=action.label_selector()).items
     return [p.metadata.name for p in pods if p.status and p.status.phase == "Running"]
-
-
-def _pod_kill(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> Targets:
-    """Delete the chosen pods with no grace period."""
-    core = _core(testbed, spec)
-    targets = choose(_running_pods(core, spec), spec, rng)
-    for pod in targets:
-        core.delete_namespaced_pod(pod, spec.selector.namespace, grace_period_seconds=0)
-    return targets, lambda: None  # the controller recreates the pods: nothing to undo
-
-
-def _liveness(testbed: Any, env: Env, spec: FaultSpec, rng: random.Random) -> Targets:
-    """Once a chosen pod has run ``params.after_s`` seconds, make its liveness probe fail."""
-    from labkit.testbed.pods import PodHost
-
-    core = _core(testbed, spec)
-    after_s = float(spec.params.get("after_s", 60.0))
-    targets = choose(_running_pods(core, spec), spec, rng)
-    for pod in targets:
-        _wait_running_for(core, pod, spec.selector.namespace, after_s)
-        res = PodHost(core, spec.selector.namespace, pod, address="").run(["touch", UNHEALTHY_FILE])
-        if not res.ok:
-            raise FaultError(f"pod-liveness-fail on {spec.selector.namespace}/{pod}: touch failed: {res.stderr.strip()}")
-    return targets, lambda: None  # the restarted container starts healthy
 
 
 def _wait_running_for(api: Any, pod: str, namespace: str, seconds: float, timeout: float = 600.0) -> None:
@@ -271,28 +311,19 @@ def _wait_running_for(api: Any, pod: str, namespace: str, seconds: float, timeou
     raise FaultError(f"pod {namespace}/{pod} did not run for {seconds} s within {timeout} s")
 
 
-ACTIONS: dict[str, Callable[[Any, Env, FaultSpec, random.Random], Targets]] = {
-    "cluster-disconnect": _disconnect,
-    "island": _disconnect,
-    "link-down": _link_down,
-    "pod-kill": _pod_kill,
-    "pod-liveness-fail": _liveness,
-}
-
-
-def inject(testbed: Any, env: Env, spec: FaultSpec, log: FaultLog, rng: random.Random | None = None) -> Fault:
+def inject(testbed: Testbed, env: Env, spec: FaultSpec, log: FaultLog, rng: random.Random | None = None) -> Fault:
     """Apply ``spec`` on ``testbed`` (running ``env``) and return the :class:`Fault`, stamped in ``log``."""
-    unknown = {c for c in (spec.selector.cluster, spec.selector.peer) if c} - {c.name for c in env.clusters}
+    unknown = set(spec.action.clusters()) - {c.name for c in env.clusters}
     if unknown:
         raise FaultError(f"fault {spec.name!r}: unknown cluster(s) {sorted(unknown)} in env {env.name!r}")
-    targets, undo = ACTIONS[spec.action](testbed, env, spec, rng or random.Random(env.seed))
+    targets, undo = spec.action.apply(testbed, env, spec.name, rng or random.Random(env.seed))
     for target in targets:
         log.add(spec, target, "inject")
     return Fault(spec, targets, undo, log)
 
 
 @contextmanager
-def injected(testbed: Any, env: Env, spec: FaultSpec, log: FaultLog,
+def injected(testbed: Testbed, env: Env, spec: FaultSpec, log: FaultLog,
              rng: random.Random | None = None) -> Iterator[Fault]:
     """Inject ``spec`` for the block (at least ``spec.duration_s`` seconds); always recover."""
     fault = inject(testbed, env, spec, log, rng)

@@ -1,23 +1,19 @@
-"""``invoke setup``: idempotent installation of everything the kit needs on this host.
+"""``invoke setup``: every setup step of the kit, collected in the order they must run.
 
-Setup is a list of :class:`Step` objects. Each step knows how to tell whether it is
-already done (``check``) and how to do it (``run``); :func:`run_steps` prints what it
-does, skips what is there, and refuses root-only steps without root, naming them.
-Modules that need something installed contribute steps through :func:`all_steps`.
+The vocabulary (:class:`~labkit.setup_steps.Step`, :func:`~labkit.setup_steps.run_steps`,
+:func:`~labkit.setup_steps.apt_step`) is :mod:`labkit.setup_steps`; each part of the kit declares
+its own steps and Debian packages there. This module adds the kit's own (the Python package, the
+Jupyter kernel) and collects the others': the backends' through :mod:`labkit.testbed`, the
+images' from :mod:`labkit.images`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
+from labkit.setup_steps import Log, Step, apt_step, call
 
 #: Debian packages the kit needs, with the reason each is there.
 APT_PACKAGES: dict[str, str] = {
@@ -32,82 +28,6 @@ APT_PACKAGES: dict[str, str] = {
 
 #: Name of the Jupyter kernel the notebooks run on.
 KERNEL_NAME = "labkit"
-
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One idempotent setup step.
-
-    Attributes
-    ----------
-    name
-        Short name shown in the log (``apt``, ``python``, ``kernel``, ...).
-    what
-        One line saying what the step installs and why.
-    check
-        Returns ``True`` when the step is already done (then it is skipped).
-    run
-        Does the step; receives a logging function.
-    needs_root
-        Whether ``run`` needs root (checked before anything runs).
-    """
-
-    name: str
-    what: str
-    check: Callable[[], bool]
-    run: Callable[[Log], None]
-    needs_root: bool = False
-
-
-@dataclass
-class StepResult:
-    """What happened to one step: ``done``, ``skipped`` or ``failed``, and how long it took."""
-
-    name: str
-    status: str
-    seconds: float = 0.0
-    detail: str = ""
-
-
-class SetupError(RuntimeError):
-    """Setup cannot proceed; the message says which step and why."""
-
-
-def is_root() -> bool:
-    """Whether this process runs with effective uid 0."""
-    return os.geteuid() == 0
-
-
-def missing_apt_packages(packages: Sequence[str]) -> list[str]:
-    """Return the packages of ``packages`` that dpkg does not report as installed."""
-    missing = []
-    for pkg in packages:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
-        if out.returncode != 0 or "install ok installed" not in out.stdout:
-            missing.append(pkg)
-    return missing
-
-
-def apt_step(packages: dict[str, str]) -> Step:
-    """A step that installs the missing Debian ``packages`` (``apt-get update`` first)."""
-
-    def run(log: Log) -> None:
-        missing = missing_apt_packages(list(packages))
-        log(f"apt-get update; apt-get install {' '.join(missing)}")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        lock = ["-o", "DPkg::Lock::Timeout=600"]  # wait for another apt/dpkg instead of failing
-        _call(["apt-get", *lock, "update", "-q"], env=env)
-        _call(["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
-
-    return Step(
-        name="apt",
-        what=f"Debian packages: {', '.join(sorted(packages))}",
-        check=lambda: not missing_apt_packages(list(packages)),
-        run=run,
-        needs_root=True,
-    )
 
 
 def python_package_step(root: Path) -> Step:
@@ -126,7 +46,7 @@ def python_package_step(root: Path) -> Step:
 
     def run(log: Log) -> None:
         log(f"pip install -e '{root}[dev]'")
-        _call([sys.executable, "-m", "pip", "install", "-q", "-e", f"{root}[dev]"])
+        call([sys.executable, "-m", "pip", "install", "-q", "-e", f"{root}[dev]"])
 
     return Step(name="python", what="the labkit package and its pinned dependencies", check=check, run=run)
 
@@ -168,8 +88,8 @@ def kernel_step() -> Step:
 
     def run(log: Log) -> None:
         log(f"python -m ipykernel install --user --name {KERNEL_NAME}")
-        _call([sys.executable, "-m", "ipykernel", "install", "--user", "--name", KERNEL_NAME,
-               "--display-name", "Python (labkit)"])
+        call([sys.executable, "-m", "ipykernel", "install", "--user", "--name", KERNEL_NAME,
+              "--display-name", "Python (labkit)"])
 
     return Step(name="kernel", what=f"Jupyter kernel '{KERNEL_NAME}' for the notebooks", check=check, run=run)
 
@@ -177,18 +97,16 @@ def kernel_step() -> Step:
 def all_steps(root: Path | None = None) -> list[Step]:
     """Every setup step of the kit, in the order they must run.
 
-    One ``apt`` step installs the Debian packages of every part of the kit (each part
-    declares its own ``APT_PACKAGES`` with the reason for each); then the Python package,
-    the Jupyter kernel, the Kubernetes and CoreDNS binaries of the embedded test bed, the
-    virtual kubelet of its Liqo-compatible peering, and the OCI images.
+    One ``apt`` step installs the Debian packages of every part of the kit (each part declares
+    its own ``APT_PACKAGES`` with the reason for each); then the Python package, the Jupyter
+    kernel, the backends' steps (the Kubernetes and CoreDNS binaries of the embedded test bed,
+    the virtual kubelet of its Liqo-compatible peering) and the OCI images.
     """
-    from labkit import images
-    from labkit.testbed.embedded import binaries
-    from labkit.testbed.embedded.liqo.build import vk_step
+    from labkit import images, testbed
 
     root = root or paths.repo_root()
-    return [apt_step(apt_packages()), python_package_step(root), kernel_step(),
-            *binaries.setup_steps(include_apt=False), vk_step(), *images.setup_steps()]
+    return [apt_step(apt_packages()), python_package_step(root), kernel_step(), *testbed.setup_steps(),
+            *images.setup_steps()]
 
 
 def apt_packages(hosts_tier: bool | None = None) -> dict[str, str]:
@@ -196,62 +114,10 @@ def apt_packages(hosts_tier: bool | None = None) -> dict[str, str]:
 
     ``hosts_tier``: include the hosts tier's (qemu, ...); default: where it can run, with ``/dev/kvm``.
     """
-    from labkit import guest, images
-    from labkit.testbed import vms
-    from labkit.testbed.embedded import binaries
+    from labkit import images, testbed
+    from labkit.guest.packages import APT_PACKAGES as HOSTS_TIER_PACKAGES
 
     if hosts_tier is None:
         hosts_tier = Path("/dev/kvm").exists()
-    hosts = guest.APT_PACKAGES if hosts_tier else {}
-    return {**APT_PACKAGES, **binaries.APT_PACKAGES, **images.APT_PACKAGES, **vms.APT_PACKAGES, **hosts}
-
-
-def run_steps(steps: Sequence[Step], log: Log = print, *, root: bool | None = None) -> list[StepResult]:
-    """Run the steps that are not done yet, in order, and return what happened to each.
-
-    Raises
-    ------
-    SetupError
-        Before doing anything, when steps that are not done need root and this process
-        is not root (the message lists them); or when a step fails.
-    """
-    root = is_root() if root is None else root
-    pending = [s for s in steps if not _safe_check(s)]
-    needs_root = [s for s in pending if s.needs_root]
-    if needs_root and not root:
-        lines = "\n".join(f"  - {s.name}: {s.what}" for s in needs_root)
-        raise SetupError(f"these setup steps need root (run `sudo invoke setup`):\n{lines}")
-    results = []
-    for step in steps:
-        if step not in pending:
-            log(f"[setup] {step.name}: already there, skipped ({step.what})")
-            results.append(StepResult(step.name, "skipped"))
-            continue
-        log(f"[setup] {step.name}: installing {step.what}")
-        start = time.monotonic()
-        try:
-            step.run(log)
-        except Exception as exc:  # re-raised with the step's name
-            raise SetupError(f"setup step '{step.name}' failed: {exc}") from exc
-        took = time.monotonic() - start
-        log(f"[setup] {step.name}: done in {took:.1f} s")
-        results.append(StepResult(step.name, "done", took))
-    return results
-
-
-def _safe_check(step: Step) -> bool:
-    """Run a step's check; a check that raises means 'not done'."""
-    try:
-        return bool(step.check())
-    except Exception:
-        return False
-
-
-def _call(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
-    """Run ``argv``; raise with its last output lines when it fails."""
-    if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
-        raise SetupError(f"command not found: {argv[0]}")
-    proc = subprocess.run(list(argv), env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise SetupError(f"`{' '.join(argv)}` exited {proc.returncode}:\n{tail}")
+    hosts = HOSTS_TIER_PACKAGES if hosts_tier else {}
+    return {**APT_PACKAGES, **testbed.apt_packages(), **images.APT_PACKAGES, **hosts}

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -21,6 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from labkit import host, paths
+from labkit.paths import new_run_id
+
+__all__ = ["MANIFEST", "Manifest", "NotebookRecord", "git_info", "new_run_id", "package_versions", "utcnow"]
 
 MANIFEST = "manifest.json"
 NotebookStatus = Literal["pending", "running", "ok", "failed", "skipped"]
@@ -30,11 +32,6 @@ RunStatus = Literal["running", "ok", "failed", "interrupted"]
 def utcnow() -> str:
     """Current UTC time as ISO 8601 with microseconds and a ``Z``."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def new_run_id() -> str:
-    """A sortable, unique run id: ``YYYYmmddTHHMMSSZ-<6 hex>``."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def git_info(root: Path | None = None) -> dict[str, Any]:

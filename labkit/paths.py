@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -15,6 +17,11 @@ def repo_root() -> Path:
 def data_dir() -> Path:
     """``data/``: one folder per run, ``data/<run_id>/``."""
     return repo_root() / "data"
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id, the name of a run's folder: ``YYYYmmddTHHMMSSZ-<6 hex>``."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def figures_dir() -> Path:

@@ -10,33 +10,38 @@ redraw ``figures/`` from a run's tables alone, with no test bed.
 
 Notebook contract: one cell tagged ``parameters`` holding typed, commented literals. The
 runner passes the standard parameters (:data:`STANDARD_PARAMETERS`) a notebook declares,
-plus the pipeline's own; passing a parameter the notebook does not declare is an error.
+plus the pipeline's own; passing a parameter the notebook does not declare is an error. An
+experiment's notebook (:data:`labkit.experiments.EXPERIMENTS`) gets its pipeline parameters as
+one ``params`` mapping, checked against the experiment's model before anything runs; the
+manifest records the resolved values (defaults included).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labkit import bounds, paths
+from labkit import bounds, experiments, paths, testbed
 from labkit.config import ConfigError, Env, Problem, load_env
 from labkit.install import KERNEL_NAME
 from labkit.manifest import Manifest, NotebookRecord, new_run_id, utcnow
 
 Profile = Literal["quick", "full"]
 PIPELINE_FILE = "pipeline.yaml"
+#: The shared test bed's server log, kept next to the executed notebooks.
+SHARED_LOG = "shared-testbed.log"
 
-#: Parameters the runner provides to every notebook that declares them.
-STANDARD_PARAMETERS: tuple[str, ...] = ("env", "profile", "run_id", "run_dir", "figures_dir", "seed", "replot")
+#: Parameters the runner provides to every notebook that declares them (``session``: the run's shared
+#: test bed, :func:`labkit.testbed.session`; ``""`` when each experiment brings up its own).
+STANDARD_PARAMETERS: tuple[str, ...] = ("env", "profile", "run_id", "run_dir", "figures_dir", "replot", "session")
+#: The parameter of an experiment's notebook that holds the experiment's own parameters.
+EXPERIMENT_PARAMETERS = "params"
 
 
 class PipelineError(RuntimeError):
@@ -58,6 +63,21 @@ class Entry(BaseModel):
     def resolve(self, profile: str) -> dict[str, Any]:
         """The notebook's own parameters for ``profile`` (profile values win)."""
         return {**self.parameters, **self.profiles.get(profile, {})}  # type: ignore[call-overload]
+
+    def own_parameters(self, profile: str) -> dict[str, Any]:
+        """What the runner passes besides the standard parameters: an experiment's notebook gets its
+        parameters checked against the experiment's model, with every default, as ``params``.
+
+        Raises
+        ------
+        labkit.config.ConfigError
+            Naming the notebook and every bad or unknown parameter.
+        """
+        experiment = experiments.by_notebook(self.notebook)
+        if experiment is None:
+            return self.resolve(profile)
+        checked = experiment.parameters(self.resolve(profile))
+        return {EXPERIMENT_PARAMETERS: checked.model_dump(mode="json")}
 
     def runs_on(self, backend: str) -> bool:
         """Whether this notebook applies to ``backend`` (empty ``backends`` = all)."""
@@ -150,11 +170,14 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
         Run only notebooks whose file name starts with one of these prefixes (``"00"``).
     share
         Embedded backend: the notebooks share one test bed per env, kept up from one
-        notebook to the next (:mod:`labkit.testbed.embedded.shared`) and torn down when the
-        run ends; ``False``: each experiment brings up and tears down its own.
+        notebook to the next (a session, :func:`labkit.testbed.session`, passed to them as
+        the parameter ``session``) and torn down when the run ends; ``False``: each
+        experiment brings up and tears down its own.
 
     Raises
     ------
+    labkit.config.ConfigError
+        Before anything runs, when the env or a notebook's parameters are invalid.
     PipelineError
         When a notebook fails; the manifest is completed first and records the failure.
     """
@@ -165,22 +188,27 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
     run_id = run_id or new_run_id()
     run_dir = (data_root or paths.data_dir()) / run_id
     figures = figures_root or paths.figures_dir()
-    standard = {"env": env, "profile": profile, "run_id": run_id, "run_dir": str(run_dir),
-                "figures_dir": str(figures), "seed": env_model.seed, "replot": False}
+    standard: dict[str, Any] = {"env": env, "profile": profile, "run_id": run_id, "run_dir": str(run_dir),
+                                "figures_dir": str(figures), "replot": False}
     entries = [e for e in pipeline.notebooks
                if e.runs_on(env_model.backend.kind) and (not only or e.notebook.startswith(tuple(only)))]
+    own = _own_parameters(entries, profile)
+    shared = testbed.session(env_model, run_id) if share else testbed.Session("")
+    standard["session"] = shared.name
     manifest = Manifest(run_id=run_id, env=env, profile=profile, seed=env_model.seed, parameters=standard)
     manifest.notebooks = [
         NotebookRecord(notebook=e.notebook, output=str(run_dir / "notebooks" / e.notebook),
-                       parameters=notebook_parameters(nb_dir / e.notebook, e.resolve(profile), standard))
+                       parameters=notebook_parameters(nb_dir / e.notebook, own[e.notebook], standard))
         for e in entries
     ]
     manifest.write(run_dir)
     log(f"[lab] run {run_id}: env={env} ({env_model.backend.kind}) profile={profile}, "
         f"{len(entries)} notebook(s) -> {run_dir}")
     try:
-        with _sharing(share and env_model.backend.kind == "embedded", run_id, run_dir, log):
+        try:
             _run_records(manifest, nb_dir, run_dir, progress, log)
+        finally:
+            shared.close(keep_log=run_dir / "notebooks" / SHARED_LOG, log=log)
         _write_reports(entries, run_dir / "notebooks", figures, log)
         _check_bounds(manifest, env_model, run_dir, log)
         manifest.status = "ok"
@@ -203,35 +231,24 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
     return manifest
 
 
-@contextmanager
-def _sharing(enabled: bool, run_id: str, run_dir: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """Let the notebooks share one embedded test bed for the block; always stop it after.
+def _own_parameters(entries: Sequence[Entry], profile: str) -> dict[str, dict[str, Any]]:
+    """Each notebook's own parameters for ``profile`` (:meth:`Entry.own_parameters`).
 
-    The server's log (the test beds' bring-up and teardown) is kept as
-    ``data/<run_id>/notebooks/shared-testbed.log``.
+    Raises
+    ------
+    labkit.config.ConfigError
+        With every bad parameter of every notebook, before anything runs.
     """
-    if not enabled:
-        yield
-        return
-    from labkit.testbed.embedded import shared
-
-    session = shared.SESSIONS_ROOT / run_id  # created by the first notebook that asks for a test bed
-    previous = os.environ.get(shared.SESSION_ENV)
-    os.environ[shared.SESSION_ENV] = str(session)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(shared.SESSION_ENV, None)
-        else:
-            os.environ[shared.SESSION_ENV] = previous
+    own, problems = {}, []
+    for entry in entries:
         try:
-            shared.stop(session, log)
-        finally:
-            if (session / shared.LOG).exists():
-                (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(session / shared.LOG, run_dir / "notebooks" / "shared-testbed.log")
-            shutil.rmtree(session, ignore_errors=True)
+            own[entry.notebook] = entry.own_parameters(profile)
+        except ConfigError as err:
+            problems += [Problem(f"{entry.notebook}: {p.path}" if p.path else entry.notebook, p.message)
+                         for p in err.problems]
+    if problems:
+        raise ConfigError(problems, f"{PIPELINE_FILE}, profile {profile}")
+    return own
 
 
 def _run_records(manifest: Manifest, nb_dir: Path, run_dir: Path, progress: bool,

@@ -49,13 +49,17 @@ def test_a_bound_needs_a_limit_and_a_dotted_metric() -> None:
 
 
 @pytest.mark.unit
-def test_shipped_envs_bound_experiments_a_notebook_records() -> None:
-    notebooks = "\n".join(p.read_text() for p in (Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+def test_shipped_envs_bound_experiments_the_pipeline_records() -> None:
+    """Every bound names an experiment of the pipeline (whose headline ``record`` writes)."""
+    from labkit.experiments import EXPERIMENTS
+    from labkit.runner import load_pipeline
+
+    notebooks = {e.notebook for e in load_pipeline().notebooks}
     declared = [b.metric for name in ("thesis", "embedded") for b in load_env(name).bounds]
     assert declared, "the thesis env declares its bounds"
     for metric in declared:
         experiment = metric.split(".", 1)[0]
-        assert f"bounds.record(run_dir, '{experiment}'" in notebooks.replace('\\"', "'"), metric
+        assert experiment in EXPERIMENTS and EXPERIMENTS[experiment].notebook in notebooks, metric
 
 
 def _pipeline(folder: Path) -> Path:

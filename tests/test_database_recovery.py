@@ -1,4 +1,4 @@
-"""labkit.experiments.database: a DB domain's full-crash recovery (which member bootstraps, when)."""
+"""labkit.deploy.database: a DB domain's full-crash recovery (which member bootstraps, when)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from labkit.experiments import database as db
+from labkit.deploy import database as db
 
 pytestmark = pytest.mark.unit
 

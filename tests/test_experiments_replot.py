@@ -1,8 +1,8 @@
 """The replot path of 20-latency, 30-reaction and 70-scalability: tidy tables in, figures and summaries out.
 
-Each ``notebook`` test writes a small tidy table the way the notebook's measure cell would, then
+Each ``notebook`` test writes a small tidy table the way ``labkit.experiments.record`` would, then
 runs the notebook with papermill ``replot=True`` (no test bed) and checks the figure and the
-summary; the ``unit`` tests check the experiments' envs and arithmetic.
+summary; the ``unit`` tests check the experiments' envs, parameters and arithmetic.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _latency_rows(rng: np.random.Generator) -> pd.DataFrame:
 def test_latency_replot_draws_tables_7_2_to_7_5(tmp_path: Path) -> None:
     rows = _latency_rows(np.random.default_rng(1))
     results.write_table(tmp_path / "run", "latency", rows)
-    reference.write_comparison(tmp_path / "run", "latency", latency.compare(latency.table(rows)))
+    reference.write_comparison(tmp_path / "run", "latency", latency.compare({"latency": rows}))
     figures, text = _replot("20-latency.ipynb", tmp_path)
     assert (figures / "tab-7-2-7-5-latency.png").stat().st_size > 20_000
     assert "pod-peered" in text and "table_7_5_liqo_overhead" in text
@@ -77,7 +77,8 @@ def test_reaction_replot_draws_fig_7_2_with_median_and_paths(tmp_path: Path) -> 
     delays = {"poll": [10.4, 11.2, 9.9, 10.8, 24.0], "watch": [10.1, 11.0, 9.6, 10.5, 23.7]}
     rows = _reaction_rows(delays)
     results.write_table(tmp_path / "run", "reaction", rows)
-    reference.write_comparison(tmp_path / "run", "reaction", reaction.compare(rows))
+    results.write_table(tmp_path / "run", "reaction-nodes", rows.head(0))
+    reference.write_comparison(tmp_path / "run", "reaction", reaction.compare({"reaction": rows}))
     figures, text = _replot("30-reaction.ipynb", tmp_path)
     assert (figures / "fig-7-2-reaction.png").stat().st_size > 20_000
     summary = reaction.table(rows).set_index("method")
@@ -118,7 +119,7 @@ def _scalability_rows(star: bool = False) -> pd.DataFrame:
 def test_scalability_replot_draws_links_beside_eq_5_1(tmp_path: Path) -> None:
     rows = _scalability_rows(star=True)
     results.write_table(tmp_path / "run", "scalability", rows)
-    reference.write_comparison(tmp_path / "run", "scalability", scalability.compare(rows))
+    reference.write_comparison(tmp_path / "run", "scalability", scalability.compare({"scalability": rows}))
     figures, text = _replot("70-scalability.ipynb", tmp_path)
     assert (figures / "eq-5-1-scalability.png").stat().st_size > 20_000
     summary = scalability.table(rows)
@@ -138,7 +139,7 @@ def test_scalability_reads_tables_from_before_the_partial_mesh_star() -> None:
     rows = _scalability_rows().drop(columns=["topology", "domain_size"])
     summary = scalability.table(rows)
     assert set(summary["topology"]) == {scalability.FULL_MESH} and list(summary["domain_size"]) == [1, 3, 5]
-    assert scalability.headline(rows)["links_missing"] == 0.0
+    assert scalability.headline({"scalability": rows})["links_missing"] == 0.0
 
 
 @pytest.mark.unit
@@ -215,7 +216,7 @@ def test_a_size_that_does_not_come_up_is_recorded_and_ends_its_topology(monkeypa
     measured = _scalability_rows(star=True)
     tried = []
 
-    def fake_measure(env, *, topology, domain_size, **keys):  # noqa: ANN001, ANN202
+    def fake_measure(testbed, env, *, topology, domain_size, **keys):  # noqa: ANN001, ANN202
         n = len(env.clusters)
         tried.append((topology, n))
         if (topology, n) == (scalability.FULL_MESH, 4):
@@ -224,27 +225,28 @@ def test_a_size_that_does_not_come_up_is_recorded_and_ends_its_topology(monkeypa
         return pd.concat([one, one.head(1).assign(metric="setup_failed", value=0.0)])
 
     monkeypatch.setattr(scalability, "measure_size", fake_measure)
-    rows = scalability.run.__wrapped__(load_env("thesis"), sizes="2,4,6", star_sizes="8", domain_size=3, run_id="t",
-                                       scenario="scalability")
+    params = scalability.Parameters(sizes="2,4,6", star_sizes=[8], domain_size=3)
+    tables = scalability.measure(object(), load_env("thesis"), params)  # type: ignore[arg-type]
+    rows = tables["scalability"]
     assert tried == [(scalability.FULL_MESH, 2), (scalability.FULL_MESH, 4), (scalability.PARTIAL_MESH_STAR, 8)]
     summary = scalability.table(rows).set_index(["topology", "n"])
     assert summary.loc[(scalability.FULL_MESH, 4), "setup_failed"] == 1.0
     assert np.isnan(summary.loc[(scalability.FULL_MESH, 4), "peering_links"])
     assert "liqo-leaf-3 not Ready" in rows.loc[rows["metric"] == "setup_failed", "error"].str.cat()
-    assert scalability.headline(rows) | {"setup_s_largest_n": 0} == {
+    assert scalability.headline(tables) | {"setup_s_largest_n": 0} == {
         "sizes_failed": 1.0, "largest_n": 8.0, "links_missing": 0.0, "setup_s_largest_n": 0}
-    assert len(scalability.compare(rows)) == 2  # the failed size has nothing to compare
-    assert scalability.plot(scalability.table(rows), tmp_path / "f.png").stat().st_size > 20_000
+    assert len(scalability.compare(tables)) == 2  # the failed size has nothing to compare
+    assert scalability.figures(tables, tmp_path)["eq. 5.1"].stat().st_size > 20_000
 
 
 @pytest.mark.unit
 def test_a_busy_machine_is_an_error_not_a_failed_size(monkeypatch) -> None:  # noqa: ANN001
-    def busy(env, *, topology, domain_size, **keys):  # noqa: ANN001, ANN202
+    def busy(testbed, env, *, topology, domain_size, **keys):  # noqa: ANN001, ANN202
         raise MachineBusy("another embedded testbed is running on this machine (pid 1: invoke up)")
 
     monkeypatch.setattr(scalability, "measure_size", busy)
     with pytest.raises(MachineBusy, match="pid 1"):
-        scalability.run.__wrapped__(load_env("thesis"), sizes="2,4", run_id="t", scenario="scalability")
+        scalability.measure(object(), load_env("thesis"), scalability.Parameters(sizes=[2, 4]))  # type: ignore[arg-type]
 
 
 @pytest.mark.unit
@@ -255,8 +257,9 @@ def test_scalability_sizes_and_memory_check() -> None:
     for bad in ("1,2", "two"):
         with pytest.raises(ValueError):
             scalability.parse_sizes(bad)
+    assert scalability.Parameters(sizes="4,2").sizes == (2, 4)
     with pytest.raises(ValueError, match="no sizes"):
-        scalability.run.__wrapped__(load_env("thesis"), sizes="", star_sizes="")
+        scalability.Parameters(sizes=[], star_sizes=[])
     scalability.check_memory(4, available=4 * 450 + 6 * 40 + 1)
     with pytest.raises(TestbedError, match="N=20 needs about 16600 MiB"):
         scalability.check_memory(20, available=8000)
@@ -265,17 +268,41 @@ def test_scalability_sizes_and_memory_check() -> None:
 
 @pytest.mark.unit
 def test_headlines_are_the_numbers_bounds_limit(tmp_path: Path) -> None:
-    """Each experiment's headline numbers: what its notebook records for the env's bounds."""
+    """Each experiment's headline numbers: what ``labkit.experiments.record`` records for the env's bounds."""
     from labkit import bounds
 
-    lat = latency.headline(latency.table(_latency_rows(np.random.default_rng(1))))
+    lat = latency.headline({"latency": _latency_rows(np.random.default_rng(1))})
     assert set(lat) == {"vm_to_vm_rtt_ms", "pod_same_cluster_rtt_ms", "pod_peered_rtt_ms"}
     assert 0.30 < lat["pod_peered_rtt_ms"] < 0.40  # base 0.30 + gamma(2, 0.01)
-    rea = reaction.headline(_reaction_rows({"poll": [10.0, 11.0, 30.0], "watch": [9.5, 10.5, 29.0]}))
+    rea = reaction.headline({"reaction": _reaction_rows({"poll": [10.0, 11.0, 30.0], "watch": [9.5, 10.5, 29.0]})})
     assert rea == {"not_ready_s_median_poll": 11.0, "missed_poll": 0.0,
                    "not_ready_s_median_watch": 10.5, "missed_watch": 0.0}
-    sca = scalability.headline(_scalability_rows())
+    sca = scalability.headline({"scalability": _scalability_rows()})
     assert sca == {"sizes_failed": 0.0, "largest_n": 6.0, "links_missing": 0.0, "setup_s_largest_n": 15 + 4 * 6 + 3 + 0.8 * 15}
     for experiment, values in (("latency", lat), ("reaction", rea), ("scalability", sca)):
         bounds.record(tmp_path, experiment, **values)  # every headline is recordable
     assert len(bounds.measured(tmp_path)) == len(lat) + len(rea) + len(sca)
+
+
+@pytest.mark.unit
+def test_parameters_default_to_the_thesis_and_say_why() -> None:
+    assert latency.Parameters().count == 1000 and latency.Parameters.source("count") == "thesis"
+    assert "1000" in latency.Parameters.why("count")
+    assert reaction.Parameters().poll_interval == 0.4 and reaction.Parameters.source("poll_interval") == "thesis"
+    assert latency.Parameters.source("concurrent") == "kit"
+    table = latency.Parameters(count=100).table()
+    assert table.loc["count", "value"] == 100 and table.loc["count", "default"] == 1000
+    with pytest.raises(ValueError, match="count"):
+        latency.Parameters(count=0)
+    with pytest.raises(ValueError, match="extra"):
+        latency.Parameters(counts=10)  # a misspelt name is refused, not ignored
+    with pytest.raises(KeyError, match="no parameter 'counts'"):
+        latency.Parameters.why("counts")
+
+
+@pytest.mark.unit
+def test_latency_measures_tables_7_2_and_7_3_on_the_single_cluster_and_7_4_on_the_env() -> None:
+    env = load_env("thesis")
+    beds = latency.beds(env, latency.Parameters(leaves=2))
+    assert [len(b.clusters) for b in beds] == [1, len(env.clusters)]
+    assert latency.beds(env, latency.Parameters(leaves=2, peered=False)) == beds[:1]

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from labkit.config import load_env
-from labkit.faults import FaultError, FaultLog, FaultSpec, Selector, choose, inject, injected, nft_drop_script
+from labkit.faults import (ClusterDisconnect, FaultError, FaultLog, FaultSpec, Island, LinkDown, LivenessFail, PodKill,
+                           choose, inject, injected, nft_drop_script)
 from labkit.testbed.base import CommandResult
 
 pytestmark = pytest.mark.unit
@@ -42,7 +43,7 @@ class FakeTestbed:
 
 def test_cluster_disconnect_and_recover() -> None:
     tb, log = FakeTestbed(), FaultLog()
-    spec = FaultSpec(name="cut", action="cluster-disconnect", selector=Selector(cluster="leaf-2"))
+    spec = FaultSpec(name="cut", action=ClusterDisconnect(cluster="leaf-2"))
     with injected(tb, ENV, spec, log) as fault:
         assert fault.targets == ["leaf-2"] and tb.calls == [("leaf-2", "down")]
     assert tb.calls == [("leaf-2", "down"), ("leaf-2", "up")]
@@ -53,7 +54,7 @@ def test_cluster_disconnect_and_recover() -> None:
 
 def test_recovery_runs_when_the_block_fails() -> None:
     tb, log = FakeTestbed(), FaultLog()
-    with pytest.raises(RuntimeError), injected(tb, ENV, FaultSpec(name="island", action="island"), log):
+    with pytest.raises(RuntimeError), injected(tb, ENV, FaultSpec(name="island", action=Island()), log):
         raise RuntimeError("measurement crashed")
     assert tb.calls == [("root", "down"), ("root", "up")]
     assert log.injected_at("island") <= log.events[-1].t
@@ -61,7 +62,7 @@ def test_recovery_runs_when_the_block_fails() -> None:
 
 def test_link_down_drops_both_directions_and_is_undone() -> None:
     tb, log = FakeTestbed(), FaultLog()
-    spec = FaultSpec(name="l", action="link-down", selector=Selector(cluster="leaf-1", peer="leaf-3"))
+    spec = FaultSpec(name="l", action=LinkDown(cluster="leaf-1", peer="leaf-3"))
     fault = inject(tb, ENV, spec, log)
     scripts = [c for c in tb.calls if "nft -f" in c[1]]
     assert {vm for vm, _ in scripts} == {"leaf-1", "leaf-3"}
@@ -79,21 +80,22 @@ def test_nft_script_is_one_table_of_the_kit() -> None:
 
 def test_choose_modes() -> None:
     rng = random.Random(1)
-    spec = FaultSpec(name="k", action="pod-kill", selector=Selector(cluster="leaf-1", namespace="test"), mode="fixed",
-                     count=2)
-    assert len(choose(["a", "b", "c"], spec, rng)) == 2
-    assert choose(["b", "a"], spec.model_copy(update={"mode": "all"}), rng) == ["a", "b"]
+    kill = PodKill(cluster="leaf-1", namespace="test", mode="fixed", count=2)
+    assert len(choose(["a", "b", "c"], kill, "k", rng)) == 2
+    assert choose(["b", "a"], kill.model_copy(update={"mode": "all"}), "k", rng) == ["a", "b"]
     with pytest.raises(FaultError, match="wants 2 targets, the selector matches 1"):
-        choose(["a"], spec, rng)
-    with pytest.raises(FaultError, match="matches nothing"):
-        choose([], spec, rng)
+        choose(["a"], kill, "k", rng)
+    with pytest.raises(FaultError, match="fault 'k': the selector .*'namespace': 'test'.* matches nothing"):
+        choose([], kill, "k", rng)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"action": "cluster-disconnect"}, "needs selector.cluster"),
-    ({"action": "link-down", "selector": {"cluster": "leaf-1"}}, "selector.peer"),
-    ({"action": "pod-kill", "selector": {"cluster": "leaf-1"}}, "selector.namespace"),
-    ({"action": "reboot"}, "Input should be"),
+    ({"action": "cluster-disconnect"}, r"cluster-disconnect.cluster\n  Field required"),
+    ({"action": {"kind": "link-down", "cluster": "leaf-1"}}, r"link-down.peer\n  Field required"),
+    ({"action": {"kind": "pod-kill", "cluster": "leaf-1"}}, r"pod-kill.namespace\n  Field required"),
+    ({"action": {"kind": "pod-liveness-fail", "cluster": "leaf-1", "namespace": "test"}}, "after_s"),
+    ({"action": {"kind": "pod-kill", "cluster": "leaf-1", "namespace": "t", "after_s": 1}}, "Extra inputs"),
+    ({"action": "reboot"}, "does not match any of the expected tags"),
     ({"action": "island", "duration_s": -1}, "greater than 0"),
 ])
 def test_spec_validation(kwargs: dict, message: str) -> None:
@@ -102,6 +104,16 @@ def test_spec_validation(kwargs: dict, message: str) -> None:
 
 
 def test_unknown_cluster_is_named() -> None:
-    spec = FaultSpec(name="f", action="cluster-disconnect", selector=Selector(cluster="leaf-9"))
+    spec = FaultSpec(name="f", action=ClusterDisconnect(cluster="leaf-9"))
     with pytest.raises(FaultError, match=r"unknown cluster\(s\) \['leaf-9'\]"):
         inject(FakeTestbed(), ENV, spec, FaultLog())
+
+
+def test_a_liveness_fault_carries_its_own_after_s() -> None:
+    spec = FaultSpec(name="live", action=LivenessFail(cluster="leaf-1", namespace="test", labels={"app": "pdc"},
+                                                      after_s=60.0))
+    assert spec.action.after_s == 60.0 and spec.action.label_selector() == "app=pdc"
+    assert spec.action.clusters() == ["leaf-1"] and Island().clusters() == []
+    log = FaultLog()
+    log.add(spec, "pdc-0", "inject")
+    assert log.table(run_id="r", scenario="s", step="x")["action"].tolist() == ["pod-liveness-fail"]

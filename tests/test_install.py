@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labkit import install
-from labkit.install import SetupError, Step, run_steps
+from labkit.setup_steps import SetupError, Step, missing_apt_packages, run_steps
 
 pytestmark = pytest.mark.unit
 
@@ -55,13 +55,15 @@ def test_a_raising_check_means_not_done() -> None:
 
 
 def test_missing_apt_packages_knows_an_installed_and_an_absent_package() -> None:
-    missing = install.missing_apt_packages(["coreutils", "labkit-no-such-package"])
+    missing = missing_apt_packages(["coreutils", "labkit-no-such-package"])
     assert missing == ["labkit-no-such-package"]
 
 
 def test_all_steps_cover_the_required_packages() -> None:
     names = [s.name for s in install.all_steps()]
     assert names[:3] == ["apt", "python", "kernel"]
+    assert {"kubernetes", "coredns", "virtual-kubelet", "image-runtime"} <= set(names)  # the backends' and images'
+    assert names.count("apt") == 1  # one apt step for every part's packages
     for pkg in ("iproute2", "iputils-ping", "nftables", "wireguard-go", "wireguard-tools", "mariadb-server", "galera-4"):
         assert pkg in install.APT_PACKAGES
 

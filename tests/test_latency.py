@@ -40,7 +40,7 @@ def test_table_means_pooled_std_and_avg_row() -> None:
 def test_compare_maps_steps_to_thesis_tables_and_derives_the_liqo_overhead() -> None:
     rows = pd.concat([_rows("pod-same-cluster", {"leaf-1": [0.8, 1.0], "leaf-4": [5.0, 5.0]}),
                       _rows("pod-peered", {"leaf-1": [1.2, 1.6]})])
-    table = latency.compare(latency.table(rows)).set_index("key")
+    table = latency.compare({"latency": rows}).set_index("key")
     assert "latency_ms.table_7_3_same_cluster.leaf-1" in table.index
     assert "latency_ms.table_7_3_same_cluster.leaf-4" not in table.index  # the thesis had three leaves
     overhead = table.loc["latency_ms.table_7_5_liqo_overhead"]

@@ -11,6 +11,7 @@ import pytest
 from testbook import testbook
 
 from labkit import paths
+from labkit.experiments import EXPERIMENTS
 from labkit.runner import load_pipeline
 
 TAGS = {"parameters", "setup", "deploy", "inject", "measure", "plot"}
@@ -29,7 +30,8 @@ def test_contract(path: Path) -> None:
     assert len(params) == 1, f"{path.name}: exactly one parameters cell"
     for stmt in ast.parse(params[0].source).body:
         assert isinstance(stmt, ast.AnnAssign), f"{path.name}: parameters must be typed (`x: int = 1`)"
-        assert isinstance(stmt.value, ast.Constant), f"{path.name}: parameters must be literals"
+        empty = isinstance(stmt.value, ast.Dict) and not stmt.value.keys  # an experiment's `params: dict = {}`
+        assert isinstance(stmt.value, ast.Constant) or empty, f"{path.name}: parameters must be literals"
     for line in params[0].source.splitlines():
         assert "  # " in line, f"{path.name}: comment every parameter: {line!r}"
     for cell in cells:
@@ -52,3 +54,15 @@ def test_environment_notebook_records_and_plots(tmp_path: Path) -> None:
     assert len(pacing) == 20 and set(pacing["metric"]) == {"tick_lateness"}
     assert (pacing["value"] > -1).all()  # a tick is never much early: absolute deadlines
     assert (tmp_path / "fig" / "env-pacing.png").stat().st_size > 1000
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_an_experiment_notebook_is_one_record_and_one_plot_call(name: str) -> None:
+    """The notebook of every experiment holds nothing but its parameters, one measure call and one plot call."""
+    experiment = EXPERIMENTS[name]
+    cells = {tuple(c.metadata["tags"]): c.source for c in _code_cells(paths.notebooks_dir() / experiment.notebook)}
+    assert "params: dict = {}" in cells[("parameters",)] and "session: str" in cells[("parameters",)]
+    assert cells[("measure",)] == (f"if not replot:\n    experiments.record({name!r}, env, run_dir, params, "
+                                   "run_id=run_id, session=session)")
+    assert cells[("plot",)] == f"experiments.plot({name!r}, run_dir, figures_dir)"

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from labkit import paths
+from labkit.config import ConfigError
+from labkit.experiments import by_notebook
 from labkit.manifest import Manifest, git_info, new_run_id, package_versions
-from labkit.runner import PipelineError, load_pipeline, notebook_parameters, rebuild_figures, run_pipeline
+from labkit.runner import (EXPERIMENT_PARAMETERS, PipelineError, load_pipeline, notebook_parameters, rebuild_figures,
+                           run_pipeline)
 
 PARAMS = ('run_dir: str = "x"  # where to write\n'
           'figures_dir: str = "f"  # figures\n'
@@ -124,6 +129,32 @@ def test_the_shipped_pipeline_loads() -> None:
     pipeline = load_pipeline()
     assert pipeline.notebooks[0].notebook == "00-environment.ipynb"
     assert pipeline.notebooks[0].resolve("quick")["pacing_ticks"] < pipeline.notebooks[0].resolve("full")["pacing_ticks"]
+
+
+@pytest.mark.unit
+def test_the_shipped_pipeline_gives_every_experiment_its_checked_parameters() -> None:
+    for entry in load_pipeline().notebooks:
+        experiment = by_notebook(entry.notebook)
+        for profile in ("quick", "full"):
+            own = entry.own_parameters(profile)
+            if experiment is None:
+                assert EXPERIMENT_PARAMETERS not in own
+                continue
+            params = own[EXPERIMENT_PARAMETERS]
+            assert set(params) == set(experiment.module.Parameters.model_fields)  # every default resolved
+            assert experiment.parameters(params).model_dump(mode="json") == params
+
+
+@pytest.mark.unit
+def test_a_bad_experiment_parameter_stops_the_run_before_anything_runs(tmp_path: Path) -> None:
+    shutil.copy(paths.notebooks_dir() / "20-latency.ipynb", tmp_path / "20-latency.ipynb")
+    (tmp_path / "pipeline.yaml").write_text("notebooks:\n  - {notebook: 20-latency.ipynb, parameters: {count: 0},"
+                                            " profiles: {quick: {cout: 5}}}\n")
+    with pytest.raises(ConfigError, match=r"(?s)20-latency.ipynb: count: .*greater than or equal to 1.*"
+                                          r"20-latency.ipynb: cout: Extra inputs are not permitted"):
+        run_pipeline("thesis", "quick", run_id="bad", data_root=tmp_path / "data", figures_root=tmp_path / "fig",
+                     pipeline_file=tmp_path / "pipeline.yaml", progress=False, log=lambda _: None)
+    assert not (tmp_path / "data" / "bad").exists()  # no manifest: nothing ran
 
 
 @pytest.mark.unit

@@ -1,4 +1,4 @@
-"""labkit.experiments.stream.chain.deploy_databases: reuse, one image import, domains formed side by side."""
+"""labkit.deploy.chain.deploy_databases: reuse, one image import, domains formed side by side."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from labkit.experiments import database
-from labkit.experiments.stream import chain as chainmod
+from labkit.deploy import database
+from labkit.deploy import chain as chainmod
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +60,7 @@ def test_every_domain_running_imports_nothing(monkeypatch: pytest.MonkeyPatch) -
 
 def test_no_domain_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake(monkeypatch, [], running=set())
-    with pytest.raises(chainmod.StreamError, match="no DB domain holds the namespaces of pdc-low/pdc-high"):
+    with pytest.raises(chainmod.DeployError, match="no DB domain holds the namespaces of pdc-low/pdc-high"):
         chainmod.deploy_databases(object(), _chain(), log=lambda _: None)
 
 

@@ -15,6 +15,7 @@ import papermill as pm
 import pytest
 
 from labkit import paths, results
+from labkit.deploy.chain import chain_of, grid_clusters
 from labkit.experiments import stream
 from labkit.faults import FaultLog
 
@@ -129,10 +130,10 @@ def test_reduced_multilevel_env_keeps_one_branch_of_each_level() -> None:
     from labkit.config import load_env
 
     env = stream.reduced_env(load_env("multilevel"), stream.MULTILEVEL_CI)
-    chain = stream.chain_of(env)
+    chain = chain_of(env)
     assert [c.name for c in env.clusters] == list(stream.MULTILEVEL_CI)
     assert (chain.owner("pdc-low"), chain.owner("pdc-high")) == ("p-1", "acc")
-    assert set(stream.grid_clusters(chain)) == set(stream.MULTILEVEL_CI)
+    assert set(grid_clusters(chain)) == set(stream.MULTILEVEL_CI)
 
 
 @pytest.mark.notebook
@@ -168,7 +169,7 @@ def test_60_island_replots_from_tables(tmp_path: Path) -> None:
 def test_80_multilevel_replots_from_tables(tmp_path: Path) -> None:
     run_dir, figures = tmp_path / "run", tmp_path / "fig"
     results.write_table(run_dir, "multilevel", _downtime_rows("multilevel-pod-failure", cluster_failure=False, reps=2))
-    _replot("80-multilevel.ipynb", run_dir, figures, tmp_path / "80.ipynb", clusters=",".join(stream.MULTILEVEL_CI))
+    _replot("80-multilevel.ipynb", run_dir, figures, tmp_path / "80.ipynb")
     assert (figures / "multilevel-pod-failure.png").stat().st_size > 10_000
 
 

@@ -61,6 +61,7 @@ def test_up_dry_run_prints_the_plan_of_each_backend(capsys: pytest.CaptureFixtur
     tasks.up(MockContext(), env="thesis", dry_run=True)
     out = capsys.readouterr().out
     assert "embedded test bed thesis: 5 clusters" in out and "VM leaf-2 (network namespace lkt-vm-leaf-2)" in out
+    assert "peering root -> leaf-1" in out
     tasks.up(MockContext(), env="crownlabs", dry_run=True)
     out = capsys.readouterr().out
     assert "== stage 1/" in out and "liqoctl offload namespace test" in out
@@ -72,48 +73,65 @@ def test_up_names_a_bad_env() -> None:
 
 
 _HOLD = """
-import signal, sys
+import signal, sys, time
 sys.path.insert(0, {root!r})
 if {ignore_int}:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
-import tasks
-from labkit.testbed.embedded.shared import unwind_on_terminate
+from labkit.config import load_env
+from labkit.testbed import hold
 
 class Bed:
+    def up(self, env):
+        print("up starts", flush=True)
+        time.sleep({up_s})
+    def clusters(self):
+        return ["root"]
     def down(self):
         print("torn down", flush=True)
 
-unwind_on_terminate()
-tasks._hold(Bed())
+hold(Bed(), load_env("thesis"), log=lambda line: print(line, flush=True))
 """
+
+
+def _hold(signum: int, ignore_int: bool, when: str, up_s: float = 0.0) -> tuple[str, int]:
+    """Run :func:`labkit.testbed.hold` on a fake test bed in a process; send ``signum`` after the line ``when``."""
+    root = str(Path(tasks.__file__).parent)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD.format(root=root, ignore_int=ignore_int, up_s=up_s)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        while proc.stdout and when not in (line := proc.stdout.readline()):
+            assert line, f"the process ended before printing {when!r}"
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    return out, proc.returncode
 
 
 @pytest.mark.parametrize(("signum", "ignore_int"), [(signal.SIGTERM, False), (signal.SIGHUP, False),
                                                     (signal.SIGINT, True)])
 def test_up_tears_the_test_bed_down_on_kill_hangup_and_interrupt(signum: int, ignore_int: bool) -> None:
-    """`invoke up` holds the test bed until a signal; kill, a closed terminal or Ctrl-C all tear it down."""
-    root = str(Path(tasks.__file__).parent)
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD.format(root=root, ignore_int=ignore_int)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert "runs in this process" in (proc.stdout.readline() if proc.stdout else "")
-        proc.send_signal(signum)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert "torn down" in out
+    """`invoke up` holds the test bed until a signal; kill, a closed terminal or Ctrl-C all tear it down,
+    also when the signal comes at once after the ready line."""
+    out, code = _hold(signum, ignore_int, when="held by this process")
+    assert "torn down" in out and code == 0
+
+
+def test_a_signal_during_up_tears_down_and_says_interrupted() -> None:
+    out, code = _hold(signal.SIGTERM, False, when="up starts", up_s=30.0)
+    assert "torn down" in out and "held by" not in out and code != 0
 
 
 @pytest.mark.parametrize("task", ["setup", "lab"])
 def test_setup_and_lab_stop_before_anything_when_the_host_lacks_something(
         task: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The preflight runs first: no setup step, no pipeline run, one line naming what is missing."""
-    from labkit import host, install, runner
+    from labkit import host, runner, setup_steps
 
     lacking = host.Offers(euid=1000, cap_eff=0, tun=False, cgroup="v2", cgroup_writable=False)
     monkeypatch.setattr(host, "offers", lambda *a: lacking)
     started: list[str] = []
-    monkeypatch.setattr(install, "run_steps", lambda *a, **k: started.append("setup"))
+    monkeypatch.setattr(setup_steps, "run_steps", lambda *a, **k: started.append("setup"))
     monkeypatch.setattr(runner, "run_pipeline", lambda *a, **k: started.append("lab"))
     with pytest.raises(Exit) as err:
         getattr(tasks, task)(MockContext())

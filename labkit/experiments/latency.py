@@ -3,36 +3,38 @@
 - Table 7.2, network: VM to VM (each leaf VM pings the root VM).
 - Table 7.3, same cluster: a pod on each leaf node pings a pod on the root node, the leaf and
   root VMs being nodes of *one* cluster (:func:`single_cluster`).
-- Table 7.4, peered clusters: the same pods, the leaves being clusters peered with the root
-  (needs the Liqo-compatible peering of the embedded test bed).
+- Table 7.4, peered clusters: the same pods, the leaves being clusters peered with the root.
 - Table 7.5: Liqo overhead = mean of 7.4 - mean of 7.3.
 
-The thesis pinged ~1000 times per test, leaf by leaf; so do we (``count`` per leaf), leaves one
-after another or, with ``concurrent`` (the pipeline's choice, to keep the full profile's 9 x 1000
-probes within its time budget), every leaf at once.
+Two test beds, one after the other (:func:`beds`): :func:`single_cluster` of the env for Tables
+7.2 and 7.3, then the env itself (the thesis' test bed, Fig. 7.1) for 7.4: the root and each leaf
+are clusters of their own, the root peered with every leaf and offloading a namespace to them. A
+probe pod runs on the root's physical node; for each leaf, a probe pod of the root's offloaded
+namespace is bound to the leaf's virtual node, so it runs *in the leaf cluster* (the virtual
+kubelet's ShadowPod), and that provider-side pod pings the root pod's address across the peering.
 
-Table 7.4 runs on the env itself (the thesis' test bed, Fig. 7.1): the root and each leaf are
-clusters of their own, the root peered with every leaf and offloading a namespace to them. A
-probe pod runs on the root's physical node; for each leaf, a probe pod of the root's offloaded namespace is bound to
-the leaf's virtual node, so it runs *in the leaf cluster* (the virtual kubelet's ShadowPod), and
-that provider-side pod pings the root pod's address across the peering (gateway tunnel).
+The thesis pinged about 1000 times per test, leaf by leaf (``count`` per leaf; ``concurrent``:
+every leaf at once instead). Table ``latency``: metric ``rtt`` (ms) per probe and ``loss`` per
+leaf, labels ``step``, ``leaf``, ``seq``, ``source``, ``target``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from labkit import reference
 from labkit.config import Env, validate_env
+from labkit.experiments.base import Parameters as BaseParameters
+from labkit.experiments.base import Tables, param, thesis
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
-from labkit.testbed import TestbedError, load_image, off_event_loop, running
+from labkit.testbed import Host, Testbed, TestbedError, load_image
 from labkit.testbed.pods import PodHost, probe_pod, start_pods, stop_pods
+from labkit.waiting import wait_until
 
 NAMESPACE = "labkit-latency"
 #: Label the virtual kubelet puts on the provider-side twin of a home pod (Liqo's ShadowPod label).
@@ -42,8 +44,37 @@ VIRTUAL_NODE_TOLERATION = {"key": "virtual-node.liqo.io/not-allowed", "operator"
 #: Image of the probe pods: ``ping`` in the runtime image's rootfs alone (59 of its 224 MB).
 PROBE_IMAGE = "probe"
 #: Thesis table of each step, for the comparison.
-TABLES = {"vm-to-vm": "table_7_2_network", "pod-same-cluster": "table_7_3_same_cluster",
-          "pod-peered": "table_7_4_liqo_peered"}
+THESIS_TABLES = {"vm-to-vm": "table_7_2_network", "pod-same-cluster": "table_7_3_same_cluster",
+                 "pod-peered": "table_7_4_liqo_peered"}
+#: The tables :func:`measure` returns.
+TABLES = ("latency",)
+
+
+class Parameters(BaseParameters):
+    """What a latency run measures."""
+
+    leaves: int = thesis(3, "the thesis pinged from three leaves, Leaf-1..3 (Tables 7.2-7.4)", ge=1)
+    count: int = thesis(1000, "about 1000 probes per test (thesis 7.2)", ge=1)
+    interval: float = param(1.0, "ping's default interval: the thesis ran plain `ping`", source="software default",
+                            gt=0)
+    concurrent: bool = param(False, "False: leaf by leaf as the thesis; True: every leaf at once, so that 1000 "
+                                    "probes per leaf fit a run's time budget")
+    peered: bool = param(True, "also measure Table 7.4 on the env's peered test bed, and derive Table 7.5")
+
+
+def beds(env: Env, params: Parameters) -> list[Env]:
+    """:func:`single_cluster` of ``env`` (Tables 7.2, 7.3), then ``env`` itself (Table 7.4) when ``peered``."""
+    single = single_cluster(env, params.leaves)
+    return [single, env] if params.peered else [single]
+
+
+def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
+    """One test bed of :func:`beds`: Tables 7.2 and 7.3 on the single cluster, Table 7.4 on the peered env."""
+    options = {"leaves": params.leaves, "count": params.count, "interval": params.interval,
+               "concurrent": params.concurrent, "run_id": "", "scenario": ""}
+    if len(env.clusters) == 1:
+        return {"latency": measure_single_cluster(testbed, env, **options)}
+    return {"latency": measure_peered(testbed, env, **options)}
 
 
 def single_cluster(env: Env, leaves: int = 3) -> Env:
@@ -82,7 +113,7 @@ def leaf_names(env: Env, leaves: int) -> list[str]:
     return names[:leaves]
 
 
-def ping_each(sources: Sequence[Any], target: str, *, step: str, count: int, interval: float,
+def ping_each(sources: Sequence[tuple[Host, str]], target: str, *, step: str, count: int, interval: float,
               concurrent: bool = False, **keys: str) -> pd.DataFrame:
     """Ping ``target`` from each source; tidy rows labelled with ``leaf``.
 
@@ -98,7 +129,7 @@ def ping_each(sources: Sequence[Any], target: str, *, step: str, count: int, int
     return pd.concat([collector.collect().assign(leaf=leaf) for collector, leaf in collectors], ignore_index=True)
 
 
-def measure_single_cluster(testbed: Any, env: Env, *, leaves: int, count: int, interval: float,
+def measure_single_cluster(testbed: Testbed, env: Env, *, leaves: int, count: int, interval: float,
                            concurrent: bool = False, **keys: str) -> pd.DataFrame:
     """Tables 7.2 and 7.3 on a test bed running :func:`single_cluster`: VM and pod RTT, leaf -> root."""
     root_vm = env.root.nodes[0].name
@@ -118,7 +149,7 @@ def measure_single_cluster(testbed: Any, env: Env, *, leaves: int, count: int, i
     return pd.concat([vm_rows, pod_rows], ignore_index=True)
 
 
-def provider_pod(testbed: Any, provider: str, home_pod: str, timeout: float = 120.0) -> PodHost:
+def provider_pod(testbed: Testbed, provider: str, home_pod: str, timeout: float = 120.0) -> PodHost:
     """The running provider-side twin of ``home_pod`` (offloaded to ``provider``), as a host to exec in.
 
     The virtual kubelet serves no ``exec``, so commands run in the provider's own pod, found by
@@ -132,18 +163,17 @@ def provider_pod(testbed: Any, provider: str, home_pod: str, timeout: float = 12
     from kubernetes import client
 
     core = client.CoreV1Api(testbed.kube(provider))
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def twin() -> PodHost | None:
         pods = [p for p in core.list_pod_for_all_namespaces(label_selector=f"{SHADOW_POD_LABEL}={home_pod}").items
                 if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
-        if pods:
-            return PodHost(core, pods[0].metadata.namespace, pods[0].metadata.name, pods[0].status.pod_ip)
-        if time.monotonic() > deadline:
-            raise TestbedError(f"no running twin of pod {home_pod!r} in cluster {provider!r} after {timeout:.0f} s")
-        time.sleep(0.5)
+        return PodHost(core, pods[0].metadata.namespace, pods[0].metadata.name, pods[0].status.pod_ip) if pods else None
+
+    return wait_until(twin, timeout=timeout, error=TestbedError,
+                      message=f"no running twin of pod {home_pod!r} in cluster {provider!r} after {timeout:.0f} s")
 
 
-def measure_peered(testbed: Any, env: Env, *, leaves: int, count: int, interval: float, concurrent: bool = False,
+def measure_peered(testbed: Testbed, env: Env, *, leaves: int, count: int, interval: float, concurrent: bool = False,
                    **keys: str) -> pd.DataFrame:
     """Table 7.4 on ``env``'s peered test bed: pod RTT from ``leaves`` leaf clusters to the root.
 
@@ -170,40 +200,6 @@ def measure_peered(testbed: Any, env: Env, *, leaves: int, count: int, interval:
         stop_pods(api, NAMESPACE, [f"probe-{root}"])
 
 
-@off_event_loop
-def run_peered(env: Env, *, leaves: int, count: int, interval: float, concurrent: bool = False,
-               **keys: str) -> pd.DataFrame:
-    """Bring up ``env`` (the thesis' test bed, Fig. 7.1: peered and offloaded), measure Table 7.4, always tear down."""
-    with running(env) as testbed:
-        return measure_peered(testbed, env, leaves=leaves, count=count, interval=interval, concurrent=concurrent,
-                              **keys)
-
-
-@off_event_loop
-def run_single_cluster(env: Env, *, leaves: int, count: int, interval: float, concurrent: bool = False,
-                       **keys: str) -> pd.DataFrame:
-    """Bring up :func:`single_cluster` of ``env``, measure Tables 7.2 and 7.3, always tear down."""
-    single = single_cluster(env, leaves)
-    with running(single) as testbed:
-        return measure_single_cluster(testbed, single, leaves=leaves, count=count, interval=interval,
-                                      concurrent=concurrent, **keys)
-
-
-def run(env: Env, *, leaves: int, count: int, interval: float, peered: bool = True, concurrent: bool = False,
-        **keys: str) -> pd.DataFrame:
-    """Every step of thesis 7.2: Tables 7.2 and 7.3 on :func:`single_cluster`, then 7.4 on ``env`` itself.
-
-    The two test beds run one after the other (one embedded test bed per machine); each is
-    torn down before the next comes up (or, in a pipeline run, the second stays up for the next
-    notebooks). ``peered=False`` measures Tables 7.2 and 7.3 only; ``concurrent`` pings from
-    every leaf at once (:func:`ping_each`).
-    """
-    frames = [run_single_cluster(env, leaves=leaves, count=count, interval=interval, concurrent=concurrent, **keys)]
-    if peered:
-        frames.append(run_peered(env, leaves=leaves, count=count, interval=interval, concurrent=concurrent, **keys))
-    return pd.concat(frames, ignore_index=True)
-
-
 def table(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std of RTT per step and leaf, plus an ``avg`` row per step.
 
@@ -218,40 +214,52 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_leaf, avg], ignore_index=True)[["step", "leaf", "mean", "std", "n"]]
 
 
-def headline(summary: pd.DataFrame) -> dict[str, float]:
+def headline(tables: Tables) -> dict[str, float]:
     """The numbers an env's bounds may limit (``labkit.bounds``): the average RTT of each step, in ms."""
-    avg = summary[summary["leaf"] == "avg"]
+    avg = table(tables["latency"]).query("leaf == 'avg'")
     return {f"{row.step.replace('-', '_')}_rtt_ms": float(row.mean) for row in avg.itertuples()}
 
 
-def compare(summary: pd.DataFrame) -> pd.DataFrame:
+def compare(tables: Tables) -> pd.DataFrame:
     """The thesis vs labkit rows of every measured step (Tables 7.2-7.4, and 7.5 when both 7.3 and 7.4 exist)."""
+    stats = table(tables["latency"])
     pairs = []
-    for row in summary.itertuples():
-        key = f"latency_ms.{TABLES[row.step]}.{row.leaf}"
+    for row in stats.itertuples():
+        key = f"latency_ms.{THESIS_TABLES[row.step]}.{row.leaf}"
         try:
             ref = reference.published(key, "ms", n=reference.THESIS_PING_N)
         except KeyError:  # e.g. leaf-4: the thesis measured three leaves
             continue
         pairs.append((ref, float(row.mean), float(row.std), int(row.n)))
-    over = overhead(summary)
+    over = overhead(stats)
     if over is not None:
-        n = int(summary[(summary["leaf"] == "avg") & (summary["step"] == "pod-peered")]["n"].iloc[0])
+        n = int(stats.query("leaf == 'avg' and step == 'pod-peered'")["n"].iloc[0])
         pairs.append((reference.published("latency_ms.table_7_5_liqo_overhead", "ms", n=reference.THESIS_PING_N),
                       over[0], over[1], n))
     return reference.compare(pairs)
 
 
-def overhead(summary: pd.DataFrame) -> tuple[float, float] | None:
+def overhead(stats: pd.DataFrame) -> tuple[float, float] | None:
     """Table 7.5 from a :func:`table`: mean of 7.4's avg minus 7.3's avg, with the combined std (None without both)."""
-    avg = summary[summary["leaf"] == "avg"].set_index("step")
+    avg = stats[stats["leaf"] == "avg"].set_index("step")
     if not {"pod-same-cluster", "pod-peered"} <= set(avg.index):
         return None
     over = float(avg.loc["pod-peered", "mean"] - avg.loc["pod-same-cluster", "mean"])
     return over, float(np.hypot(avg.loc["pod-peered", "std"], avg.loc["pod-same-cluster", "std"]))
 
 
-def plot(summary: pd.DataFrame, rows: pd.DataFrame, path: Any) -> Any:
+def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
+    """Tables 7.2-7.5 as one figure (:func:`plot`)."""
+    rows = tables["latency"]
+    return {"Tables 7.2-7.5": plot(table(rows), rows, Path(out_dir) / "tab-7-2-7-5-latency.png")}
+
+
+def summary(tables: Tables) -> dict[str, pd.DataFrame]:
+    """Mean ± std per step and leaf (:func:`table`)."""
+    return {"RTT per step and leaf (ms)": table(tables["latency"])}
+
+
+def plot(stats: pd.DataFrame, rows: pd.DataFrame, path: Path) -> Path:
     """Bars of mean ± std per leaf, ours beside the thesis', one panel per table (7.2-7.4, and 7.5 when
     both 7.3 and 7.4 were measured); ECDF of every probe."""
     import matplotlib
@@ -260,28 +268,30 @@ def plot(summary: pd.DataFrame, rows: pd.DataFrame, path: Any) -> Any:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    steps = [s for s in TABLES if s in set(summary["step"])]
-    over = overhead(summary)
+    steps = [s for s in THESIS_TABLES if s in set(stats["step"])]
+    over = overhead(stats)
     panels = len(steps) + (over is not None) + 1
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True)
     for ax, step in zip(axes, steps):
-        ours = summary[summary["step"] == step].set_index("leaf")
+        ours = stats[stats["step"] == step].set_index("leaf")
         x = np.arange(len(ours))
-        thesis = [reference.lookup(f"latency_ms.{TABLES[step]}").get(leaf, [np.nan, np.nan]) for leaf in ours.index]
+        published = reference.lookup(f"latency_ms.{THESIS_TABLES[step]}")
+        theirs = [published.get(leaf, [np.nan, np.nan]) for leaf in ours.index]
         ax.bar(x - 0.2, ours["mean"], 0.4, yerr=ours["std"], capsize=3, label="labkit")
-        ax.bar(x + 0.2, [t[0] for t in thesis], 0.4, yerr=[t[1] for t in thesis], capsize=3, label="thesis")
+        ax.bar(x + 0.2, [t[0] for t in theirs], 0.4, yerr=[t[1] for t in theirs], capsize=3, label="thesis")
         ax.set_xticks(x, ours.index)
-        ax.set(title=f"Table 7.{TABLES[step].split('_')[2]}: {step}", ylabel="RTT (ms)")
+        ax.set(title=f"Table 7.{THESIS_TABLES[step].split('_')[2]}: {step}", ylabel="RTT (ms)")
         ax.legend(fontsize=8)
     if over is not None:
         ax = axes[len(steps)]
-        thesis = reference.lookup("latency_ms.table_7_5_liqo_overhead")
-        ax.bar([0, 1], [over[0], thesis[0]], yerr=[over[1], thesis[1]], capsize=3, color=["C0", "C1"])
+        published = reference.lookup("latency_ms.table_7_5_liqo_overhead")
+        ax.bar([0, 1], [over[0], published[0]], yerr=[over[1], published[1]], capsize=3, color=["C0", "C1"])
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks([0, 1], ["labkit", "thesis"])
         ax.set(title="Table 7.5: Liqo overhead (7.4 - 7.3)", ylabel="RTT difference (ms)")
     sns.ecdfplot(rows[rows["metric"] == "rtt"], x="value", hue="step", ax=axes[-1])
     axes[-1].set(xlabel="RTT (ms)", title="every probe", xscale="log")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
+    return Path(path)

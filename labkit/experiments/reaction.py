@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,11 +40,14 @@ import pandas as pd
 
 from labkit import reference
 from labkit.config import Env
-from labkit.faults import FaultLog, FaultSpec, Selector, injected
+from labkit.experiments.base import Parameters as BaseParameters
+from labkit.experiments.base import Tables, param, thesis
+from labkit.faults import ClusterDisconnect, FaultLog, FaultSpec, injected
 from labkit.measure import collecting
 from labkit.measure.nodes import NodeReadyPoll, NodeReadyWatch, not_ready_delay, ready_condition
 from labkit.results import tidy
-from labkit.testbed import TestbedError, off_event_loop, running
+from labkit.testbed import Testbed, TestbedError
+from labkit.waiting import poll, wait_until
 
 #: Thesis key of the published median (Fig. 7.2).
 REFERENCE_KEY = "reaction_s.figure_7_2_virtual_node_not_ready_median"
@@ -53,6 +57,32 @@ STEP = "provider-disconnect"
 PATHS = {"LiqoTunnelDisconnected": "tunnel", "NodeStatusUnknown": "api-lease"}
 #: The observation methods, the thesis' first.
 METHODS = ("poll", "watch")
+#: The tables :func:`measure` returns: the delays, and every observation with the fault stamps.
+TABLES = ("reaction", "reaction-nodes")
+
+
+class Parameters(BaseParameters):
+    """What a reaction run measures."""
+
+    repetitions: int = param(20, "disconnections of the provider; the thesis gives a median, not its count", ge=1)
+    provider: str | None = param(None, "the leaf to disconnect; None: the first cluster the root peers with")
+    poll_interval: float = thesis(0.4, "the thesis listed the nodes every 0.4 s (`kubectl get node` in a loop, 7.3)",
+                                  gt=0)
+    timeout: float = param(90.0, "seconds to wait for NotReady, and for Ready again, per repetition", gt=0)
+    settle_s: float = param(3.0, "seconds between repetitions: the tunnel check and the Lease settle", ge=0)
+
+
+def beds(env: Env, params: Parameters) -> list[Env]:
+    """The env's own test bed (the thesis': the root peered with every leaf)."""
+    return [env]
+
+
+def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
+    """``repetitions`` disconnections of :func:`provider_of`: the ``reaction`` and ``reaction-nodes`` tables."""
+    delays, observations = measure_reactions(testbed, env, repetitions=params.repetitions, provider=params.provider,
+                                             poll_interval=params.poll_interval, timeout=params.timeout,
+                                             settle_s=params.settle_s, run_id="", scenario="")
+    return {"reaction": delays, "reaction-nodes": observations}
 
 
 def provider_of(env: Env, provider: str | None = None) -> str:
@@ -90,18 +120,18 @@ def wait_node(core: Any, node: str, *, ready: bool, timeout: float) -> float:
     """
     from kubernetes.client.rest import ApiException
 
-    start = time.monotonic()
-    while True:
+    def reached() -> bool:
         try:
-            if ready_condition(core.read_node(node))[0] == ready:
-                return time.monotonic() - start
+            return ready_condition(core.read_node(node))[0] == ready
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        if time.monotonic() - start > timeout:
-            state = "Ready" if ready else "NotReady"
-            raise TestbedError(f"virtual node {node} not {state} within {timeout:.0f} s")
-        time.sleep(0.2)
+            return False
+
+    start = time.monotonic()
+    wait_until(reached, timeout=timeout, interval=0.2, error=TestbedError,
+               message=f"virtual node {node} not {'Ready' if ready else 'NotReady'} within {timeout:.0f} s")
+    return time.monotonic() - start
 
 
 def _saw_not_ready(collector: Any, node: str, since: pd.Timestamp) -> bool:
@@ -134,7 +164,7 @@ def delay_rows(observed: pd.DataFrame, node: str, fault_t: pd.Timestamp, repetit
     return out
 
 
-def repetition(testbed: Any, env: Env, provider: str, index: int, *, poll_interval: float, timeout: float,
+def repetition(testbed: Testbed, env: Env, provider: str, index: int, *, poll_interval: float, timeout: float,
                phase_s: float = 0.0, **keys: str) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """One disconnection of ``provider`` (``phase_s`` seconds after both observers started):
     delays per method, and every observation and fault stamp."""
@@ -146,28 +176,25 @@ def repetition(testbed: Any, env: Env, provider: str, index: int, *, poll_interv
     wait_node(core, node, ready=True, timeout=timeout)
     labels = {"step": STEP, **keys}
     watch = NodeReadyWatch(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node], **labels)
-    poll = NodeReadyPoll(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node],
-                         interval=poll_interval, **labels)
+    poller = NodeReadyPoll(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node],
+                           interval=poll_interval, **labels)
     log = FaultLog()
-    spec = FaultSpec(name=f"disconnect-{index}", action="cluster-disconnect", selector=Selector(cluster=provider))
-    with collecting([watch, poll]):
+    spec = FaultSpec(name=f"disconnect-{index}", action=ClusterDisconnect(cluster=provider))
+    with collecting([watch, poller]):
         time.sleep(1.0 + phase_s)  # both observers record the Ready state before the cut
         with injected(testbed, env, spec, log):
             fault_t = log.injected_at(spec.name)
-            deadline = time.monotonic() + timeout
-            while not all(_saw_not_ready(c, node, fault_t) for c in (watch, poll)):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            poll(lambda: all(_saw_not_ready(c, node, fault_t) for c in (watch, poller)), timeout=timeout, interval=0.1)
         wait_node(core, node, ready=True, timeout=timeout)
-    observed = pd.concat([watch.collect(), poll.collect()], ignore_index=True)
+    observed = pd.concat([watch.collect(), poller.collect()], ignore_index=True)
     faults = log.table(**labels).assign(cluster=provider)
     everything = pd.concat([observed, faults], ignore_index=True).assign(repetition=index)
     return delay_rows(observed, node, fault_t, index), everything
 
 
-def measure(testbed: Any, env: Env, *, repetitions: int, provider: str | None = None, poll_interval: float = 0.4,
-            timeout: float = 90.0, settle_s: float = 3.0, **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def measure_reactions(testbed: Testbed, env: Env, *, repetitions: int, provider: str | None = None,
+                      poll_interval: float = 0.4, timeout: float = 90.0, settle_s: float = 3.0,
+                      **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fig. 7.2 on ``env``'s running test bed: ``repetitions`` disconnections of :func:`provider_of` ``provider``.
 
     Returns
@@ -191,15 +218,6 @@ def measure(testbed: Any, env: Env, *, repetitions: int, provider: str | None = 
     return table, pd.concat(observations, ignore_index=True)
 
 
-@off_event_loop
-def run(env: Env, *, repetitions: int, provider: str | None = None, poll_interval: float = 0.4,
-        timeout: float = 90.0, **keys: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Bring up ``env`` (peered as planned), measure ``repetitions`` reactions of ``provider``, always tear down."""
-    with running(env) as testbed:
-        return measure(testbed, env, repetitions=repetitions, provider=provider, poll_interval=poll_interval,
-                       timeout=timeout, **keys)
-
-
 def table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method: n, missed, median, quartiles, IQR, min, max, mean, std (s) and the paths that fired."""
     out = []
@@ -215,17 +233,17 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def headline(rows: pd.DataFrame) -> dict[str, float]:
+def headline(tables: Tables) -> dict[str, float]:
     """The numbers an env's bounds may limit: median delay per method (s) and the missed detections."""
     out: dict[str, float] = {}
-    for row in table(rows).itertuples():
+    for row in table(tables["reaction"]).itertuples():
         if row.n:
             out[f"not_ready_s_median_{row.method}"] = float(row.median)
         out[f"missed_{row.method}"] = float(row.missed)
     return out
 
 
-def compare(rows: pd.DataFrame) -> pd.DataFrame:
+def compare(tables: Tables) -> pd.DataFrame:
     """Thesis vs labkit: the median delay (the thesis published a median).
 
     The row keyed :data:`REFERENCE_KEY` is the thesis' own method (0.4 s poll); the watch's row
@@ -233,7 +251,7 @@ def compare(rows: pd.DataFrame) -> pd.DataFrame:
     """
     ref = reference.published(REFERENCE_KEY, "s")
     pairs = []
-    for row in table(rows).itertuples():
+    for row in table(tables["reaction"]).itertuples():
         if row.n == 0:
             continue
         key = ref if row.method == "poll" else reference.Published(f"{REFERENCE_KEY}.{row.method}", ref.mean,
@@ -242,7 +260,17 @@ def compare(rows: pd.DataFrame) -> pd.DataFrame:
     return reference.compare(pairs)
 
 
-def plot(rows: pd.DataFrame, path: Any) -> Any:
+def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
+    """Fig. 7.2 (:func:`plot`)."""
+    return {"Fig. 7.2": plot(tables["reaction"], Path(out_dir) / "fig-7-2-reaction.png")}
+
+
+def summary(tables: Tables) -> dict[str, pd.DataFrame]:
+    """The delays per observation method (:func:`table`)."""
+    return {"interface down -> virtual node NotReady (s)": table(tables["reaction"])}
+
+
+def plot(rows: pd.DataFrame, path: Path) -> Path:
     """Box plot (points coloured by path) and ECDF of the delays per method, the thesis' median as a line."""
     import matplotlib
 
@@ -265,6 +293,7 @@ def plot(rows: pd.DataFrame, path: Any) -> Any:
     sns.ecdfplot(data=data, x="value", hue="method", hue_order=order, ax=ecdf)
     ecdf.axvline(thesis, color="C3", ls="--")
     ecdf.set(xlabel="delay (s)", title=f"ECDF ({len(data) // max(1, len(order))} repetitions)")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
+    return Path(path)

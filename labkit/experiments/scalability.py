@@ -34,15 +34,17 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import field_validator, model_validator
 
 from labkit import reference
 from labkit.config import Env, validate_env
+from labkit.experiments.base import Parameters as BaseParameters
+from labkit.experiments.base import Tables, TestbedMode, param
 from labkit.results import tidy
-from labkit.testbed import MachineBusy, TestbedError, create, off_event_loop
+from labkit.testbed import MachineBusy, Testbed, TestbedError
 from labkit.topology import examples
 from labkit.topology.peering import full_mesh_links, partial_mesh_star_links, star_links
 
@@ -53,6 +55,10 @@ NAMESPACE = "scale"
 CLUSTER_MIB, LINK_MIB = 450.0, 40.0
 #: The two topologies measured (the ``topology`` column).
 FULL_MESH, PARTIAL_MESH_STAR = "full mesh", "partial mesh star"
+#: The tables :func:`measure` returns.
+TABLES = ("scalability",)
+#: ``measure`` gets a driver that is not up: bringing each N up is what it measures.
+TESTBED: TestbedMode = "created"
 #: Metrics and their units.
 UNITS = {"clusters_ready": "s", "peerings_ready": "s", "peering_links": "count", "tunnels": "count",
          "virtual_nodes_ready": "count", "memory_pss": "MiB", "memory_rss": "MiB", "down": "s",
@@ -75,6 +81,38 @@ def parse_sizes(sizes: str | Iterable[int]) -> list[int]:
     if values and values[0] < 2:
         raise ValueError(f"sizes {sizes!r}: every N must be >= 2 (a root and at least one leaf)")
     return values
+
+
+class Parameters(BaseParameters):
+    """Which sizes a scalability run brings up."""
+
+    sizes: tuple[int, ...] = param((2, 4, 6), "full mesh: cluster counts N (the root and N-1 leaves), one after "
+                                   "another; eq. 5.1's worst case (the thesis measured no N)")
+    star_sizes: tuple[int, ...] = param((), "partial-mesh star: cluster counts N, measured after the full meshes")
+    domain_size: int = param(4, "partial-mesh star: stations per DB domain (a primary and its secondaries)", ge=1)
+
+    @field_validator("sizes", "star_sizes", mode="before")
+    @classmethod
+    def _sizes(cls, value: object) -> tuple[int, ...]:
+        """Sizes as a list or as text (``"2,4,6"``), each at least 2, sorted and distinct."""
+        return tuple(parse_sizes(value))  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _some_size(self) -> Parameters:
+        if not self.sizes and not self.star_sizes:
+            raise ValueError("no sizes: give sizes (full mesh) or star_sizes (partial-mesh star), e.g. [2, 4]")
+        return self
+
+
+def beds(env: Env, params: Parameters) -> list[Env]:
+    """``env`` alone: its backend, timers and seed; :func:`measure` builds the clusters per N."""
+    return [env]
+
+
+def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
+    """Every N of ``sizes`` (full mesh), then of ``star_sizes`` (partial-mesh star), on ``testbed`` (not up)."""
+    return {"scalability": measure_sizes(testbed, env, sizes=params.sizes, star_sizes=params.star_sizes,
+                                         domain_size=params.domain_size, run_id="", scenario="")}
 
 
 def mesh_env(env: Env, n: int) -> Env:
@@ -155,18 +193,7 @@ def process_memory(pids: Iterable[int]) -> tuple[float, float]:
     return pss / 1024, rss / 1024
 
 
-def testbed_pids(vms: Sequence[str]) -> set[int]:
-    """Every process in the cgroup trees of the embedded VMs ``vms``.
-
-    Scalability runs on the embedded back end only (the pipeline says so): the VMs' processes
-    live on this machine, each VM's in its own cgroup tree.
-    """
-    from labkit.testbed.embedded import vm as vmlib
-
-    return set().union(*(vmlib.cgroup_pids(vmlib.cgroup_name(vm)) for vm in vms))
-
-
-def virtual_nodes_ready(testbed: Any, clusters: Sequence[str]) -> int:
+def virtual_nodes_ready(testbed: Testbed, clusters: Sequence[str]) -> int:
     """Virtual nodes (``liqo.io/type=virtual-node``) reading Ready, over every cluster."""
     from kubernetes import client
 
@@ -177,9 +204,9 @@ def virtual_nodes_ready(testbed: Any, clusters: Sequence[str]) -> int:
     return ready
 
 
-def measure_size(env: Env, *, topology: str = FULL_MESH, domain_size: int | None = None, settle_s: float = 5.0,
-                 **keys: str) -> pd.DataFrame:
-    """Bring up ``env`` (peered), measure setup times, links and memory, always tear down; tidy rows.
+def measure_size(testbed: Testbed, env: Env, *, topology: str = FULL_MESH, domain_size: int | None = None,
+                 settle_s: float = 5.0, **keys: str) -> pd.DataFrame:
+    """Bring ``env`` up on ``testbed`` (peered), measure setup times, links and memory, always tear down; tidy rows.
 
     ``topology`` and ``domain_size`` (default: every leaf in one domain) label the rows; the
     links the topology's formula gives (``links_formula``) and the plan's (``links_planned``)
@@ -191,20 +218,18 @@ def measure_size(env: Env, *, topology: str = FULL_MESH, domain_size: int | None
     domain_size = n - 1 if domain_size is None else domain_size
     planned = len(plan(env).virtual_nodes)
     check_memory(n, planned)
-    testbed = create(env)
     values: dict[str, float] = {}
     try:
         testbed.up(env)
         timings = dict(testbed.timings)
         values["clusters_ready"] = timings["ready_s"]
         values["peerings_ready"] = timings.get("peering_s", float("nan"))
-        liqo = testbed.liqo
+        liqo = getattr(testbed, "liqo", None)  # the embedded driver's record of what it peered
         values["peering_links"] = len(liqo.peerings) if liqo else 0
         values["tunnels"] = len(liqo.tunnels) if liqo else 0
         time.sleep(settle_s)  # past the start-up transients before memory is read
         values["virtual_nodes_ready"] = virtual_nodes_ready(testbed, [c.name for c in env.clusters])
-        vms = [node.name for c in env.clusters for node in c.nodes]
-        values["memory_pss"], values["memory_rss"] = process_memory(testbed_pids(vms))
+        values["memory_pss"], values["memory_rss"] = process_memory(testbed.processes())
     finally:
         testbed.down()
     values["down"] = testbed.timings["down_s"]
@@ -232,9 +257,8 @@ def _rows(values: dict[str, float], topology: str, n: int, domain_size: int, pla
     return tidy(rows, step=f"{topology.replace(' ', '-')}-n{n}", cluster="all", **keys)
 
 
-@off_event_loop
-def run(env: Env, *, sizes: str | Sequence[int], star_sizes: str | Sequence[int] = "", domain_size: int = 4,
-        **keys: str) -> pd.DataFrame:
+def measure_sizes(testbed: Testbed, env: Env, *, sizes: str | Sequence[int], star_sizes: str | Sequence[int] = "",
+                  domain_size: int = 4, **keys: str) -> pd.DataFrame:
     """:func:`measure_size` for every N: full meshes of ``sizes``, then partial-mesh stars of ``star_sizes``.
 
     One test bed at a time, smallest N first; the stars' DB domains hold at most ``domain_size``
@@ -252,7 +276,7 @@ def run(env: Env, *, sizes: str | Sequence[int], star_sizes: str | Sequence[int]
         if topology in failed:
             continue
         try:
-            frames.append(measure_size(one, topology=topology, domain_size=d, **keys))
+            frames.append(measure_size(testbed, one, topology=topology, domain_size=d, **keys))
         except MachineBusy:
             raise  # another process's test bed: no size was measured
         except TestbedError as err:
@@ -287,9 +311,10 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
                             ignore_index=True)
 
 
-def headline(rows: pd.DataFrame) -> dict[str, float]:
-    """The numbers an env's bounds may limit: sizes that failed, the largest N that came up, its setup time (s), links missing."""
-    every = table(rows)
+def headline(tables: Tables) -> dict[str, float]:
+    """The numbers an env's bounds may limit: sizes that failed, the largest N that came up, its setup time (s),
+    links missing."""
+    every = table(tables["scalability"])
     summary = every[every["setup_failed"] == 0]
     out = {"sizes_failed": float((every["setup_failed"] > 0).sum())}
     if summary.empty:
@@ -302,7 +327,7 @@ def headline(rows: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def compare(rows: pd.DataFrame) -> pd.DataFrame:
+def compare(tables: Tables) -> pd.DataFrame:
     """The formula's links against the measured ones, one row per topology and N.
 
     Keys: ``scalability.peering_links_full_mesh.n<N>`` (eq. 5.1) and
@@ -310,7 +335,7 @@ def compare(rows: pd.DataFrame) -> pd.DataFrame:
     """
     formula = reference.lookup("scalability.peering_links_full_mesh")
     pairs = []
-    for row in table(rows).itertuples():
+    for row in table(tables["scalability"]).itertuples():
         if row.setup_failed:
             continue
         if row.topology == FULL_MESH:
@@ -331,7 +356,17 @@ def per_cluster_cost(summary: pd.DataFrame, metric: str) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def plot(summary: pd.DataFrame, path: Any) -> Any:
+def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
+    """Links, setup time and memory vs N (:func:`plot`)."""
+    return {"eq. 5.1": plot(table(tables["scalability"]), Path(out_dir) / "eq-5-1-scalability.png")}
+
+
+def summary(tables: Tables) -> dict[str, pd.DataFrame]:
+    """One row per topology and N (:func:`table`)."""
+    return {"links, setup time and memory per topology and N": table(tables["scalability"])}
+
+
+def plot(summary: pd.DataFrame, path: Path) -> Path:
     """Links vs N (measured beside eq. 5.1, the star and the partial-mesh star), setup times vs N, memory vs N."""
     import matplotlib
 
@@ -366,6 +401,7 @@ def plot(summary: pd.DataFrame, path: Any) -> Any:
     times.legend(fontsize=7)
     mem.set(xlabel="clusters N", ylabel="GiB", title="Test bed memory vs N")
     mem.legend(fontsize=7)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
+    return Path(path)

@@ -19,15 +19,7 @@ such a host and runs the README's two commands in it, unmodified.
 from __future__ import annotations
 
 from labkit.guest.image import Image, Recipe, build, host_sources
-
-#: Debian packages the hosts tier needs on the machine that boots the guest, with the reason for each.
-APT_PACKAGES: dict[str, str] = {
-    "qemu-system-x86": "boots the hosts tier's Debian guest with KVM (a real cgroup v2 + systemd host)",
-    "qemu-utils": "qemu-img: a copy-on-write overlay per boot over the cached guest image",
-    "openssh-client": "ssh into the guest on its host-only network",
-    "mmdebstrap": "builds the guest's root file system from Debian's packages",
-    "e2fsprogs": "mkfs.ext4 -d: the guest's disk image from that root file system",
-}
+from labkit.guest.packages import APT_PACKAGES
 
 __all__ = ["APT_PACKAGES", "Image", "Recipe", "build", "host_sources", "recipe"]
 

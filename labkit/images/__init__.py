@@ -40,6 +40,7 @@ from labkit.images.build import (
 from labkit.images.containerd import ImageRecord, archive_ref, import_archive, list_images
 from labkit.images import store
 from labkit.images.sources import ImageError
+from labkit.setup_steps import Step
 
 #: Debian packages the images need on the build/test host, with the reason for each.
 APT_PACKAGES: dict[str, str] = {
@@ -53,16 +54,15 @@ def image_ref(name: str) -> str:
     return spec(name).ref
 
 
-def setup_steps() -> list:  # list[labkit.install.Step]; imported lazily (install may import us)
+def setup_steps() -> list[Step]:
     """Setup steps building every image (pause first; runtime and galera need root).
 
     Returns
     -------
-    list[labkit.install.Step]
+    list[labkit.setup_steps.Step]
         One step per image; ``check`` is true when the archive for the current inputs is
         cached, ``run`` builds it.
     """
-    from labkit.install import Step
 
     def step(name: str, what: str) -> Step:
         return Step(name=f"image-{name}", what=what, check=lambda: is_built(name),

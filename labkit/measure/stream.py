@@ -24,10 +24,13 @@ import pandas as pd
 from labkit.grid.recorder import read_frames
 from labkit.results import tidy
 
-__all__ = ["load_frames", "valid_frames", "stream_gaps", "stream_downtime", "stream_rate", "ABSENT_MASK"]
+__all__ = ["ABSENT_MASK", "DOWNTIME_THRESHOLD_S", "load_frames", "stream_downtime", "stream_gaps", "stream_rate",
+           "valid_frames"]
 
 #: STAT bits 15-14 and the value a PDC sets when it inserts absent data.
 ABSENT_MASK, ABSENT_VALUE = 0xC000, 0x8000
+#: A gap of at least this many seconds between data frames is a downtime.
+DOWNTIME_THRESHOLD_S = 0.5
 
 _KEYS = {"run_id": "", "scenario": "", "step": "", "cluster": ""}
 
@@ -98,7 +101,7 @@ def stream_gaps(frames: pd.DataFrame, **labels: Any) -> pd.DataFrame:
     return _table(_gap_rows(frames, None, "stream_gap"), labels)
 
 
-def stream_downtime(frames: pd.DataFrame, threshold: float = 0.5, **labels: Any) -> pd.DataFrame:
+def stream_downtime(frames: pd.DataFrame, threshold: float = DOWNTIME_THRESHOLD_S, **labels: Any) -> pd.DataFrame:
     """Downtimes: gaps of at least ``threshold`` seconds, metric ``stream_downtime`` (unit s).
 
     ``value`` is ``first_new - last_old``: the timestamp of the first frame of the new stream

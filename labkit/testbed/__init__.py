@@ -1,30 +1,43 @@
 """Testbeds: where the clusters run.
 
-Everything above this package talks to a :class:`~labkit.testbed.base.Testbed` obtained
-from :func:`create` or :func:`running`, and never imports a backend directly. Backends:
-``embedded`` (network-namespace VMs on one Linux machine, real Kubernetes v1.24.17) and
-``vms`` (Crownlabs-like VMs over SSH, k3s + Liqo).
+Everything above this package talks to a :class:`~labkit.testbed.base.Testbed` obtained from
+:func:`create`, :func:`running` or :func:`own`, and never imports a backend: this module is the
+one place that does. Backends: ``embedded`` (network-namespace VMs on one Linux machine, real
+Kubernetes v1.24.17) and ``vms`` (Crownlabs-like VMs over SSH, k3s + Liqo).
+
+A *session* is a pipeline run's shared test bed (:func:`session`): the runner opens one and
+passes its name to every notebook as the recorded parameter ``session``; given it,
+:func:`running` attaches to the test bed the session holds (or has it brought up) instead of
+bringing up its own. Backends that do not share (vms) get no session (``""``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from labkit.config import Env
+from labkit.setup_steps import Step
 from labkit.testbed.base import (CommandResult, Host, MachineBusy, PingResult, Testbed, TestbedError, parse_ping,
                                  ping_with)
+from labkit.testbed.signals import ignore_terminate, unwind_on_terminate
 
-__all__ = ["CommandResult", "Host", "MachineBusy", "PingResult", "Testbed", "TestbedError", "create", "load_image",
-           "off_event_loop", "parse_ping", "ping_with", "running"]
+__all__ = ["CommandResult", "Host", "MachineBusy", "PingResult", "Session", "Testbed", "TestbedError", "apt_packages",
+           "create", "hold", "load_image", "off_event_loop", "own", "parse_ping", "ping_with", "running", "session",
+           "setup_steps", "sweep"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Log = Callable[[str], None]
 
 
 def off_event_loop(fn: Callable[P, R]) -> Callable[P, R]:
@@ -47,8 +60,8 @@ def off_event_loop(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def create(env: Env, *, run_dir: Path | None = None, log: Callable[[str], None] = print) -> Testbed:
-    """The driver for ``env.backend.kind`` (not yet up); the one place that imports a backend."""
+def create(env: Env, *, run_dir: Path | None = None, log: Log = print) -> Testbed:
+    """The driver for ``env.backend.kind`` (not yet up)."""
     if env.backend.kind == "embedded":
         from labkit.testbed.embedded import EmbeddedTestbed
 
@@ -59,30 +72,132 @@ def create(env: Env, *, run_dir: Path | None = None, log: Callable[[str], None] 
 
 
 @contextmanager
-def running(env: Env, *, run_dir: Path | None = None, log: Callable[[str], None] = print) -> Iterator[Testbed]:
+def running(env: Env, *, session: str | Path | None = None, run_dir: Path | None = None,
+            log: Log = print) -> Iterator[Testbed]:
     """Bring ``env`` up for the block and always tear it down, also when the block fails.
 
-    In a process that shares its embedded test bed (the notebooks of ``invoke lab``, see
-    :mod:`labkit.testbed.embedded.shared`), the block gets a view of the run's shared test bed
-    instead, brought up for ``env`` if it runs another one, and left up for the next block.
+    With a ``session`` (:func:`session`) the block gets a view of the session's test bed instead,
+    brought up for ``env`` if the session holds another one, and left up for the next block.
     """
-    if env.backend.kind == "embedded":
-        from labkit.testbed.embedded import shared
+    if session and env.backend.kind == "embedded":
+        from labkit.testbed.embedded import server
 
-        session = shared.session_dir()
-        if session is not None:
-            view = shared.acquire(env, session, log)
-            try:
-                yield view
-            finally:
-                view.down()  # forgets the view; the server keeps the test bed
-            return
+        view = server.acquire(env, Path(session), log)
+        try:
+            yield view
+        finally:
+            view.down()  # forgets the view; the server keeps the test bed
+        return
     testbed = create(env, run_dir=run_dir, log=log)
     try:
         testbed.up(env)
         yield testbed
     finally:
         testbed.down()
+
+
+@contextmanager
+def own(env: Env, *, session: str | Path | None = None, run_dir: Path | None = None,
+        log: Log = print) -> Iterator[Testbed]:
+    """A driver for ``env``'s backend that is *not* up, for a block that brings test beds up itself.
+
+    The session's shared test bed (if any) stops first: the machine runs one embedded test bed.
+    The driver is always torn down after the block.
+    """
+    if session and env.backend.kind == "embedded":
+        from labkit.testbed.embedded import server
+
+        server.stop(Path(session), log)
+    testbed = create(env, run_dir=run_dir, log=log)
+    try:
+        yield testbed
+    finally:
+        testbed.down()
+
+
+@dataclass(frozen=True)
+class Session:
+    """A pipeline run's shared test bed: its ``name`` is what :func:`running` and :func:`own` take.
+
+    ``name`` is ``""`` for a backend that does not share (vms): every block then brings its own.
+    """
+
+    name: str
+
+    def close(self, *, keep_log: Path | None = None, log: Log = print) -> None:
+        """Stop the session's test bed (idempotent); keep the server's log (bring-ups, teardowns) as ``keep_log``."""
+        if not self.name:
+            return
+        from labkit.testbed.embedded import server
+
+        path = Path(self.name)
+        try:
+            server.stop(path, log)
+        finally:
+            if keep_log is not None and (path / server.LOG).exists():
+                keep_log.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path / server.LOG, keep_log)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def session(env: Env, run_id: str) -> Session:
+    """A session for run ``run_id`` on ``env``'s backend (nothing starts until a block asks for a test bed)."""
+    if env.backend.kind != "embedded":
+        return Session("")
+    from labkit.testbed.embedded import server
+
+    return Session(str(server.SESSIONS_ROOT / run_id))
+
+
+def hold(testbed: Testbed, env: Env, log: Log = print) -> None:
+    """Bring ``env`` up and hold it until Ctrl-C, kill or a closed terminal; then tear it down.
+
+    For a test bed that lives in this process (``invoke up`` on the embedded backend). Every such
+    signal from the start of ``up()`` on tears the test bed down; one during ``up()`` is re-raised
+    (as ``KeyboardInterrupt``) after the teardown, one while holding ends the hold.
+    """
+    ready = False
+    unwind_on_terminate()
+    try:
+        testbed.up(env)
+        ready = True
+        log(f"[up] {env.name}: clusters {', '.join(testbed.clusters())} are up and held by this process "
+            f"(pid {os.getpid()}); Ctrl-C or kill tears them down")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        if not ready:
+            raise
+        log("[up] tearing down")
+    finally:
+        ignore_terminate()
+        testbed.down()
+
+
+def sweep(env: Env, *, force: bool = False, log: Log = print) -> str:
+    """Remove what a test bed of ``env``'s backend left behind (also after a crash); say what was removed.
+
+    ``force``: also while a process holds it, stopping every run's shared test bed first.
+    """
+    if force and env.backend.kind == "embedded":
+        from labkit.testbed.embedded import server
+
+        server.stop_all(log)  # a killed `invoke lab` leaves its server holding the test bed
+    return create(env, log=log).sweep(env, force=force)
+
+
+def apt_packages() -> dict[str, str]:
+    """The Debian packages of every backend, with the reason for each."""
+    from labkit.testbed import embedded, vms
+
+    return {**embedded.APT_PACKAGES, **vms.APT_PACKAGES}
+
+
+def setup_steps() -> list[Step]:
+    """Every backend's setup steps except its Debian packages (:func:`apt_packages`), in order."""
+    from labkit.testbed import embedded, vms
+
+    return [*embedded.setup_steps(), *vms.setup_steps()]
 
 
 def load_image(testbed: Testbed, clusters: Sequence[str], name: str) -> str:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from labkit.config import Env
+
 
 class TestbedError(RuntimeError):
     """A testbed could not be brought up, reached or torn down; the message says which part."""
@@ -103,14 +105,16 @@ class Host(Protocol):
 class Testbed(Protocol):
     """A set of Kubernetes clusters on lab hosts, brought up and torn down as one.
 
-    ``down()`` must always complete and leave nothing behind, also after a failed or
-    killed ``up()``.
+    ``down()`` must always complete and leave nothing behind, also after a failed or killed
+    ``up()``; a driver brought down may be brought up again (for another env).
     """
 
     #: Seconds per phase of the last ``up()``: ``ready_s``, ``peering_s``, ``offloading_s`` (and more per backend).
     timings: dict[str, float]
+    #: Whether the test bed outlives the process that brought it up (VMs do; the embedded one ends with it).
+    outlives_process: bool
 
-    def up(self, env: Any) -> None:
+    def up(self, env: Env) -> None:
         """Bring up every cluster of ``env``, wait until each node is Ready, then peer the
         clusters and offload the namespaces that ``labkit.topology.plan(env)`` plans."""
         ...
@@ -136,4 +140,19 @@ class Testbed(Protocol):
 
         Returns the image reference pods use (with ``imagePullPolicy: Never``).
         """
+        ...
+
+    def describe(self, env: Env) -> str:
+        """What ``up(env)`` would create or run, touching nothing (``invoke up --dry-run``)."""
+        ...
+
+    def sweep(self, env: Env | None = None, force: bool = False) -> str:
+        """Remove what a test bed of this backend left (also after a crash); say what was removed.
+
+        Refuses (:class:`TestbedError`) while another process holds the test bed, unless ``force``.
+        """
+        ...
+
+    def processes(self) -> set[int]:
+        """The pids of the test bed's processes on this machine (:class:`TestbedError` where they run elsewhere)."""
         ...

@@ -25,7 +25,7 @@ from peering_helpers import require_peering
 from kubernetes import client
 
 from labkit import config
-from labkit.experiments import database as db
+from labkit.deploy import database as db
 from labkit.grid.config import parse_fetch_line
 
 pytestmark = pytest.mark.embedded
@@ -248,7 +248,7 @@ class _LocalMembers:
         proc.wait(timeout=30)
 
     def entrypoint(self, i: int, command: str) -> str:
-        """What ``labkit-galera <command>`` prints in member ``i`` (as labkit.experiments.database.recover runs it)."""
+        """What ``labkit-galera <command>`` prints in member ``i`` (as labkit.deploy.database.recover runs it)."""
         out = subprocess.run([str(ENTRYPOINT), command, *self.args(i)], env=self.env(i), capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]

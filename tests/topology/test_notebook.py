@@ -42,7 +42,7 @@ def test_contract_and_standard_parameters() -> None:
     assert all(isinstance(s, ast.AnnAssign) and isinstance(s.value, ast.Constant) for s in statements)
     assert all("  # " in line for line in params[0].source.splitlines())
     declared = {s.target.id for s in statements if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
-    assert declared >= set(STANDARD_PARAMETERS) - {"seed"}  # the plan is deterministic: no seed
+    assert declared >= set(STANDARD_PARAMETERS) - {"session"}  # it brings up no test bed
     for cell in cells:
         assert set(cell.metadata.get("tags", [])) <= {"parameters", "setup", "measure", "plot"}
         assert cell.metadata.get("tags") and not cell.outputs and cell.execution_count is None

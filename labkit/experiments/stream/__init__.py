@@ -1,9 +1,14 @@
 """Stream reaction time (thesis 7.4, Figs. 7.3 and 7.4) and island operation (6.1, Fig. 6.2).
 
-One harness for the four PMU-stream notebooks: it deploys the env's synchrophasor chain
-(``labkit.workloads.render``: PMUs -> low PDC -> high PDC) into a running test bed, records
-every frame of the low and the high PDC's output with a :mod:`labkit.grid.recorder` pod, injects
-a fault through :mod:`labkit.faults` and keeps recording until the stream is back.
+One harness for the four PMU-stream experiments (:mod:`~labkit.experiments.pod_failure`,
+:mod:`~labkit.experiments.cluster_failure`, :mod:`~labkit.experiments.island`,
+:mod:`~labkit.experiments.multilevel`): it deploys the env's synchrophasor chain
+(:mod:`labkit.deploy.chain`: PMUs -> low PDC -> high PDC, with their DB domains) on a running
+test bed, records every frame of the low and the high PDC's output with a recorder pod
+(:mod:`labkit.deploy.recorders`), injects a fault through :mod:`labkit.faults` and keeps
+recording until the stream is back. The package: ``envs`` (the env variants each scenario runs
+on), ``scenarios`` (the measurements), ``phases`` (milestones and the downtime's split),
+``summary`` (tables, the comparison with the thesis, figures).
 
 - **pod failure** (Fig. 7.3, notebook 40; on the 6.2 implementation, notebook 80): the low PDC's
   liveness probe starts failing once its container has run ``after_s`` seconds (the thesis: 60 s);
@@ -40,44 +45,28 @@ order (log lines and watch events come from different clocks' paths) is clamped 
 neighbours' interval, and the raw timestamps are kept in the table.
 """
 
-from labkit.experiments.stream.chain import (Chain, apply_object, chain_domains, chain_of, deploy_chain,
-                                             deploy_databases, grid_clusters, home_pods, hosting_cluster,
-                                             load_runtime, pod_namespace, prepare, remove_chain, wait_databases,
-                                             wait_ready)
-from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, INSTANCE, RECORDER_NAMESPACE, StreamError
+from labkit.experiments.stream.common import StreamError
 from labkit.experiments.stream.envs import MULTILEVEL_CI, colocated_env, kept, movable_low_env, reduced_env
 from labkit.experiments.stream.phases import (LOG_EVENTS, PHASES, downtime_after, parse_log, pdc_logs, phase_split,
                                               repetition_rows, restart_logs)
-from labkit.experiments.stream.recorders import (REC_OUT, REC_STATUS, REC_STOP, RecorderPod,
-                                                 recorder_manifest, service_host, start_recorder, start_recorders,
-                                                 stop_recorder, wait_recovered, wait_streaming)
 from labkit.experiments.stream.scenarios import (cluster_failure_once, experiment_table, island_rows,
                                                  measure_cluster_failure, measure_island, measure_pod_failure,
-                                                 pod_failure_once, rate_rows, run_cluster_failure, run_island,
-                                                 replace_pod, run_pod_failure, running_address, wait_node_ready,
-                                                 wait_single_pod)
+                                                 pod_failure_once, rate_rows, replace_pod, running_address,
+                                                 wait_node_ready, wait_single_pod)
 from labkit.experiments.stream.summary import (COMPOSITION, compare_cluster_failure, compare_pod_failure, composition,
                                                downtimes, island_table, phase_table, plot_downtime, plot_island, table)
 
 __all__ = [
-    # common
-    "DOWNTIME_THRESHOLD_S", "INSTANCE", "RECORDER_NAMESPACE", "StreamError",
+    "StreamError",
     # envs
     "MULTILEVEL_CI", "colocated_env", "kept", "movable_low_env", "reduced_env",
-    # chain
-    "Chain", "apply_object", "chain_domains", "chain_of", "deploy_chain", "deploy_databases", "grid_clusters",
-    "home_pods", "hosting_cluster", "load_runtime", "pod_namespace", "prepare", "remove_chain", "wait_databases",
-    "wait_ready",
-    # recorders
-    "REC_OUT", "REC_STATUS", "REC_STOP", "RecorderPod", "recorder_manifest", "service_host",
-    "start_recorder", "start_recorders", "stop_recorder", "wait_recovered", "wait_streaming",
     # phases
     "LOG_EVENTS", "PHASES", "downtime_after", "parse_log", "pdc_logs", "phase_split", "repetition_rows",
     "restart_logs",
     # scenarios
     "cluster_failure_once", "experiment_table", "island_rows", "measure_cluster_failure", "measure_island",
-    "measure_pod_failure", "pod_failure_once", "rate_rows", "replace_pod", "run_cluster_failure", "run_island",
-    "run_pod_failure", "running_address", "wait_node_ready", "wait_single_pod",
+    "measure_pod_failure", "pod_failure_once", "rate_rows", "replace_pod", "running_address", "wait_node_ready",
+    "wait_single_pod",
     # summary
     "COMPOSITION", "compare_cluster_failure", "compare_pod_failure", "composition", "downtimes", "island_table",
     "phase_table", "plot_downtime", "plot_island", "table",

@@ -1,15 +1,17 @@
-"""What every part of the stream harness shares: the recorders' namespace, the instance label
-of the grid objects, the downtime threshold, and :class:`StreamError`.
-"""
+"""What the stream experiments share: their error and the parameters every one of them takes."""
 
+from __future__ import annotations
 
-#: Namespace of the recorder pods (never offloaded: they stay where they are put).
-RECORDER_NAMESPACE = "labkit-stream"
-#: Label every grid object carries with its instance name (``labkit.workloads.render``).
-INSTANCE = "app.kubernetes.io/instance"
-#: A gap of at least this many seconds between data frames is a downtime.
-DOWNTIME_THRESHOLD_S = 0.5
+from labkit.experiments.base import Parameters, param, thesis
 
 
 class StreamError(RuntimeError):
-    """The chain could not be deployed, or a stream did not behave (the message says which)."""
+    """A stream did not behave as a scenario needs (the message says which and where)."""
+
+
+class StreamParameters(Parameters):
+    """What every stream experiment is given: where the PDCs' configuration comes from, which clusters."""
+
+    with_db: bool = thesis(True, "the PDCs fetch their configuration from the distributed database at every start "
+                                 "(thesis 3.2, 7.4); False: from their ConfigMap file")
+    clusters: tuple[str, ...] = param((), "the env's clusters kept (empty: all of them); CI keeps fewer")

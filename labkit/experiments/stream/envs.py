@@ -1,6 +1,6 @@
 """Env variants the stream experiments run on: the low PDC co-located with its PMUs (island),
 movable between clusters free of the rest of the chain (cluster failure), or the env reduced to
-some clusters (CI, ``clusters`` parameter of the notebooks); and env models from names.
+some clusters (CI: the ``clusters`` parameter of the stream experiments).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from labkit.config import Env, load_env, validate_env
+from labkit.config import Env, validate_env
 from labkit.experiments.stream.common import StreamError
 
 
@@ -117,13 +117,6 @@ def reduced_env(env: Env, keep: Sequence[str]) -> Env:
 MULTILEVEL_CI = ("acc", "p-1", "p-2", "s-1-1", "s-1-2")
 
 
-def as_env(env: Env | str) -> Env:
-    """An env model from a model or an env name."""
-    return load_env(env) if isinstance(env, str) else env
-
-
-def kept(env: Env | str, clusters: str) -> Env:
-    """``env`` reduced to the comma-separated ``clusters`` (:func:`reduced_env`); all of it when empty."""
-    model = as_env(env)
-    names = [c.strip() for c in clusters.split(",") if c.strip()]
-    return reduced_env(model, names) if names else model
+def kept(env: Env, clusters: Sequence[str]) -> Env:
+    """``env`` reduced to ``clusters`` (:func:`reduced_env`); all of it when ``clusters`` is empty."""
+    return reduced_env(env, clusters) if clusters else env

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from labkit.experiments.stream.chain import Chain, hosting_cluster, pod_namespace
-from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, INSTANCE
+from labkit.deploy import INSTANCE
+from labkit.deploy.chain import Chain, hosting_cluster, pod_namespace
 from labkit.grid.config import parse_fetch_line
-from labkit.measure.stream import stream_downtime
+from labkit.measure.stream import DOWNTIME_THRESHOLD_S, stream_downtime
+from labkit.testbed import Testbed
 
 
 #: Order of the phases in tables and figures.
@@ -65,7 +66,7 @@ def parse_log(text: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["t", "event", "input", "seconds", "message"])
 
 
-def pdc_logs(testbed: Any, chain: Chain, name: str, clusters: Iterable[str]) -> pd.DataFrame:
+def pdc_logs(testbed: Testbed, chain: Chain, name: str, clusters: Iterable[str]) -> pd.DataFrame:
     """Milestones of every container (current and previous) of ``name``'s real pods in ``clusters``."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
@@ -93,7 +94,7 @@ def pdc_logs(testbed: Any, chain: Chain, name: str, clusters: Iterable[str]) -> 
     return pd.concat(frames, ignore_index=True).drop_duplicates(["t", "event", "pod"])
 
 
-def restart_logs(testbed: Any, chain: Chain, cluster: str, since: float, attempts: int = 3) -> pd.DataFrame:
+def restart_logs(testbed: Testbed, chain: Chain, cluster: str, since: float, attempts: int = 3) -> pd.DataFrame:
     """The low PDC's milestones after a fault in ``cluster``: its logs there and where it runs now.
 
     A log read can time out on a busy machine, and a replaced pod may run elsewhere, so both

@@ -1,6 +1,6 @@
-"""The scenarios on a running test bed: one repetition of a pod or a cluster failure, the
+"""The scenarios on a running test bed: one repetition of a pod or a cluster failure, and the
 measurements (pod failure, cluster failure, island: deploy, record, inject, tidy rows with the
-frame rates and the fault log), and the ``run_*`` entry points that bring an env up for them.
+frame rates and the fault log) the experiment modules call.
 """
 
 from __future__ import annotations
@@ -13,35 +13,34 @@ import numpy as np
 import pandas as pd
 
 from labkit.config import Env
-from labkit.experiments.stream.chain import (Chain, chain_of, core_api, home_pods, hosting_cluster, pod_namespace,
-                                             prepare, wait_databases)
-from labkit.experiments.stream.common import INSTANCE, StreamError
-from labkit.experiments.stream.envs import as_env, colocated_env, movable_low_env
+from labkit.deploy import INSTANCE
+from labkit.deploy.chain import (Chain, chain_of, core_api, home_pods, hosting_cluster, pod_namespace, prepare,
+                                 wait_databases)
+from labkit.deploy.recorders import RecorderPod, record_chain, start_recorders, stop_recorders, wait_recovered
+from labkit.experiments.stream.common import StreamError
 from labkit.experiments.stream.phases import first_at, repetition_rows, restart_logs, unix_seconds
-from labkit.experiments.stream.recorders import (RecorderPod, record_chain, start_recorders, stop_recorders,
-                                                 wait_recovered)
-from labkit.faults import FaultLog, FaultSpec, Selector, injected
+from labkit.faults import ClusterDisconnect, FaultLog, FaultSpec, LivenessFail, injected
 from labkit.measure import collecting
 from labkit.measure.nodes import NodeReadyWatch
 from labkit.measure.pods import PodEvents
 from labkit.measure.stream import valid_frames
 from labkit.results import tidy
-from labkit.testbed import off_event_loop, running
+from labkit.testbed import Testbed
 
 
 # --------------------------------------------------------------------------- one repetition
 
 
-def pod_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, RecorderPod], rep: int, after_s: float,
+def pod_failure_once(testbed: Testbed, chain: Chain, recorders: Mapping[str, RecorderPod], rep: int, after_s: float,
                      timeout_s: float, log: FaultLog) -> tuple[float, str]:
     """Make the low PDC's liveness probe fail once it ran ``after_s`` s; wait until the stream is back.
 
     Returns the fault time (UNIX s, when the probe's file was created) and the hosting cluster.
     """
     cluster = hosting_cluster(testbed, chain, chain.low)
-    spec = FaultSpec(name=f"liveness-{rep}", action="pod-liveness-fail",
-                     selector=Selector(cluster=cluster, namespace=pod_namespace(chain, chain.low, cluster),
-                                       labels={INSTANCE: chain.low}), params={"after_s": after_s})
+    spec = FaultSpec(name=f"liveness-{rep}", action=LivenessFail(
+        cluster=cluster, namespace=pod_namespace(chain, chain.low, cluster), labels={INSTANCE: chain.low},
+        after_s=after_s))
     with injected(testbed, chain.env, spec, log):
         t_fault = log.injected_at(spec.name).timestamp()
         if wait_recovered(recorders["low"], t_fault, timeout_s) is None:
@@ -55,7 +54,7 @@ def _virtual_node(chain: Chain, cluster: str) -> str:
     return f"liqo-{cluster}"
 
 
-def cluster_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, RecorderPod], rep: int,
+def cluster_failure_once(testbed: Testbed, chain: Chain, recorders: Mapping[str, RecorderPod], rep: int,
                          timeout_s: float, log: FaultLog) -> tuple[float, str, pd.DataFrame, pd.DataFrame]:
     """Disconnect the cluster running the low PDC until the stream is back; then reconnect it.
 
@@ -72,7 +71,7 @@ def cluster_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, Rec
     pods = PodEvents(core_api(testbed, owner), cluster=owner, namespace=chain.namespace(chain.low),
                      label_selector=f"{INSTANCE}={chain.low}", **keys)
     old = {p.metadata.name for p in home_pods(testbed, chain, chain.low)}
-    spec = FaultSpec(name=f"disconnect-{rep}", action="cluster-disconnect", selector=Selector(cluster=cluster))
+    spec = FaultSpec(name=f"disconnect-{rep}", action=ClusterDisconnect(cluster=cluster))
     with collecting([nodes, pods]):
         with injected(testbed, chain.env, spec, log):
             t_fault = log.injected_at(spec.name).timestamp()
@@ -87,7 +86,7 @@ def cluster_failure_once(testbed: Any, chain: Chain, recorders: Mapping[str, Rec
     return t_fault, cluster, nodes.collect(), pod_rows
 
 
-def replace_pod(testbed: Any, chain: Chain, recorders: Mapping[str, RecorderPod], name: str,
+def replace_pod(testbed: Testbed, chain: Chain, recorders: Mapping[str, RecorderPod], name: str,
                 timeout_s: float) -> None:
     """Delete the pod of component ``name``; wait until its controller's new pod streams again.
 
@@ -105,7 +104,7 @@ def replace_pod(testbed: Any, chain: Chain, recorders: Mapping[str, RecorderPod]
     wait_single_pod(testbed, chain, name, timeout_s)
 
 
-def wait_node_ready(testbed: Any, cluster: str, node: str, timeout: float) -> None:
+def wait_node_ready(testbed: Testbed, cluster: str, node: str, timeout: float) -> None:
     """Wait until ``node`` of ``cluster`` is Ready again."""
     from labkit.measure.nodes import ready_condition
 
@@ -116,7 +115,7 @@ def wait_node_ready(testbed: Any, cluster: str, node: str, timeout: float) -> No
         time.sleep(1.0)
 
 
-def wait_single_pod(testbed: Any, chain: Chain, name: str, timeout: float) -> None:
+def wait_single_pod(testbed: Testbed, chain: Chain, name: str, timeout: float) -> None:
     """Wait until the owner holds exactly one pod of ``name`` (evicted copies finished terminating)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -132,7 +131,7 @@ def wait_single_pod(testbed: Any, chain: Chain, name: str, timeout: float) -> No
 # --------------------------------------------------------------------------- experiments
 
 
-def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: float, with_db: bool = True,
+def measure_pod_failure(testbed: Testbed, env: Env, *, repetitions: int, after_s: float, with_db: bool = True,
                         settle_s: float = 5.0, timeout_s: float = 120.0, **keys: str) -> pd.DataFrame:
     """Fig. 7.3 on a running test bed: ``repetitions`` liveness failures of the low PDC; tidy rows.
 
@@ -163,7 +162,7 @@ def measure_pod_failure(testbed: Any, env: Env, *, repetitions: int, after_s: fl
     return experiment_table(rows, frames, log, keys)
 
 
-def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db: bool = True, settle_s: float = 5.0,
+def measure_cluster_failure(testbed: Testbed, env: Env, *, repetitions: int, with_db: bool = True, settle_s: float = 5.0,
                             timeout_s: float = 180.0, **keys: str) -> pd.DataFrame:
     """Fig. 7.4 on a running test bed: ``repetitions`` disconnections of the low PDC's cluster; tidy rows.
 
@@ -195,7 +194,7 @@ def measure_cluster_failure(testbed: Any, env: Env, *, repetitions: int, with_db
     return experiment_table(rows, frames, log, keys)
 
 
-def measure_island(testbed: Any, env: Env, *, isolation_s: float, before_s: float, after_s: float,
+def measure_island(testbed: Testbed, env: Env, *, isolation_s: float, before_s: float, after_s: float,
                    with_db: bool = True, **keys: str) -> pd.DataFrame:
     """Fig. 6.2 on a running test bed: cut the low PDC's cluster off for ``isolation_s`` s; tidy rows.
 
@@ -211,8 +210,7 @@ def measure_island(testbed: Any, env: Env, *, isolation_s: float, before_s: floa
     log = FaultLog()
     try:
         time.sleep(before_s)
-        spec = FaultSpec(name="island", action="cluster-disconnect", selector=Selector(cluster=cluster),
-                         duration_s=isolation_s)
+        spec = FaultSpec(name="island", action=ClusterDisconnect(cluster=cluster), duration_s=isolation_s)
         with injected(testbed, chain.env, spec, log):
             pass
         time.sleep(after_s)
@@ -226,7 +224,7 @@ def measure_island(testbed: Any, env: Env, *, isolation_s: float, before_s: floa
     return experiment_table(rows, frames, log, keys)
 
 
-def running_address(testbed: Any, chain: Chain, name: str) -> tuple[str, str]:
+def running_address(testbed: Testbed, chain: Chain, name: str) -> tuple[str, str]:
     """The cluster really running ``name`` and its pod's address there."""
     cluster = hosting_cluster(testbed, chain, name)
     ns = pod_namespace(chain, name, cluster)
@@ -274,30 +272,3 @@ def experiment_table(rows: list[dict[str, Any]], frames: pd.DataFrame, log: Faul
     parts.append(log.table(**{k: v for k, v in defaults.items() if k != "cluster"}))
     out = pd.concat([p for p in parts if not p.empty], ignore_index=True)
     return tidy(out)
-
-
-@off_event_loop
-def run_pod_failure(env: Env | str, *, repetitions: int, after_s: float, with_db: bool = True,
-                    **keys: str) -> pd.DataFrame:
-    """Bring ``env`` up, measure :func:`measure_pod_failure`, always tear down."""
-    env = as_env(env)
-    with running(env) as testbed:
-        return measure_pod_failure(testbed, env, repetitions=repetitions, after_s=after_s, with_db=with_db, **keys)
-
-
-@off_event_loop
-def run_cluster_failure(env: Env | str, *, repetitions: int, with_db: bool = True, **keys: str) -> pd.DataFrame:
-    """Bring ``env`` up (the low PDC movable, :func:`movable_low_env`), measure, always tear down."""
-    env = movable_low_env(as_env(env))
-    with running(env) as testbed:
-        return measure_cluster_failure(testbed, env, repetitions=repetitions, with_db=with_db, **keys)
-
-
-@off_event_loop
-def run_island(env: Env | str, *, isolation_s: float, before_s: float, after_s: float, with_db: bool = True,
-               **keys: str) -> pd.DataFrame:
-    """Bring ``env`` up (PMUs with their low PDC, :func:`colocated_env`), measure Fig. 6.2, always tear down."""
-    env = colocated_env(as_env(env))
-    with running(env) as testbed:
-        return measure_island(testbed, env, isolation_s=isolation_s, before_s=before_s, after_s=after_s,
-                              with_db=with_db, **keys)

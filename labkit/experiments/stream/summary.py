@@ -6,6 +6,7 @@ figures (stacked phases and downtime distribution; frame rates around the isolat
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,8 +114,8 @@ def _phase_colors() -> dict[str, Any]:
     return {p: cmap(i) for i, p in enumerate(PHASES)}
 
 
-def plot_downtime(rows: pd.DataFrame, path: Any, title: str, thesis_median: float | None = None,
-                  composition_ref: Mapping[str, float] | None = None) -> Any:
+def plot_downtime(rows: pd.DataFrame, path: Path, title: str, thesis_median: float | None = None,
+                  composition_ref: Mapping[str, float] | None = None) -> Path:
     """Stacked phases per repetition, the downtime distribution (box + points) with the thesis median.
 
     With ``composition_ref`` (Fig. 7.4) a third panel sets the thesis' composition beside
@@ -174,12 +175,13 @@ def plot_downtime(rows: pd.DataFrame, path: Any, title: str, thesis_median: floa
         ax.set_xticks(x, ["thesis (assumed)", "labkit (measured median)"])
         ax.set(ylabel="seconds", title="Fig. 7.4 composition")
         ax.legend(fontsize=8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
-def plot_island(rows: pd.DataFrame, path: Any) -> Any:
+def plot_island(rows: pd.DataFrame, path: Path) -> Path:
     """Frames/s at the low and the high PDC vs time from the cut, isolation window shaded (Fig. 6.2)."""
     import matplotlib
 
@@ -200,6 +202,7 @@ def plot_island(rows: pd.DataFrame, path: Any) -> Any:
         ax.set(ylabel="frames/s", title=f"{stream} PDC: {int(lost_here)} frames lost while isolated")
         ax.legend(fontsize=7, loc="lower left")
     axes[-1].set_xlabel("seconds from the cut")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
+    return Path(path)

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 
 from labkit.host import require_embedded, require_root
 from labkit.paths import cache_dir
+from labkit.setup_steps import Step
 from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
+from labkit.testbed.embedded import binaries
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
 from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node, NodeStore
@@ -41,12 +43,23 @@ if TYPE_CHECKING:
     from labkit.testbed.embedded.liqo import Liqo
     from labkit.topology import Plan
 
-__all__ = ["ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages", "MachineLock",
-           "OffloadSpec", "Tuning", "VmSpec", "leftovers", "sweep"]
+__all__ = ["APT_PACKAGES", "ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages",
+           "MachineLock", "OffloadSpec", "Tuning", "VmSpec", "leftovers", "setup_steps", "sweep"]
 
 Log = Callable[[str], None]
 leftovers = vmlib.leftovers
 sweep = vmlib.sweep
+
+#: Debian packages of this backend, with the reason for each.
+APT_PACKAGES = binaries.APT_PACKAGES
+
+
+def setup_steps() -> list[Step]:
+    """Setup steps of this backend besides its Debian packages: Kubernetes, CoreDNS, the virtual kubelet."""
+    from labkit.testbed.embedded.liqo.build import vk_step
+
+    return [*binaries.setup_steps(include_apt=False), vk_step()]
+
 
 #: One embedded testbed per machine (names, the lab bridge and /var/lib/lkt are shared): this lock says whose it is.
 LOCK_FILE = Path("/run/labkit-embedded.lock")
@@ -235,6 +248,9 @@ class EmbeddedTestbed:
         #: The topology plan when ``up()`` was given an env file's model.
         self.plan: Plan | None = None
 
+    #: The test bed lives in this process (its supervisor is a child subreaper): it ends with it.
+    outlives_process = False
+
     # --- Testbed protocol ----------------------------------------------------------------------
 
     def up(self, env: Env | EmbeddedEnv, timeout: float | None = None) -> None:
@@ -244,9 +260,8 @@ class EmbeddedTestbed:
         topology's CIDRs, labels, peerings and offloads) or a hand-made
         :class:`~.spec.EmbeddedEnv`. Then peers the env's pairs and offloads its namespaces.
         Only one embedded testbed runs per machine: ``up()`` waits ``$LABKIT_EMBEDDED_WAIT``
-        seconds (default 0) for another one to finish; in a process sharing a run's test bed
-        (:mod:`.shared`) it stops that one first. ``timeout`` bounds the wait for every
-        node Ready (default: 120 s + 12 s per VM).
+        seconds (default 0) for another one to finish. ``timeout`` bounds the wait for every
+        node Ready (default: 120 s + 12 s per VM). A driver brought down may be brought up again.
 
         Raises
         ------
@@ -264,8 +279,7 @@ class EmbeddedTestbed:
         binaries = self._binaries or find_binaries()
         if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
             timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
-        from labkit.testbed.embedded import shared
-        shared.yield_machine(self._log)  # a run's shared test bed makes way for this one
+        self.timings.clear()
         self._lock.acquire(wait_seconds(), self._log)
         if not self._atexit:
             atexit.register(self._down_at_exit)
@@ -322,7 +336,7 @@ class EmbeddedTestbed:
         The view reaches the clusters (``kube``), VMs (``host``, faults) and containerds
         (``load_image``) as the holder does, but owns no process: its ``down()`` leaves the
         test bed to the holder, and ``liqo`` is ``None`` (the peering is the holder's). Used by
-        :mod:`.shared`, which checks first that the holder runs exactly this ``env``.
+        :mod:`.server`, which checks first that the holder runs exactly this ``env``.
         """
         require_root("attaching to the embedded testbed")
         view = cls(log=log)
@@ -481,6 +495,35 @@ class EmbeddedTestbed:
             raise TestbedError(f"no cluster {cluster!r}; clusters: {sorted(self._clusters)}")
         self._clusters[cluster].import_image(images.build(name, self._log))
         return images.image_ref(name)
+
+    def describe(self, env: Env) -> str:
+        """What ``up(env)`` would build: the clusters, their VMs (network namespaces), CIDRs and labels."""
+        spec = from_env(env)
+        lines = [f"embedded test bed {env.name}: {len(spec.clusters)} clusters (Kubernetes v1.24.17)"]
+        for cl in spec.clusters:
+            lines.append(f"  cluster {cl.name}: pods {cl.pod_cidr}, services {cl.service_cidr}")
+            lines += [f"    VM {vm.name} (network namespace lkt-vm-{vm.name}): labels {vm.labels}" for vm in cl.vms]
+        lines += [f"  peering {consumer} -> {provider}" for consumer, provider in spec.peerings]
+        return "\n".join(lines)
+
+    def sweep(self, env: Env | None = None, force: bool = False) -> str:
+        """Remove every leftover of the kit on this machine (also of a crashed run); say what was removed.
+
+        Raises
+        ------
+        TestbedError
+            Unless ``force``, when a running process holds the test bed (the message names it).
+        """
+        require_root("removing the embedded test bed")
+        holder = self._lock.holder()
+        if holder and not force:
+            raise TestbedError(f"the embedded test bed of {holder} is running; stop that process (it tears down) "
+                               "or force the sweep")
+        return str(sweep())
+
+    def processes(self) -> set[int]:
+        """Every process of the test bed on this machine: the VMs' cgroup trees."""
+        return set().union(*(vmlib.cgroup_pids(vmlib.cgroup_name(vm)) for vm in self._vms))
 
     def cluster(self, name: str) -> Cluster:
         """The running :class:`~.cluster.Cluster` (for tests and diagnostics)."""

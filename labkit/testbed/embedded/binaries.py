@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import install, paths
+from labkit import paths
+from labkit.setup_steps import SetupError, Step, apt_step
 
 #: Kubernetes version of the thesis' k3s v1.24.17+k3s1.
 KUBERNETES_VERSION = "v1.24.17"
@@ -223,7 +224,7 @@ def _go_env() -> dict[str, str]:
 def _require_go() -> Path:
     go = go_binary()
     if go is None:
-        raise install.SetupError("Go is needed to build Kubernetes and CoreDNS: install Go >= 1.22 "
+        raise SetupError("Go is needed to build Kubernetes and CoreDNS: install Go >= 1.22 "
                                  "(https://go.dev/dl) or put the v1.24.17 binaries on PATH")
     return go
 
@@ -234,7 +235,7 @@ def _stream(argv: list[str], log: Log, cwd: Path | None = None, total: int = 0, 
 
     Raises
     ------
-    install.SetupError
+    labkit.setup_steps.SetupError
         With the last output lines when the command fails.
     """
     proc = subprocess.Popen(argv, cwd=cwd, env={**_go_env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -250,7 +251,7 @@ def _stream(argv: list[str], log: Log, cwd: Path | None = None, total: int = 0, 
             log(f"  {label}: {f'{pct} % ' if total else ''}({seen} packages, {time.monotonic() - start:.0f} s)")
             next_mark = pct + 10
     if proc.wait() != 0:
-        raise install.SetupError(f"`{' '.join(argv)}` exited {proc.returncode}:\n" + "\n".join(tail))
+        raise SetupError(f"`{' '.join(argv)}` exited {proc.returncode}:\n" + "\n".join(tail))
 
 
 def build_kube(log: Log = print) -> Path:
@@ -325,7 +326,7 @@ def download_release(log: Log = print, arch: str = "amd64") -> Path:
             expected = resp.read().decode().split()[0]
         data = urllib.request.urlopen(url, timeout=600).read()
         if hashlib.sha256(data).hexdigest() != expected:
-            raise install.SetupError(f"checksum mismatch for {url}")
+            raise SetupError(f"checksum mismatch for {url}")
         path = target / name
         path.write_bytes(data)
         path.chmod(0o755)
@@ -339,7 +340,7 @@ def _kube_on_path() -> bool:
     return all((p := shutil.which(c)) and reports_version(Path(p)) for c in COMPONENTS)
 
 
-def kube_step() -> install.Step:
+def kube_step() -> Step:
     """Setup step: Kubernetes v1.24.17 components (PATH, else download if allowed, else build)."""
 
     def run(log: Log) -> None:
@@ -348,7 +349,7 @@ def kube_step() -> install.Step:
         else:
             build_kube(log)
 
-    return install.Step(
+    return Step(
         name="kubernetes",
         what=f"Kubernetes {KUBERNETES_VERSION} multi-call binary (apiserver, controller manager, "
              f"scheduler, kubelet, kube-proxy) in {kube_dir()}",
@@ -357,9 +358,9 @@ def kube_step() -> install.Step:
     )
 
 
-def coredns_step() -> install.Step:
+def coredns_step() -> Step:
     """Setup step: CoreDNS built from the Go module proxy."""
-    return install.Step(
+    return Step(
         name="coredns",
         what=f"CoreDNS {COREDNS_VERSION} in {coredns_dir()}",
         check=lambda: bool(shutil.which("coredns")) or coredns_cached(),
@@ -367,9 +368,9 @@ def coredns_step() -> install.Step:
     )
 
 
-def setup_steps(include_apt: bool = True) -> list[install.Step]:
+def setup_steps(include_apt: bool = True) -> list[Step]:
     """Setup steps of the embedded testbed, in order: Debian packages, Kubernetes, CoreDNS."""
-    steps = [install.apt_step(APT_PACKAGES)] if include_apt else []
+    steps = [apt_step(APT_PACKAGES)] if include_apt else []
     return steps + [kube_step(), coredns_step()]
 
 

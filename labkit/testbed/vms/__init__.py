@@ -32,6 +32,7 @@ from typing import Any
 
 from labkit import paths
 from labkit.config import Env
+from labkit.setup_steps import Step
 from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
 from labkit.testbed.vms import k3s
 from labkit.testbed.vms.commands import CommandPlan, Put, as_root, render
@@ -50,11 +51,9 @@ APT_PACKAGES: dict[str, str] = {
 }
 
 
-def setup_steps() -> list[Any]:
-    """Setup steps of this backend: the Debian packages of :data:`APT_PACKAGES`."""
-    from labkit import install
-
-    return [install.apt_step(APT_PACKAGES)]
+def setup_steps() -> list[Step]:
+    """Setup steps of this backend besides its Debian packages (:data:`APT_PACKAGES`): none."""
+    return []
 
 
 def dry_run(env: Env, options: VmsOptions | None = None, down: bool = False) -> str:
@@ -207,10 +206,8 @@ class VmsTestbed:
 
     def __init__(self, options: VmsOptions | None = None, run_dir: Path | None = None, log: Log = print,
                  known_hosts: Path | None = None) -> None:
-        from labkit.manifest import new_run_id
-
         self.options = options or VmsOptions()
-        self.run_dir = run_dir or paths.data_dir() / new_run_id()
+        self.run_dir = run_dir or paths.data_dir() / paths.new_run_id()
         self.log = log
         self.known_hosts = known_hosts
         self.image_digests: dict[str, str] = {}
@@ -230,6 +227,9 @@ class VmsTestbed:
     def state_dir(self) -> Path:
         """``<run_dir>/vms``: host logs, kubeconfigs, image digests."""
         return self.run_dir / "vms"
+
+    #: The VMs keep the test bed after this process ends (``invoke down`` uninstalls it).
+    outlives_process = True
 
     # --- Testbed protocol ----------------------------------------------------------------------
 
@@ -295,8 +295,6 @@ class VmsTestbed:
         """Clusters whose kubeconfig was fetched."""
         return list(self._kubeconfigs)
 
-    # --- internals -----------------------------------------------------------------------------
-
     def load_image(self, cluster: str, name: str) -> str:
         """The reference of image ``name``: ``up()`` imports every image of the options on every VM."""
         from labkit import images
@@ -306,6 +304,23 @@ class VmsTestbed:
             raise TestbedError(f"image {name!r} is not among the images up() imported ({sorted(self.image_digests)}); "
                                "add it to VmsOptions.images")
         return ref
+
+    def describe(self, env: Env) -> str:
+        """Every command ``up(env)`` would run on each VM, in order (:func:`dry_run`)."""
+        return dry_run(env, self.options)
+
+    def sweep(self, env: Env | None = None, force: bool = False) -> str:
+        """Uninstall Liqo and k3s from every VM of ``env`` (also after a run this process did not start)."""
+        if env is None:
+            raise TestbedError("the VMs test bed needs the env whose VMs to clean up")
+        self.teardown(env)
+        return f"Liqo and k3s uninstalled from {len(inventory(env).hosts)} VM(s) of {env.name}"
+
+    def processes(self) -> set[int]:
+        """Never on this machine: the test bed's processes run on the lab VMs."""
+        raise TestbedError("the VMs test bed's processes run on the lab VMs, not on this machine")
+
+    # --- internals -----------------------------------------------------------------------------
 
     def _connect(self, env: Env) -> None:
         """Open the SSH pool for ``env``'s inventory (once)."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from labkit import install, paths
+from labkit import paths
 from labkit.images import sources
+from labkit.setup_steps import Step
 from labkit.testbed.embedded import binaries
 
 #: Library version under Liqo v0.10.2.
@@ -56,7 +57,7 @@ def build_vk(log: Log = print) -> Path:
 
     Raises
     ------
-    labkit.install.SetupError
+    labkit.setup_steps.SetupError
         When Go is missing or the build fails (with the last output lines).
     """
     go = binaries.require_go()
@@ -105,7 +106,7 @@ def vk_archive(log: Log = print) -> tuple[Path, str]:
     return Path(archive.path), archive.ref
 
 
-def vk_step() -> install.Step:
+def vk_step() -> Step:
     """Setup step: the virtual kubelet binary (after the Kubernetes binaries)."""
-    return install.Step(name="virtual-kubelet", what=f"labkit's Liqo-compatible virtual kubelet in {vk_dir()}",
-                        check=vk_cached, run=lambda log: None if build_vk(log) else None)
+    return Step(name="virtual-kubelet", what=f"labkit's Liqo-compatible virtual kubelet in {vk_dir()}",
+                check=vk_cached, run=lambda log: None if build_vk(log) else None)

@@ -15,9 +15,11 @@ from typing import Any
 import pandas as pd
 
 from labkit.config import Env
-from labkit.experiments.stream.chain import Chain, pod_namespace, prepare
-from labkit.experiments.stream.common import DOWNTIME_THRESHOLD_S, RECORDER_NAMESPACE, StreamError
+from labkit.deploy import RECORDER_NAMESPACE, DeployError
+from labkit.deploy.chain import Chain, pod_namespace, prepare
 from labkit.grid.recorder import read_frames
+from labkit.measure.stream import DOWNTIME_THRESHOLD_S
+from labkit.testbed import Testbed
 from labkit.testbed.pods import PodHost, start_pods
 from labkit.workloads.render import C37118_PORT
 
@@ -63,7 +65,7 @@ def recorder_manifest(name: str, image: str, node: str, target: str, idcode: int
                      "volumes": [{"name": "data", "emptyDir": {}}]}}
 
 
-def start_recorder(testbed: Any, env: Env, stream: str, cluster: str, target: str, image: str,
+def start_recorder(testbed: Testbed, env: Env, stream: str, cluster: str, target: str, image: str,
                    idcode: int) -> RecorderPod:
     """Start a recorder pod on the first node of ``cluster`` subscribed to stream ``idcode`` at ``target``."""
     node = env.cluster(cluster).nodes[0].name
@@ -84,7 +86,7 @@ def wait_streaming(recorders: Sequence[RecorderPod], timeout: float = 120.0, fre
     while pending:
         pending = [r for r in pending if not _fresh(r.status(), fresh_s)]
         if pending and time.monotonic() > deadline:
-            raise StreamError(f"no frames after {timeout:.0f} s at recorder(s) "
+            raise DeployError(f"no frames after {timeout:.0f} s at recorder(s) "
                               f"{[(r.stream, r.cluster, r.target) for r in pending]}")
         time.sleep(1.0)
 
@@ -113,16 +115,16 @@ def stop_recorder(recorder: RecorderPod, timeout: float = 60.0) -> pd.DataFrame:
     deadline = time.monotonic() + timeout
     while not recorder.host.run(["test", "-e", "/data/done"], timeout=15).ok:
         if time.monotonic() > deadline:
-            raise StreamError(f"recorder {recorder.stream} in {recorder.cluster} did not stop within {timeout:.0f} s")
+            raise DeployError(f"recorder {recorder.stream} in {recorder.cluster} did not stop within {timeout:.0f} s")
         time.sleep(0.5)
     res = recorder.host.run(["cat", REC_OUT], timeout=120)
     if not res.ok:
-        raise StreamError(f"recorder {recorder.stream} in {recorder.cluster}: cannot read {REC_OUT}: {res.stderr}")
+        raise DeployError(f"recorder {recorder.stream} in {recorder.cluster}: cannot read {REC_OUT}: {res.stderr}")
     frames = read_frames(io.StringIO(res.stdout))
     return frames.assign(stream=recorder.stream)
 
 
-def start_recorders(testbed: Any, chain: Chain, image: str, low_cluster: str | None = None,
+def start_recorders(testbed: Testbed, chain: Chain, image: str, low_cluster: str | None = None,
                     low_target: str | None = None) -> dict[str, RecorderPod]:
     """Recorders of the low PDC (in ``low_cluster``, default its owner) and the high PDC (its owner), streaming.
 
@@ -141,7 +143,7 @@ def start_recorders(testbed: Any, chain: Chain, image: str, low_cluster: str | N
     return recorders
 
 
-def record_chain(testbed: Any, chain: Chain, with_db: bool) -> dict[str, RecorderPod]:
+def record_chain(testbed: Testbed, chain: Chain, with_db: bool) -> dict[str, RecorderPod]:
     """:func:`prepare` then :func:`start_recorders` with their defaults."""
     return start_recorders(testbed, chain, prepare(testbed, chain, with_db))
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.config import Env
-from labkit.experiments.stream.common import INSTANCE, RECORDER_NAMESPACE, StreamError
-from labkit.testbed import load_image
+from labkit.deploy import INSTANCE, RECORDER_NAMESPACE, DeployError
+from labkit.testbed import Testbed, load_image
 from labkit.topology import Plan, plan as make_plan
 from labkit.workloads.render import Images, Manifest, grid, owner as namespace_owner
 
@@ -50,11 +50,11 @@ def chain_of(env: Env) -> Chain:
     """The chain of ``env``: its (first) low PDC, the high PDC reading it, the low PDC's PMUs."""
     lows = [p for p in env.grid.pdcs if p.level == "low"]
     if not lows:
-        raise StreamError(f"env {env.name!r} has no low-level PDC in its grid")
+        raise DeployError(f"env {env.name!r} has no low-level PDC in its grid")
     low = lows[0]
     high = next((p for p in env.grid.pdcs if p.level == "high" and low.name in p.inputs), None)
     if high is None:
-        raise StreamError(f"env {env.name!r}: no high-level PDC reads {low.name!r}")
+        raise DeployError(f"env {env.name!r}: no high-level PDC reads {low.name!r}")
     return Chain(env, make_plan(env), low.name, high.name, tuple(low.inputs))
 
 
@@ -70,7 +70,7 @@ def grid_clusters(chain: Chain) -> list[str]:
     return sorted(out)
 
 
-def load_runtime(testbed: Any, clusters: Iterable[str]) -> str:
+def load_runtime(testbed: Testbed, clusters: Iterable[str]) -> str:
     """Import the ``runtime`` image into every node of ``clusters``; return its reference."""
     return load_image(testbed, sorted(set(clusters)), "runtime")
 
@@ -87,7 +87,7 @@ def apply_object(api: Any, obj: Mapping[str, Any]) -> None:
         "Service": core.create_namespaced_service, "Deployment": apps.create_namespaced_deployment,
         "StatefulSet": apps.create_namespaced_stateful_set}
     if kind not in create:
-        raise StreamError(f"cannot apply a {kind} ({obj['metadata']['name']}): not a kind of the grid chain")
+        raise DeployError(f"cannot apply a {kind} ({obj['metadata']['name']}): not a kind of the grid chain")
     create[kind](ns, dict(obj))
 
 
@@ -97,7 +97,7 @@ def chain_domains(chain: Chain) -> list[str]:
     return [d.name for d in chain.env.db_domains if d.namespace in namespaces]
 
 
-def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = print,
+def deploy_databases(testbed: Testbed, chain: Chain, log: Callable[[str], None] = print,
                      images_loaded: Callable[[], object] = lambda: None) -> list[str]:
     """Run the DB domains of the chain's PDCs and store the PDCs' configuration in them (thesis 3.2, 7.4).
 
@@ -108,11 +108,11 @@ def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = pr
     ``images_loaded`` is called once that import is done (at once if none is needed), before
     any domain forms: :func:`prepare` starts the runtime image's import there.
     """
-    from labkit.experiments import database
+    from labkit.deploy import database
 
     domains = chain_domains(chain)
     if not domains:
-        raise StreamError(f"env {chain.env.name!r}: no DB domain holds the namespaces of {chain.low}/{chain.high}")
+        raise DeployError(f"env {chain.env.name!r}: no DB domain holds the namespaces of {chain.low}/{chain.high}")
     missing = [name for name in domains if not _reuse_database(testbed, chain, name)]
     if missing:
         clusters = sorted({c for name in missing for c in database.domain_of(chain.plan, name).members})
@@ -126,25 +126,25 @@ def deploy_databases(testbed: Any, chain: Chain, log: Callable[[str], None] = pr
     return domains
 
 
-def wait_databases(testbed: Any, chain: Chain, timeout: float = 300.0) -> None:
+def wait_databases(testbed: Testbed, chain: Chain, timeout: float = 300.0) -> None:
     """Wait until every member of the chain's DB domains is Synced again (after a fault cut one off).
 
     A member on a disconnected cluster rejoins (a state transfer) some time after its cluster
     comes back; a next fault that cuts another member off before that leaves one of three, a
     non-Primary component, and the PDCs could not fetch their configuration.
     """
-    from labkit.experiments import database
+    from labkit.deploy import database
 
     for name in chain_domains(chain):
         database.wait_complete(testbed, chain.plan, name, timeout)
 
 
-def _reuse_database(testbed: Any, chain: Chain, name: str) -> bool:
+def _reuse_database(testbed: Testbed, chain: Chain, name: str) -> bool:
     """Whether DB domain ``name`` already runs (then wait until every member is Synced; one may rejoin)."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from labkit.experiments import database
+    from labkit.deploy import database
 
     domain = database.domain_of(chain.plan, name)
     apps = client.AppsV1Api(testbed.kube(namespace_owner(chain.plan, domain.namespace)))
@@ -158,7 +158,7 @@ def _reuse_database(testbed: Any, chain: Chain, name: str) -> bool:
     return True
 
 
-def deploy_chain(testbed: Any, chain: Chain, image: str, with_db: bool, estimator: bool = False) -> list[Manifest]:
+def deploy_chain(testbed: Testbed, chain: Chain, image: str, with_db: bool, estimator: bool = False) -> list[Manifest]:
     """Apply the env's PMUs and PDCs (and the state estimator if ``estimator``) to their owners.
 
     ``with_db``: the PDCs fetch their configuration from their DB domain (deployed first by
@@ -172,7 +172,7 @@ def deploy_chain(testbed: Any, chain: Chain, image: str, with_db: bool, estimato
     return manifests
 
 
-def remove_chain(testbed: Any, chain: Chain, timeout: float = 120.0) -> None:
+def remove_chain(testbed: Testbed, chain: Chain, timeout: float = 120.0) -> None:
     """Delete the chain's objects and the recorder pods, and wait until their pods are gone.
 
     For several experiments on one test bed (the DB domains stay).
@@ -206,11 +206,11 @@ def remove_chain(testbed: Any, chain: Chain, timeout: float = 120.0) -> None:
         if not left:
             return
         if time.monotonic() > deadline:
-            raise StreamError(f"pods of the chain still there after {timeout:.0f} s: {left}")
+            raise DeployError(f"pods of the chain still there after {timeout:.0f} s: {left}")
         time.sleep(1.0)
 
 
-def wait_ready(testbed: Any, chain: Chain, names: Iterable[str], timeout: float = 240.0) -> None:
+def wait_ready(testbed: Testbed, chain: Chain, names: Iterable[str], timeout: float = 240.0) -> None:
     """Wait until the Deployment of each component in ``names`` has a ready replica."""
     from kubernetes import client
 
@@ -223,12 +223,12 @@ def wait_ready(testbed: Any, chain: Chain, names: Iterable[str], timeout: float 
             if (dep.status.ready_replicas or 0) >= 1:
                 pending.discard(name)
         if pending and time.monotonic() > deadline:
-            raise StreamError(f"components not ready after {timeout:.0f} s: {sorted(pending)} "
+            raise DeployError(f"components not ready after {timeout:.0f} s: {sorted(pending)} "
                               f"(see the pods of their owners and providers)")
         time.sleep(1.0)
 
 
-def home_pods(testbed: Any, chain: Chain, name: str) -> list[Any]:
+def home_pods(testbed: Testbed, chain: Chain, name: str) -> list[Any]:
     """The pods of component ``name`` in its owner (not being deleted), newest first."""
     from kubernetes import client
 
@@ -238,14 +238,14 @@ def home_pods(testbed: Any, chain: Chain, name: str) -> list[Any]:
     return sorted(live, key=lambda p: p.metadata.creation_timestamp, reverse=True)
 
 
-def hosting_cluster(testbed: Any, chain: Chain, name: str) -> str:
+def hosting_cluster(testbed: Testbed, chain: Chain, name: str) -> str:
     """The cluster that really runs component ``name`` (the provider behind a virtual node, or the owner)."""
     from kubernetes import client
 
     owner = chain.owner(name)
     pods = [p for p in home_pods(testbed, chain, name) if p.spec.node_name]
     if not pods:
-        raise StreamError(f"{name}: no scheduled pod in {owner}/{chain.namespace(name)}")
+        raise DeployError(f"{name}: no scheduled pod in {owner}/{chain.namespace(name)}")
     node = client.CoreV1Api(testbed.kube(owner)).read_node(pods[0].spec.node_name)
     return (node.metadata.labels or {}).get("liqo.io/remote-cluster-id", owner)
 
@@ -255,13 +255,13 @@ def pod_namespace(chain: Chain, name: str, cluster: str) -> str:
     return chain.namespace(name) if cluster == chain.owner(name) else chain.remote_namespace(name)
 
 
-def core_api(testbed: Any, cluster: str) -> Any:
+def core_api(testbed: Testbed, cluster: str) -> Any:
     from kubernetes import client
 
     return client.CoreV1Api(testbed.kube(cluster))
 
 
-def prepare(testbed: Any, chain: Chain, with_db: bool) -> str:
+def prepare(testbed: Testbed, chain: Chain, with_db: bool) -> str:
     """Load the runtime image where the chain and its recorders run, deploy the chain, wait until it is ready.
 
     What a previous experiment left of a chain on this test bed (a shared one) goes first

@@ -28,7 +28,7 @@ from typing import Any
 
 from labkit.config import DbDomain
 from labkit.grid.config import PdcConfig, config_sql, from_mapping, reader_sql
-from labkit.testbed.base import TestbedError
+from labkit.testbed import Testbed, TestbedError
 from labkit.testbed.pods import PodHost
 from labkit.topology import Plan
 from labkit.workloads.render import DB_NAME, DB_READER, Images, Manifest, database, grid_namespace, pdc_config
@@ -126,7 +126,7 @@ def manifests(plan: Plan, domain: DbDomain, images: Images | None = None) -> lis
     return database(plan, domain, images)
 
 
-def apply(testbed: Any, manifest: Manifest) -> None:
+def apply(testbed: Testbed, manifest: Manifest) -> None:
     """Create ``manifest`` in its cluster, or replace it when it exists (ConfigMap, Service, StatefulSet)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -150,7 +150,7 @@ def apply(testbed: Any, manifest: Manifest) -> None:
         replace(manifest.name, ns, body)
 
 
-def load_images(testbed: Any, clusters: Sequence[str], log: Log = print) -> float:
+def load_images(testbed: Testbed, clusters: Sequence[str], log: Log = print) -> float:
     """Import the galera image into ``clusters`` (:func:`labkit.testbed.load_image`); return the seconds it took."""
     from labkit.testbed import load_image
 
@@ -159,7 +159,7 @@ def load_images(testbed: Any, clusters: Sequence[str], log: Log = print) -> floa
     return time.monotonic() - start
 
 
-def members(testbed: Any, plan: Plan, domain: str | DbDomain) -> list[Member]:
+def members(testbed: Testbed, plan: Plan, domain: str | DbDomain) -> list[Member]:
     """The domain's members that run now (pod IP known), in ordinal order."""
     from kubernetes import client
 
@@ -188,7 +188,7 @@ def _owner(plan: Plan, domain: DbDomain) -> str:
     return owner(plan, domain.namespace)
 
 
-def _locate(testbed: Any, core: Any, owner: str, namespace: str, pod: str, node: str) -> tuple[str, str, str] | None:
+def _locate(testbed: Testbed, core: Any, owner: str, namespace: str, pod: str, node: str) -> tuple[str, str, str] | None:
     """``(cluster, namespace, pod)`` where home pod ``pod`` bound to ``node`` runs its container."""
     from kubernetes import client
 
@@ -208,7 +208,7 @@ def _locate(testbed: Any, core: Any, owner: str, namespace: str, pod: str, node:
     return provider, best.metadata.namespace, best.metadata.name
 
 
-def host(testbed: Any, member: Member) -> PodHost:
+def host(testbed: Testbed, member: Member) -> PodHost:
     """The member's container as a :class:`~labkit.testbed.pods.PodHost` (exec through its cluster's API)."""
     from kubernetes import client
 
@@ -216,7 +216,7 @@ def host(testbed: Any, member: Member) -> PodHost:
                    container="galera")
 
 
-def sql(testbed: Any, member: Member, statements: str, database: str | None = None, timeout: float = 30.0) -> list[list[str]]:
+def sql(testbed: Testbed, member: Member, statements: str, database: str | None = None, timeout: float = 30.0) -> list[list[str]]:
     """Run ``statements`` with ``mariadb`` as root in ``member``; return the rows (tab-separated fields).
 
     Raises
@@ -232,14 +232,14 @@ def sql(testbed: Any, member: Member, statements: str, database: str | None = No
     return [line.split("\t") for line in result.stdout.splitlines() if line]
 
 
-def status(testbed: Any, member: Member) -> dict[str, str]:
+def status(testbed: Testbed, member: Member) -> dict[str, str]:
     """The member's Galera status (:data:`WSREP_STATUS`)."""
     names = ",".join(f"'{n}'" for n in WSREP_STATUS)
     rows = sql(testbed, member, f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})", timeout=15)
     return {row[0].lower(): row[1] for row in rows if len(row) == 2}
 
 
-def complete(testbed: Any, plan: Plan, domain: str | DbDomain, replicas: int | None = None) -> list[Member] | None:
+def complete(testbed: Testbed, plan: Plan, domain: str | DbDomain, replicas: int | None = None) -> list[Member] | None:
     """The members when ``replicas`` (default: the domain's) are Synced in one Primary cluster of that size."""
     dom = domain_of(plan, domain)
     want = dom.replicas if replicas is None else replicas
@@ -259,7 +259,7 @@ def complete(testbed: Any, plan: Plan, domain: str | DbDomain, replicas: int | N
     return found if len(uuids) == 1 else None
 
 
-def wait_complete(testbed: Any, plan: Plan, domain: str | DbDomain, timeout: float = 300.0,
+def wait_complete(testbed: Testbed, plan: Plan, domain: str | DbDomain, timeout: float = 300.0,
                   replicas: int | None = None, interval: float = 1.0, log: Log = print) -> list[Member]:
     """Wait until :func:`complete`; raise :class:`DatabaseError` with every member's state on timeout.
 
@@ -346,7 +346,7 @@ def quorum_choice(statuses: Mapping[str, Mapping[str, str] | None], replicas: in
     return next(name for name, st in whole.items() if int(st.get("wsrep_last_committed") or -1) == best)
 
 
-def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
+def recover(testbed: Testbed, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
     """Restart a DB domain that lost its Primary component; return the member it restarted it from, or ``None``.
 
     Two cases, each what Galera's manual asks a person to do:
@@ -383,7 +383,7 @@ def recover(testbed: Any, plan: Plan, domain: str | DbDomain, log: Log = print) 
     return choice
 
 
-def _reset_quorum(testbed: Any, dom: DbDomain, found: Sequence[Member], log: Log) -> str | None:
+def _reset_quorum(testbed: Testbed, dom: DbDomain, found: Sequence[Member], log: Log) -> str | None:
     """``pc.bootstrap=YES`` on :func:`quorum_choice`'s member, if any; return it."""
     statuses: dict[str, Mapping[str, str] | None] = {}
     for member in found:
@@ -405,7 +405,7 @@ def _reset_quorum(testbed: Any, dom: DbDomain, found: Sequence[Member], log: Log
 UNANSWERED = "unanswered"
 
 
-def _entrypoint(testbed: Any, member: Member, command: str, log: Log, timeout: float = 30.0) -> str:
+def _entrypoint(testbed: Testbed, member: Member, command: str, log: Log, timeout: float = 30.0) -> str:
     """What the member's entrypoint prints for ``command``, or :data:`UNANSWERED` (and a log line) when it fails."""
     try:
         result = host(testbed, member).run([ENTRYPOINT, command], timeout=timeout)
@@ -419,7 +419,7 @@ def _entrypoint(testbed: Any, member: Member, command: str, log: Log, timeout: f
     return UNANSWERED
 
 
-def describe(testbed: Any, plan: Plan, domain: str | DbDomain) -> dict[str, Any]:
+def describe(testbed: Testbed, plan: Plan, domain: str | DbDomain) -> dict[str, Any]:
     """Every running member's location and Galera state, for messages.
 
     A member whose state cannot be read gets the error, its container's restart count and the
@@ -435,7 +435,7 @@ def describe(testbed: Any, plan: Plan, domain: str | DbDomain) -> dict[str, Any]
     return out
 
 
-def container_state(testbed: Any, member: Member, lines: int = DESCRIBED_LOG_LINES) -> dict[str, Any]:
+def container_state(testbed: Testbed, member: Member, lines: int = DESCRIBED_LOG_LINES) -> dict[str, Any]:
     """The galera container's restart count and last ``lines`` log lines (``{}`` when unreadable)."""
     from kubernetes import client
 
@@ -450,7 +450,7 @@ def container_state(testbed: Any, member: Member, lines: int = DESCRIBED_LOG_LIN
     return {"restarts": restarts, "log": [line[-300:] for line in log.splitlines()]}
 
 
-def deploy_database(testbed: Any, plan: Plan, domain: str | DbDomain, *, images: Images | None = None,
+def deploy_database(testbed: Testbed, plan: Plan, domain: str | DbDomain, *, images: Images | None = None,
                     timeout: float = 300.0, log: Log = print) -> Deployment:
     """Run a DB domain's Galera cluster and prepare the PDC configuration schema in it.
 
@@ -501,7 +501,7 @@ def pdc_configs(plan: Plan, domain: str | DbDomain) -> list[PdcConfig]:
     return out
 
 
-def write_pdc_configs(testbed: Any, plan: Plan, domain: str | DbDomain,
+def write_pdc_configs(testbed: Testbed, plan: Plan, domain: str | DbDomain,
                       configs: Sequence[PdcConfig] | None = None, member: Member | None = None) -> list[PdcConfig]:
     """Store PDC configurations in the domain's database (one transaction); return them.
 

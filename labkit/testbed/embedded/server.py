@@ -1,8 +1,9 @@
-"""One embedded test bed shared by the notebooks of a pipeline run: a cache of size one.
+"""The test-bed server: one embedded test bed shared by the notebooks of a pipeline run, a cache of size one.
 
 Bringing the thesis' five clusters up, peering them, forming the DB domain and importing the
-images costs minutes, and five notebooks of a run measure on the same clusters. When the
-runner sets :data:`SESSION_ENV` (a session directory), :func:`labkit.testbed.running` asks this
+images costs minutes, and five notebooks of a run measure on the same clusters. The runner
+opens a session (a directory, :func:`labkit.testbed.sharing`) and gives it to every notebook as
+the recorded parameter ``session``; :func:`labkit.testbed.running` given a session asks this
 module for a test bed instead of bringing up its own:
 
 - the server already runs this test bed (same :func:`fingerprint`): **attach**, a view that owns
@@ -10,12 +11,12 @@ module for a test bed instead of bringing up its own:
 - it runs another one: stop the server, start one for this env;
 - none runs: start one.
 
-The server is a process of its own (``python -m labkit.testbed.embedded.shared <session>``),
+The server is a process of its own (``python -m labkit.testbed.embedded.server <session>``),
 started in its own session so that it outlives the notebook kernel that asked for it. It
 holds the machine lock and the test bed, writes its state to ``<session>/server.json`` and its
-progress to ``<session>/server.log``, and tears the test bed down on SIGTERM. Any other embedded
-test bed of a sharing process (``EmbeddedTestbed.up``, e.g. the scalability sweep) stops the
-server first (:func:`yield_machine`); the runner stops it when the run ends, also when it fails.
+progress to ``<session>/server.log``, and tears the test bed down on SIGTERM. An own test bed in
+a session (:func:`labkit.testbed.own`, the scalability sweep) stops the server first
+(:func:`stop`); the runner stops it when the run ends, also when it fails.
 
 What an experiment leaves in a shared test bed is the next one's problem, so experiments remove
 their workloads when they end (the DB domain stays: reusing it is the point).
@@ -37,18 +38,17 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labkit.config import Env, validate_env
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import linux
+from labkit.testbed.signals import ignore_terminate, unwind_on_terminate
 
 if TYPE_CHECKING:
     from labkit.testbed.embedded import EmbeddedTestbed
 
-#: Environment variable naming the session directory; set by the runner, read by ``running()``.
-SESSION_ENV = "LABKIT_SHARED_TESTBED"
-#: Where the runner puts its sessions (``<root>/<run_id>``).
+#: Where the runner's sessions live (``<root>/<run_id>``).
 SESSIONS_ROOT = Path("/run/labkit-shared")
 #: Files of a session directory.
 REQUEST, STATE, LOG = "request.json", "server.json", "server.log"
@@ -80,12 +80,6 @@ class ServerState:
             return cls(**json.loads((session / STATE).read_text()))
         except (FileNotFoundError, json.JSONDecodeError, TypeError):
             return None
-
-
-def session_dir() -> Path | None:
-    """The session directory when this process shares its embedded test bed (:data:`SESSION_ENV`)."""
-    raw = os.environ.get(SESSION_ENV, "")
-    return Path(raw) if raw else None
 
 
 def fingerprint(env: Env) -> str:
@@ -147,7 +141,7 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
                                                "env": env.model_dump(mode="json", exclude_none=True)}))
     (session / STATE).unlink(missing_ok=True)
     with open(session / LOG, "ab") as out:
-        proc = linux.spawn_detached([sys.executable, "-m", "labkit.testbed.embedded.shared", str(session)], out)
+        proc = linux.spawn_detached([sys.executable, "-m", "labkit.testbed.embedded.server", str(session)], out)
     log(f"[shared] server pid {proc.pid} brings up {env.name}; its log: {session / LOG}")
     deadline, shown = time.monotonic() + timeout, _log_size(session)
     while True:
@@ -213,58 +207,13 @@ def stop_all(log: Log = print) -> int:
     return stopped
 
 
-def yield_machine(log: Log = print) -> None:
-    """In a sharing process, stop the shared server so that an own embedded test bed can start.
-
-    (The server itself does not share: it removes :data:`SESSION_ENV` from its environment.)
-    """
-    session = session_dir()
-    if session is not None:
-        stop(session, log)
-
-
 # --------------------------------------------------------------------------- server side
-
-
-def _terminate_handler(server: int) -> Callable[[int, Any], None]:
-    """SIGTERM as Ctrl-C in the server (unwind, tear down); the default action in its forked helpers.
-
-    Forks that run Python (pyroute2's network-namespace workers) inherit the handler; raising
-    there would unwind a copy of the server's stack and tear the test bed down under it.
-    """
-    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
-        if os.getpid() != server:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt
-
-    return handler
-
-
-def unwind_on_terminate(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)) -> None:
-    """Make ``signals`` unwind this process as Ctrl-C does, so its ``finally`` tears the test bed down.
-
-    Without it, ``kill`` (SIGTERM) or a closed terminal (SIGHUP) ends a process holding a test
-    bed without running its teardown, and a process started in the background by a shell
-    ignores SIGINT. :func:`serve` and ``invoke up`` call it before they bring a test bed up.
-    """
-    handler = _terminate_handler(os.getpid())
-    for sig in signals:
-        signal.signal(sig, handler)
-
-
-def ignore_terminate(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)) -> None:
-    """Ignore ``signals`` from now on: a teardown that started is not interrupted halfway."""
-    for sig in signals:
-        signal.signal(sig, signal.SIG_IGN)
 
 
 def serve(session: Path) -> int:
     """Bring up the requested env, report ``ready``, hold it until SIGTERM or SIGINT, tear it down."""
     from labkit.testbed.embedded import EmbeddedTestbed
 
-    os.environ.pop(SESSION_ENV, None)  # this process owns the machine: never stop itself
     request = json.loads((session / REQUEST).read_text())
     env = validate_env(request["env"], source=session / REQUEST)
     state = ServerState(pid=os.getpid(), fingerprint=request["fingerprint"], env=env.name, state="starting")

@@ -1,0 +1,102 @@
+"""The test-bed server (labkit.testbed.embedded.server): a run's shared embedded test bed, a cache of size one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from embedded_helpers import require_embedded
+
+from labkit import testbed
+from labkit.config import load_env
+from labkit.experiments import latency, stream
+from labkit.testbed import own, running
+from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, MachineLock, VmSpec, leftovers, server
+
+
+@pytest.mark.unit
+def test_fingerprint_covers_the_test_bed_not_the_placement() -> None:
+    env = load_env("embedded")
+    same = {server.fingerprint(e) for e in (env, stream.movable_low_env(env), stream.colocated_env(env))}
+    assert len(same) == 1
+    assert server.fingerprint(stream.kept(env, ["root", "leaf-1", "leaf-2"])) not in same
+    assert server.fingerprint(latency.single_cluster(env, 3)) not in same
+
+
+@pytest.mark.unit
+def test_server_state_round_trip_and_log_forwarding(tmp_path: Path) -> None:
+    assert server.ServerState.read(tmp_path) is None
+    state = server.ServerState(pid=os.getpid(), fingerprint="abc", env="e", state="ready", timings={"ready_s": 1.5})
+    state.write(tmp_path)
+    assert server.ServerState.read(tmp_path) == state
+    assert server._serving(tmp_path) == state  # this process is alive
+    state.state = "stopped"
+    state.write(tmp_path)
+    assert server._serving(tmp_path) is None
+    (tmp_path / server.LOG).write_text("one\ntwo\npart")
+    lines: list[str] = []
+    offset = server._forward(tmp_path, 0, lines.append)
+    assert lines == ["  one", "  two"] and offset == len("one\ntwo\n")
+    with open(tmp_path / server.LOG, "a") as f:
+        f.write("ial\n")
+    server._forward(tmp_path, offset, lines.append)
+    assert lines[-1] == "  partial"
+
+
+@pytest.mark.unit
+def test_a_session_is_a_name_for_the_embedded_backend_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "SESSIONS_ROOT", tmp_path)
+    session = testbed.session(load_env("embedded"), "r1")
+    assert session.name == str(tmp_path / "r1")
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / server.LOG).write_text("brought up\n")
+    session.close(keep_log=tmp_path / "run" / "shared.log", log=lambda _: None)
+    assert (tmp_path / "run" / "shared.log").read_text() == "brought up\n" and not (tmp_path / "r1").exists()
+    assert testbed.session(load_env("crownlabs"), "r2").name == ""  # the VMs are not shared
+
+
+@pytest.mark.unit
+def test_stop_all_skips_sessions_whose_server_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "SESSIONS_ROOT", tmp_path)
+    assert server.stop_all() == 0  # no session at all
+    (tmp_path / "old-run").mkdir()
+    server.ServerState(pid=2**22 + 1, fingerprint="f", env="e", state="ready").write(tmp_path / "old-run")
+    assert server.stop_all() == 0  # its pid does not run
+
+
+def _server(session: Path) -> server.ServerState:
+    state = server.ServerState.read(session)
+    assert state is not None
+    return state
+
+
+@pytest.mark.embedded
+def test_experiments_of_a_run_share_one_test_bed_and_yield_it(tmp_path: Path) -> None:
+    require_embedded()
+    session = tmp_path / "session"
+    pair = stream.kept(load_env("embedded"), ["root", "leaf-1"])
+    try:
+        with running(pair, session=str(session)) as first:
+            state = _server(session)
+            assert state.state == "ready" and MachineLock().holder() is not None
+            assert sorted(first.clusters()) == ["leaf-1", "root"]
+            from kubernetes import client
+            nodes = client.CoreV1Api(first.kube("root")).list_node().items
+            assert {n.metadata.name for n in nodes} >= {"root", "liqo-leaf-1"}
+        with running(stream.colocated_env(pair), session=str(session)) as second:  # attached, not rebuilt
+            assert _server(session).pid == state.pid
+            assert second.timings["ready_s"] == state.timings["ready_s"]
+        with running(latency.single_cluster(pair, 1), session=str(session)):  # another test bed replaces it
+            replaced = _server(session)
+            assert replaced.pid != state.pid and not server._alive(state.pid)
+        with own(pair, session=str(session)) as mine:  # an own test bed of the session makes the server yield
+            assert _server(session).state == "stopped" and not server._alive(replaced.pid)
+            mine.up(EmbeddedEnv(clusters=(ClusterSpec("own", (VmSpec("own-a"),)),), dns=False))
+            assert mine.clusters() == ["own"] and mine.processes()
+    finally:
+        server.stop(session)
+    assert leftovers().empty(), leftovers()
+    assert "ready; serving until SIGTERM" in (session / server.LOG).read_text()
+    assert json.loads((session / server.REQUEST).read_text())["env"]["name"] == "embedded-reduced-single"
