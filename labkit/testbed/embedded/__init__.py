@@ -36,7 +36,7 @@ from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
 from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node, NodeStore
 from labkit.config import Env
-from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, OffloadSpec, Tuning, VmSpec, from_env
+from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, OffloadSpec, Tuning, VmSpec, from_env, from_plan
 from labkit.testbed.embedded.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ class EmbeddedTestbed:
         if isinstance(env, Env):
             from labkit.topology import plan
             self.plan = plan(env)
-            env = from_env(env)
+            env = from_plan(self.plan)
         binaries = self._binaries or find_binaries()
         if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
             timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
@@ -343,7 +343,7 @@ class EmbeddedTestbed:
         if isinstance(env, Env):
             from labkit.topology import plan
             view.plan = plan(env)
-            env = from_env(env)
+            env = from_plan(view.plan)
         view._model(env, view._binaries or find_binaries(), view._images, None, create=False)
         view._attached = True
         view.timings.update(timings or {})

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from labkit.config import Env, Tuning
+from labkit.topology import Plan
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
@@ -159,7 +160,12 @@ def from_env(env: Env) -> EmbeddedEnv:
     """The embedded spec of an env: its clusters and VMs, with the topology's CIDRs, labels, peerings and offloads."""
     from labkit.topology import plan
 
-    topo = plan(env)
+    return from_plan(plan(env))
+
+
+def from_plan(topo: Plan) -> EmbeddedEnv:
+    """The embedded spec of a topology plan (:func:`labkit.topology.plan`): what ``up()`` builds of its env."""
+    env = topo.env
     clusters = tuple(
         ClusterSpec(
             name=c.name,
