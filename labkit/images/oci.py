@@ -290,13 +290,6 @@ def symlink_entry(name: str, target: str) -> Entry:
     return Entry(info)
 
 
-def dir_entry(name: str, mode: int = 0o755) -> Entry:
-    """A root-owned directory."""
-    info = tarfile.TarInfo(name)
-    info.type, info.mode = tarfile.DIRTYPE, mode
-    return Entry(info)
-
-
 def entries_from_dir(root: Path, prefix: str, *, owner: tuple[int, int] = (0, 0),
                      skip: Callable[[Path], bool] | None = None) -> Iterator[Entry]:
     """Entries for a directory tree placed at ``prefix`` inside the image.

@@ -1,12 +1,12 @@
 """Collectors: they observe a running test bed and return tidy tables; they never inject.
 
 Every collector has ``start()``, ``stop()`` and ``collect() -> DataFrame`` (tidy rows, see
-``labkit.results``) and is registered by name in :data:`REGISTRY`, so a scenario can name
-the measurements it wants. :func:`collecting` starts several around a block and always
-stops them.
+``labkit.results``); :func:`collecting` starts several around a block and always stops them.
+The collectors: :mod:`~labkit.measure.ping` (RTT), :mod:`~labkit.measure.nodes` (node
+readiness by watch and by polling), :mod:`~labkit.measure.pods` (pod events) and, from a
+recorder's frames, :mod:`~labkit.measure.stream` (gaps and downtimes).
 """
 
-from labkit.measure import nodes, ping, pods  # noqa: F401  (register the collectors)
-from labkit.measure.base import REGISTRY, Collector, CollectorError, collecting, register
+from labkit.measure.base import Collector, CollectorError, collecting
 
-__all__ = ["REGISTRY", "Collector", "CollectorError", "collecting", "register"]
+__all__ = ["Collector", "CollectorError", "collecting"]

@@ -1,11 +1,11 @@
-"""The collector protocol, its registry, and the context that starts and stops collectors."""
+"""The collector protocol, the context that starts and stops collectors, and the base of background ones."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -31,24 +31,6 @@ class Collector(Protocol):
     def collect(self) -> pd.DataFrame:
         """Tidy rows observed between start and stop (key columns of ``labkit.results``)."""
         ...
-
-
-C = TypeVar("C")
-
-#: Collector classes by name (``"ping"``, ``"node_ready_watch"``, ...).
-REGISTRY: dict[str, type] = {}
-
-
-def register(name: str) -> Callable[[type[C]], type[C]]:
-    """Class decorator registering a collector under ``name`` (names are unique)."""
-
-    def deco(cls: type[C]) -> type[C]:
-        if name in REGISTRY and REGISTRY[name] is not cls:
-            raise CollectorError(f"collector name {name!r} already registered by {REGISTRY[name].__name__}")
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
 
 
 @contextmanager

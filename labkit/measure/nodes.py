@@ -17,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from labkit.measure.base import BackgroundCollector, register
+from labkit.measure.base import BackgroundCollector
 from labkit.results import tidy
+from labkit.testbed import TestbedError
+from labkit.waiting import wait_until
 
 
 def ready_condition(node: Any) -> tuple[bool, str]:
@@ -58,7 +60,6 @@ class _NodeCollector(BackgroundCollector):
         return tidy(self.frame(), cluster=self.cluster, metric="node_ready", unit="bool", **self.keys)
 
 
-@register("node_ready_watch")
 class NodeReadyWatch(_NodeCollector):
     """Readiness from a Kubernetes watch on Nodes (``CoreV1Api.list_node``), ms timestamps."""
 
@@ -70,7 +71,6 @@ class NodeReadyWatch(_NodeCollector):
             self.record(event["object"], _now())
 
 
-@register("node_ready_poll")
 class NodeReadyPoll(_NodeCollector):
     """Readiness by listing Nodes every ``interval`` seconds (the thesis used 0.4 s)."""
 
@@ -92,6 +92,30 @@ class NodeReadyPoll(_NodeCollector):
                 self.record(node, t)
             next_due += self.interval
             self.stopping.wait(max(0.0, next_due - time.monotonic()))
+
+
+def wait_node(core: Any, node: str, *, ready: bool, timeout: float, interval: float = 0.2) -> float:
+    """Block until ``node`` is (not) Ready (a missing node is not Ready); return the seconds waited.
+
+    Raises
+    ------
+    labkit.testbed.TestbedError
+        When the node does not reach the state within ``timeout`` seconds.
+    """
+    from kubernetes.client.rest import ApiException
+
+    def reached() -> bool:
+        try:
+            return ready_condition(core.read_node(node))[0] == ready
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return False
+
+    start = time.monotonic()
+    wait_until(reached, timeout=timeout, interval=interval, error=TestbedError,
+               message=f"node {node} not {'Ready' if ready else 'NotReady'} within {timeout:.0f} s")
+    return time.monotonic() - start
 
 
 def not_ready_delay(rows: pd.DataFrame, node: str, fault_t: pd.Timestamp) -> float | None:

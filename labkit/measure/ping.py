@@ -12,11 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from labkit.measure.base import BackgroundCollector, register
+from labkit.measure.base import BackgroundCollector
 from labkit.results import tidy
 
 
-@register("ping")
 class PingCollector(BackgroundCollector):
     """``count`` probes ``interval`` seconds apart from ``source`` to ``target``.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from labkit.measure.base import BackgroundCollector, register
+from labkit.measure.base import BackgroundCollector
 from labkit.results import tidy
 
 
@@ -24,7 +24,6 @@ def pod_state(pod: Any) -> dict[str, Any]:
             "phase": (status.phase or "") if status else "", "restarts": int(restarts), "ready": ready}
 
 
-@register("pod_events")
 class PodEvents(BackgroundCollector):
     """Watch the pods of ``namespace`` (optionally a label selector) in one cluster."""
 

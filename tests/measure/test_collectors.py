@@ -8,7 +8,7 @@ from types import SimpleNamespace as NS
 import pandas as pd
 import pytest
 
-from labkit.measure import REGISTRY, CollectorError, collecting
+from labkit.measure import CollectorError, collecting
 from labkit.measure.nodes import NodeReadyPoll, not_ready_delay, ready_condition
 from labkit.measure.ping import PingCollector, summarize_rtt
 from labkit.measure.pods import pod_state
@@ -102,7 +102,3 @@ def test_ping_rows_and_summary() -> None:
     assert rows.loc[rows["metric"] == "loss", "value"].item() == pytest.approx(0.2)
     summary = summarize_rtt(rows)
     assert summary.loc[0, "n"] == 4 and summary.loc[0, "mean"] == pytest.approx(0.65)
-
-
-def test_registry_names() -> None:
-    assert {"ping", "node_ready_watch", "node_ready_poll", "pod_events"} <= set(REGISTRY)
