@@ -5,7 +5,6 @@ its pods really run, and removing it (with the recorder pods) for the next exper
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from labkit.config import Env
 from labkit.deploy import INSTANCE, RECORDER_NAMESPACE, DeployError
 from labkit.testbed import Testbed, load_image
 from labkit.topology import Plan, plan as make_plan
+from labkit.waiting import wait_until
 from labkit.workloads.render import Images, Manifest, grid, owner as namespace_owner
 
 
@@ -197,17 +197,17 @@ def remove_chain(testbed: Testbed, chain: Chain, timeout: float = 120.0) -> None
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [p.metadata.name for name in names for p in core_api(testbed, chain.owner(name)).list_namespaced_pod(
+    left: list[str] = []
+
+    def gone() -> bool:
+        left[:] = [p.metadata.name for name in names for p in core_api(testbed, chain.owner(name)).list_namespaced_pod(
             chain.namespace(name), label_selector=f"{INSTANCE}={name}").items]
-        left += [p.metadata.name for c in testbed.clusters()
-                 for p in core_api(testbed, c).list_namespaced_pod(RECORDER_NAMESPACE).items]
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            raise DeployError(f"pods of the chain still there after {timeout:.0f} s: {left}")
-        time.sleep(1.0)
+        left.extend(p.metadata.name for c in testbed.clusters()
+                    for p in core_api(testbed, c).list_namespaced_pod(RECORDER_NAMESPACE).items)
+        return not left
+
+    wait_until(gone, timeout=timeout, interval=1.0, error=DeployError,
+               message=lambda: f"pods of the chain still there after {timeout:.0f} s: {left}")
 
 
 def wait_ready(testbed: Testbed, chain: Chain, names: Iterable[str], timeout: float = 240.0) -> None:
@@ -215,17 +215,18 @@ def wait_ready(testbed: Testbed, chain: Chain, names: Iterable[str], timeout: fl
     from kubernetes import client
 
     pending = set(names)
-    deadline = time.monotonic() + timeout
-    while pending:
+
+    def ready() -> bool:
         for name in sorted(pending):
             dep = client.AppsV1Api(testbed.kube(chain.owner(name))).read_namespaced_deployment(
                 name, chain.namespace(name))
             if (dep.status.ready_replicas or 0) >= 1:
                 pending.discard(name)
-        if pending and time.monotonic() > deadline:
-            raise DeployError(f"components not ready after {timeout:.0f} s: {sorted(pending)} "
-                              f"(see the pods of their owners and providers)")
-        time.sleep(1.0)
+        return not pending
+
+    wait_until(ready, timeout=timeout, interval=1.0, error=DeployError,
+               message=lambda: f"components not ready after {timeout:.0f} s: {sorted(pending)} "
+                               "(see the pods of their owners and providers)")
 
 
 def home_pods(testbed: Testbed, chain: Chain, name: str) -> list[Any]:

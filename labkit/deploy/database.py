@@ -31,6 +31,7 @@ from labkit.grid.config import PdcConfig, config_sql, from_mapping, reader_sql
 from labkit.testbed import Testbed, TestbedError
 from labkit.testbed.pods import PodHost
 from labkit.topology import Plan
+from labkit.waiting import wait_until
 from labkit.workloads.render import DB_NAME, DB_READER, Images, Manifest, database, grid_namespace, pdc_config
 
 #: Label the virtual kubelet puts on the provider-side pod of a home pod (Liqo's ShadowPod label).
@@ -267,19 +268,19 @@ def wait_complete(testbed: Testbed, plan: Plan, domain: str | DbDomain, timeout:
     which restarts a domain that every member waits for after a full crash.
     """
     dom = domain_of(plan, domain)
-    deadline = time.monotonic() + timeout
     next_look = time.monotonic() + RECOVER_AFTER
-    while True:
+
+    def formed() -> list[Member] | None:
+        nonlocal next_look
         found = complete(testbed, plan, dom, replicas)
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise DatabaseError(f"DB domain {dom.name}: not {replicas or dom.replicas} Synced members after "
-                                f"{timeout:.0f} s; members now: {describe(testbed, plan, dom)}")
-        if time.monotonic() >= next_look:
+        if found is None and time.monotonic() >= next_look:
             recover(testbed, plan, dom, log)
             next_look = time.monotonic() + RECOVER_AFTER
-        time.sleep(interval)
+        return found
+
+    return wait_until(formed, timeout=timeout, interval=interval, error=DatabaseError,
+                      message=lambda: f"DB domain {dom.name}: not {replicas or dom.replicas} Synced members after "
+                                      f"{timeout:.0f} s; members now: {describe(testbed, plan, dom)}")
 
 
 def needs_recovery(states: Mapping[str, str]) -> bool:

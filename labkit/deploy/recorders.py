@@ -21,6 +21,7 @@ from labkit.grid.recorder import read_frames
 from labkit.measure.stream import DOWNTIME_THRESHOLD_S
 from labkit.testbed import Testbed
 from labkit.testbed.pods import PodHost, start_pods
+from labkit.waiting import poll, wait_until
 from labkit.workloads.render import C37118_PORT
 
 
@@ -81,14 +82,15 @@ def service_host(chain: Chain, name: str, cluster: str) -> str:
 
 def wait_streaming(recorders: Sequence[RecorderPod], timeout: float = 120.0, fresh_s: float = 1.0) -> None:
     """Wait until every recorder receives frames (last arrival at most ``fresh_s`` old)."""
-    deadline = time.monotonic() + timeout
     pending = list(recorders)
-    while pending:
-        pending = [r for r in pending if not _fresh(r.status(), fresh_s)]
-        if pending and time.monotonic() > deadline:
-            raise DeployError(f"no frames after {timeout:.0f} s at recorder(s) "
-                              f"{[(r.stream, r.cluster, r.target) for r in pending]}")
-        time.sleep(1.0)
+
+    def streaming() -> bool:
+        pending[:] = [r for r in pending if not _fresh(r.status(), fresh_s)]
+        return not pending
+
+    wait_until(streaming, timeout=timeout, interval=1.0, error=DeployError,
+               message=lambda: f"no frames after {timeout:.0f} s at recorder(s) "
+                               f"{[(r.stream, r.cluster, r.target) for r in pending]}")
 
 
 def _fresh(status: Mapping[str, Any], fresh_s: float) -> bool:
@@ -100,23 +102,18 @@ def _fresh(status: Mapping[str, Any], fresh_s: float) -> bool:
 def wait_recovered(recorder: RecorderPod, since: float, timeout: float) -> float | None:
     """Wait until ``recorder`` saw a gap of data frames ending after ``since`` (UNIX s); return the first new frame's
     time (None: not within ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def back() -> float | None:
         gap = recorder.status().get("last_gap")
-        if gap and float(gap[1]) > since:
-            return float(gap[1])
-        time.sleep(0.5)
-    return None
+        return float(gap[1]) if gap and float(gap[1]) > since else None
+
+    return poll(back, timeout=timeout, interval=0.5)
 
 
 def stop_recorder(recorder: RecorderPod, timeout: float = 60.0) -> pd.DataFrame:
     """Stop the recorder, wait until its file is closed, fetch it and return its frames."""
     recorder.host.run(["touch", REC_STOP], timeout=15)
-    deadline = time.monotonic() + timeout
-    while not recorder.host.run(["test", "-e", "/data/done"], timeout=15).ok:
-        if time.monotonic() > deadline:
-            raise DeployError(f"recorder {recorder.stream} in {recorder.cluster} did not stop within {timeout:.0f} s")
-        time.sleep(0.5)
+    wait_until(lambda: recorder.host.run(["test", "-e", "/data/done"], timeout=15).ok, timeout=timeout, error=DeployError,
+               message=f"recorder {recorder.stream} in {recorder.cluster} did not stop within {timeout:.0f} s")
     res = recorder.host.run(["cat", REC_OUT], timeout=120)
     if not res.ok:
         raise DeployError(f"recorder {recorder.stream} in {recorder.cluster}: cannot read {REC_OUT}: {res.stderr}")

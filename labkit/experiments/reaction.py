@@ -44,10 +44,10 @@ from labkit.experiments.base import Parameters as BaseParameters
 from labkit.experiments.base import Tables, param, thesis
 from labkit.faults import ClusterDisconnect, FaultLog, FaultSpec, injected
 from labkit.measure import collecting
-from labkit.measure.nodes import NodeReadyPoll, NodeReadyWatch, not_ready_delay, ready_condition
+from labkit.measure.nodes import NodeReadyPoll, NodeReadyWatch, not_ready_delay, wait_node
 from labkit.results import tidy
-from labkit.testbed import Testbed, TestbedError
-from labkit.waiting import poll, wait_until
+from labkit.testbed import Testbed
+from labkit.waiting import poll
 
 #: Thesis key of the published median (Fig. 7.2).
 REFERENCE_KEY = "reaction_s.figure_7_2_virtual_node_not_ready_median"
@@ -108,30 +108,6 @@ def provider_of(env: Env, provider: str | None = None) -> str:
 def path_of(reason: str) -> str:
     """Which detection path a Ready-condition reason comes from (``tunnel``, ``api-lease`` or ``other``)."""
     return PATHS.get(reason, "other")
-
-
-def wait_node(core: Any, node: str, *, ready: bool, timeout: float) -> float:
-    """Block until ``node`` is (not) Ready; return the seconds waited.
-
-    Raises
-    ------
-    TestbedError
-        When the node does not reach the state within ``timeout`` seconds.
-    """
-    from kubernetes.client.rest import ApiException
-
-    def reached() -> bool:
-        try:
-            return ready_condition(core.read_node(node))[0] == ready
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            return False
-
-    start = time.monotonic()
-    wait_until(reached, timeout=timeout, interval=0.2, error=TestbedError,
-               message=f"virtual node {node} not {'Ready' if ready else 'NotReady'} within {timeout:.0f} s")
-    return time.monotonic() - start
 
 
 def _saw_not_ready(collector: Any, node: str, since: pd.Timestamp) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
+from labkit.waiting import wait_until
 
 
 class PodHost:
@@ -93,16 +94,17 @@ def start_pods(api: Any, namespace: str, pods: Sequence[Mapping[str, Any]], time
     for pod in pods:
         core.create_namespaced_pod(namespace, dict(pod))
     names = [p["metadata"]["name"] for p in pods]
-    deadline = time.monotonic() + timeout
-    while True:
+    waiting: dict[str, str] = {}
+
+    def hosts() -> list[PodHost] | None:
         states = {n: core.read_namespaced_pod(n, namespace).status for n in names}
         running = {n: s.pod_ip for n, s in states.items() if s.phase == "Running" and s.pod_ip}
-        if len(running) == len(names):
-            return [PodHost(core, namespace, n, running[n]) for n in names]
-        if time.monotonic() > deadline:
-            waiting = {n: s.phase for n, s in states.items() if n not in running}
-            raise TestbedError(f"pods not running after {timeout:.0f} s in {namespace}: {waiting}")
-        time.sleep(0.5)
+        waiting.clear()
+        waiting.update({n: s.phase for n, s in states.items() if n not in running})
+        return [PodHost(core, namespace, n, running[n]) for n in names] if not waiting else None
+
+    return wait_until(hosts, timeout=timeout, error=TestbedError,
+                      message=lambda: f"pods not running after {timeout:.0f} s in {namespace}: {waiting}")
 
 
 def stop_pods(api: Any, namespace: str, names: Sequence[str], timeout: float = 120.0) -> None:
@@ -117,11 +119,12 @@ def stop_pods(api: Any, namespace: str, names: Sequence[str], timeout: float = 1
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [n for n in names if n in {p.metadata.name for p in core.list_namespaced_pod(namespace).items}]
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            raise TestbedError(f"pods still in {namespace} after {timeout:.0f} s: {left}")
-        time.sleep(0.5)
+    left: list[str] = list(names)
+
+    def gone() -> bool:
+        present = {p.metadata.name for p in core.list_namespaced_pod(namespace).items}
+        left[:] = [n for n in names if n in present]
+        return not left
+
+    wait_until(gone, timeout=timeout, error=TestbedError,
+               message=lambda: f"pods still in {namespace} after {timeout:.0f} s: {left}")

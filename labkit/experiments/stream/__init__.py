@@ -52,7 +52,7 @@ from labkit.experiments.stream.phases import (LOG_EVENTS, PHASES, downtime_after
 from labkit.experiments.stream.scenarios import (cluster_failure_once, experiment_table, island_rows,
                                                  measure_cluster_failure, measure_island, measure_pod_failure,
                                                  pod_failure_once, rate_rows, replace_pod, running_address,
-                                                 wait_node_ready, wait_single_pod)
+                                                 wait_single_pod)
 from labkit.experiments.stream.summary import (COMPOSITION, compare_cluster_failure, compare_pod_failure, composition,
                                                downtimes, island_table, phase_table, plot_downtime, plot_island, table)
 
@@ -65,8 +65,7 @@ __all__ = [
     "restart_logs",
     # scenarios
     "cluster_failure_once", "experiment_table", "island_rows", "measure_cluster_failure", "measure_island",
-    "measure_pod_failure", "pod_failure_once", "rate_rows", "replace_pod", "running_address", "wait_node_ready",
-    "wait_single_pod",
+    "measure_pod_failure", "pod_failure_once", "rate_rows", "replace_pod", "running_address", "wait_single_pod",
     # summary
     "COMPOSITION", "compare_cluster_failure", "compare_pod_failure", "composition", "downtimes", "island_table",
     "phase_table", "plot_downtime", "plot_island", "table",

@@ -21,11 +21,12 @@ from labkit.experiments.stream.common import StreamError
 from labkit.experiments.stream.phases import first_at, repetition_rows, restart_logs, unix_seconds
 from labkit.faults import ClusterDisconnect, FaultLog, FaultSpec, LivenessFail, injected
 from labkit.measure import collecting
-from labkit.measure.nodes import NodeReadyWatch
+from labkit.measure.nodes import NodeReadyWatch, wait_node
 from labkit.measure.pods import PodEvents
 from labkit.measure.stream import valid_frames
 from labkit.results import tidy
 from labkit.testbed import Testbed
+from labkit.waiting import wait_until
 
 
 # --------------------------------------------------------------------------- one repetition
@@ -79,7 +80,7 @@ def cluster_failure_once(testbed: Testbed, chain: Chain, recorders: Mapping[str,
                 raise StreamError(f"repetition {rep}: the low PDC's stream did not come back within "
                                   f"{timeout_s:.0f} s of disconnecting {cluster}")
             wait_recovered(recorders["high"], t_fault, 20.0)
-        wait_node_ready(testbed, owner, _virtual_node(chain, cluster), 120.0)
+        wait_node(core_api(testbed, owner), _virtual_node(chain, cluster), ready=True, timeout=120.0, interval=1.0)
     wait_single_pod(testbed, chain, chain.low, 120.0)
     pod_rows = pods.collect()
     pod_rows = pod_rows.assign(new=~pod_rows["pod"].isin(old)) if not pod_rows.empty else pod_rows
@@ -104,28 +105,18 @@ def replace_pod(testbed: Testbed, chain: Chain, recorders: Mapping[str, Recorder
     wait_single_pod(testbed, chain, name, timeout_s)
 
 
-def wait_node_ready(testbed: Testbed, cluster: str, node: str, timeout: float) -> None:
-    """Wait until ``node`` of ``cluster`` is Ready again."""
-    from labkit.measure.nodes import ready_condition
-
-    deadline = time.monotonic() + timeout
-    while not ready_condition(core_api(testbed, cluster).read_node(node))[0]:
-        if time.monotonic() > deadline:
-            raise StreamError(f"node {node} of {cluster} not Ready again within {timeout:.0f} s")
-        time.sleep(1.0)
-
-
 def wait_single_pod(testbed: Testbed, chain: Chain, name: str, timeout: float) -> None:
     """Wait until the owner holds exactly one pod of ``name`` (evicted copies finished terminating)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pods = core_api(testbed, chain.owner(name)).list_namespaced_pod(
-            chain.namespace(name), label_selector=f"{INSTANCE}={name}").items
-        if len(pods) == 1:
-            return
-        if time.monotonic() > deadline:
-            raise StreamError(f"{name}: {len(pods)} pods in {chain.owner(name)} after {timeout:.0f} s")
-        time.sleep(1.0)
+    count = 0
+
+    def single() -> bool:
+        nonlocal count
+        count = len(core_api(testbed, chain.owner(name)).list_namespaced_pod(
+            chain.namespace(name), label_selector=f"{INSTANCE}={name}").items)
+        return count == 1
+
+    wait_until(single, timeout=timeout, interval=1.0, error=StreamError,
+               message=lambda: f"{name}: {count} pods in {chain.owner(name)} after {timeout:.0f} s")
 
 
 # --------------------------------------------------------------------------- experiments

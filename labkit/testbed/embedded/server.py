@@ -44,6 +44,7 @@ from labkit.config import Env, validate_env
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import linux
 from labkit.testbed.signals import ignore_terminate, unwind_on_terminate
+from labkit.waiting import poll, wait_until
 
 if TYPE_CHECKING:
     from labkit.testbed.embedded import EmbeddedTestbed
@@ -143,20 +144,22 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
     with open(session / LOG, "ab") as out:
         proc = linux.spawn_detached([sys.executable, "-m", "labkit.testbed.embedded.server", str(session)], out)
     log(f"[shared] server pid {proc.pid} brings up {env.name}; its log: {session / LOG}")
-    deadline, shown = time.monotonic() + timeout, _log_size(session)
-    while True:
+    shown = _log_size(session)
+
+    def ready() -> ServerState | None:
+        nonlocal shown
         shown = _forward(session, shown, log)
         state = ServerState.read(session)
-        if state is not None and state.pid == proc.pid and state.state == "ready":
-            return state
         if (state is not None and state.state == "failed") or proc.returncode is not None:
             raise TestbedError(f"the shared test bed of {env.name} failed: "
                                f"{state.error if state else 'the server exited'}; see {session / LOG}")
-        if time.monotonic() > deadline:
-            stop(session, log)
-            raise TestbedError(f"the shared test bed of {env.name} was not ready after {timeout:.0f} s; "
-                               f"see {session / LOG}")
-        time.sleep(0.5)
+        return state if state is not None and state.pid == proc.pid and state.state == "ready" else None
+
+    found = poll(ready, timeout=timeout)
+    if found is None:
+        stop(session, log)
+        raise TestbedError(f"the shared test bed of {env.name} was not ready after {timeout:.0f} s; see {session / LOG}")
+    return found
 
 
 def _log_size(session: Path) -> int:
@@ -188,12 +191,9 @@ def stop(session: Path, log: Log = print, timeout: float = 180.0) -> None:
     log(f"[shared] stopping the test bed of {state.env} (server pid {state.pid})")
     offset = _log_size(session)
     os.kill(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(state.pid):
-        if time.monotonic() > deadline:
-            raise TestbedError(f"the shared test bed's server (pid {state.pid}) did not stop within {timeout:.0f} s; "
-                               f"see {session / LOG}, then `invoke down --force`")
-        time.sleep(0.3)
+    wait_until(lambda: not _alive(state.pid), timeout=timeout, interval=0.3, error=TestbedError,
+               message=f"the shared test bed's server (pid {state.pid}) did not stop within {timeout:.0f} s; "
+                       f"see {session / LOG}, then `invoke down --force`")
     _forward(session, offset, log)
 
 
