@@ -18,6 +18,7 @@ manifest records the resolved values (defaults included).
 
 from __future__ import annotations
 
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -141,17 +142,30 @@ def ensure_kernel(name: str = KERNEL_NAME) -> None:
         raise PipelineError(f"Jupyter kernel {name!r} is not registered: run `invoke setup` first")
 
 
+def kernel_config(sockets: Path) -> Any:
+    """Kernel manager settings: the local kernel talks to the runner over IPC sockets under ``sockets``.
+
+    Over TCP (Jupyter's default) every kernel warns that its traffic is not encrypted, once per
+    notebook, and its ports are open to every local user; IPC sockets are files in a private
+    directory. The kernel runs on this machine, so nothing needs TCP.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
+
+
 def execute(notebook: Path, output: Path, parameters: Mapping[str, Any], kernel: str = KERNEL_NAME) -> None:
     """Execute one notebook with papermill; raise :class:`PipelineError` naming the failing cell."""
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
-                            progress_bar=False, cwd=str(paths.repo_root()))
-    except pm.PapermillExecutionError as err:
-        raise PipelineError(f"{notebook.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
-                            f"(executed copy: {output})") from None
+    with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
+        try:
+            pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
+                                progress_bar=False, cwd=str(paths.repo_root()), config=kernel_config(Path(sockets)))
+        except pm.PapermillExecutionError as err:
+            raise PipelineError(f"{notebook.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+                                f"(executed copy: {output})") from None
 
 
 def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = None,

@@ -15,8 +15,8 @@ from labkit import paths
 from labkit.config import ConfigError
 from labkit.experiments import by_notebook
 from labkit.manifest import Manifest, git_info, new_run_id, package_versions
-from labkit.runner import (EXPERIMENT_PARAMETERS, PipelineError, load_pipeline, notebook_parameters, rebuild_figures,
-                           run_pipeline)
+from labkit.runner import (EXPERIMENT_PARAMETERS, PipelineError, execute, load_pipeline, notebook_parameters,
+                           rebuild_figures, run_pipeline)
 
 PARAMS = ('run_dir: str = "x"  # where to write\n'
           'figures_dir: str = "f"  # figures\n'
@@ -50,6 +50,16 @@ def _pipeline(tmp_path: Path, fail_second: bool = False) -> Path:
         "  - {notebook: 10-second.ipynb, figures: false}\n"
         "  - {notebook: 20-third.ipynb, backends: [vms]}\n")
     return tmp_path / "pipeline.yaml"
+
+
+@pytest.mark.notebook
+def test_the_kernel_talks_over_ipc_and_does_not_warn(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    nb = _notebook(tmp_path / "00-ipc.ipynb", "import ipykernel.kernelapp as k\n"
+                   "print(k.IPKernelApp.instance().transport)")
+    execute(nb, tmp_path / "out.ipynb", {})
+    out = [o for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells for o in c.get("outputs", [])]
+    assert out[0]["text"].strip() == "ipc"
+    assert "without encryption" not in capfd.readouterr().err
 
 
 @pytest.mark.notebook
