@@ -1,4 +1,4 @@
-"""The executor of command plans, on a fake transport: order, parallelism, captures, retries, checks."""
+"""The executor of runbooks, on a fake transport: order, parallelism, captures, retries, checks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from labkit.testbed.base import CommandResult, TestbedError
 from labkit.testbed.base import parse_ping
 from labkit.testbed.vms import detached
-from labkit.testbed.vms.commands import STAGING, CommandPlan, Put, Ref, Run, Stage
+from labkit.testbed.vms.commands import STAGING, Runbook, Put, Ref, Run, Stage
 from labkit.testbed.vms.execute import Executor, PlanError
 
 pytestmark = pytest.mark.unit
@@ -53,8 +53,8 @@ def fail(code: int = 1, stderr: str = "boom") -> CommandResult:
     return CommandResult((), code, "", stderr)
 
 
-def run(plan: CommandPlan, transport: FakeTransport, **kw: object) -> dict[str, dict[str, str]]:
-    return asyncio.run(Executor(transport, retry_delay=0, log=lambda _: None, **kw).run_plan(plan))  # type: ignore[arg-type]
+def run(plan: Runbook, transport: FakeTransport, **kw: object) -> dict[str, dict[str, str]]:
+    return asyncio.run(Executor(transport, retry_delay=0, log=lambda _: None, **kw).run_runbook(plan))  # type: ignore[arg-type]
 
 
 PEER_LINE = "liqoctl peer out-of-band b --auth-url https://b:1 --cluster-id id-b --auth-token tok\n"
@@ -63,7 +63,7 @@ PEER_LINE = "liqoctl peer out-of-band b --auth-url https://b:1 --cluster-id id-b
 def test_captured_values_reach_later_stages_and_hosts_run_in_parallel() -> None:
     info = Run("b", "liqo.peer-info", ("gen",), capture="peer-info:b", parser="peer-command", secret=True)
     peer = Run("a", "liqo.peer", ("peer", "--auth-token", Ref("peer-info:b", "token")))
-    plan = CommandPlan((Stage("s1", (Run("a", "x", ("one",)), Run("b", "x", ("one",)), info)),
+    plan = Runbook((Stage("s1", (Run("a", "x", ("one",)), Run("b", "x", ("one",)), info)),
                         Stage("s2", (peer, Put("a", "p", f"{STAGING}/f", content="x")))))
     transport = FakeTransport({("gen",): [ok(PEER_LINE)]}, delay=0.05)
     captures = run(plan, transport)
@@ -75,7 +75,7 @@ def test_captured_values_reach_later_stages_and_hosts_run_in_parallel() -> None:
 
 
 def test_a_failure_stops_the_plan_naming_stage_host_step_and_log() -> None:
-    plan = CommandPlan((Stage("k3s.servers", (Run("a", "k3s.install", ("install",)), Run("b", "k3s.install", ("ok",)))),
+    plan = Runbook((Stage("k3s.servers", (Run("a", "k3s.install", ("install",)), Run("b", "k3s.install", ("ok",)))),
                         Stage("later", (Run("a", "x", ("never",)),))))
     transport = FakeTransport({("install",): [fail(3, "no space left")]})
     with pytest.raises(PlanError) as err:
@@ -89,30 +89,30 @@ def test_a_failure_stops_the_plan_naming_stage_host_step_and_log() -> None:
 def test_retries_until_success_and_gives_up_after_the_last() -> None:
     flaky = Run("a", "k3s.ready", ("wait",), retries=2)
     transport = FakeTransport({("wait",): [fail(), fail(), ok()]})
-    run(CommandPlan((Stage("s", (flaky,)),)), transport)
+    run(Runbook((Stage("s", (flaky,)),)), transport)
     assert transport.calls.count(("a", ("wait",))) == 3
     transport = FakeTransport({("wait",): [fail()]})
     with pytest.raises(PlanError, match="after 3 attempt"):
-        run(CommandPlan((Stage("s", (flaky,)),)), transport)
+        run(Runbook((Stage("s", (flaky,)),)), transport)
 
 
 def test_expectations_on_parsed_output_are_checked() -> None:
     node = json.dumps({"metadata": {"name": "liqo-b", "labels": {"liqo.io/type": "virtual-node", "x": "1"}}})
     good = Run("a", "liqo.virtual-node-labels", ("get",), parser="node-labels", expect={"liqo.io/type": "virtual-node"})
     bad = Run("a", "liqo.virtual-node-labels", ("get",), parser="node-labels", expect={"x": "2"})
-    run(CommandPlan((Stage("s", (good,)),)), FakeTransport({("get",): [ok(node)]}))
+    run(Runbook((Stage("s", (good,)),)), FakeTransport({("get",): [ok(node)]}))
     with pytest.raises(PlanError, match=r"x='1', expected '2'"):
-        run(CommandPlan((Stage("s", (bad,)),)), FakeTransport({("get",): [ok(node)]}))
+        run(Runbook((Stage("s", (bad,)),)), FakeTransport({("get",): [ok(node)]}))
     version = Run("a", "liqoctl.version", ("v",), parser="text", expect={"contains": "v0.10.2"})
     with pytest.raises(PlanError, match="does not contain 'v0.10.2'"):
-        run(CommandPlan((Stage("s", (version,)),)), FakeTransport({("v",): [ok("Client version: v0.9.4")]}))
+        run(Runbook((Stage("s", (version,)),)), FakeTransport({("v",): [ok("Client version: v0.9.4")]}))
     garbage = Run("a", "liqo.peer-info", ("gen",), capture="k", parser="peer-command")
     with pytest.raises(PlanError, match="output not understood"):
-        run(CommandPlan((Stage("s", (garbage,)),)), FakeTransport({("gen",): [ok("Error: forbidden")]}))
+        run(Runbook((Stage("s", (garbage,)),)), FakeTransport({("gen",): [ok("Error: forbidden")]}))
 
 
 def test_keep_going_runs_every_stage_and_unchecked_failures_pass() -> None:
-    plan = CommandPlan((Stage("a", (Run("a", "x", ("bad",)),)), Stage("b", (Run("a", "y", ("good",)),)),
+    plan = Runbook((Stage("a", (Run("a", "x", ("bad",)),)), Stage("b", (Run("a", "y", ("good",)),)),
                         Stage("c", (Run("a", "z", ("bad2",), check=False),))))
     transport = FakeTransport({("bad",): [fail()], ("bad2",): [fail()]})
     with pytest.raises(PlanError, match="stage a"):
@@ -121,7 +121,7 @@ def test_keep_going_runs_every_stage_and_unchecked_failures_pass() -> None:
 
 
 def test_a_plan_using_an_uncaptured_value_is_refused_before_running() -> None:
-    plan = CommandPlan((Stage("s", (Run("a", "x", ("peer", Ref("peer-info:b", "token"))),)),))
+    plan = Runbook((Stage("s", (Run("a", "x", ("peer", Ref("peer-info:b", "token"))),)),))
     transport = FakeTransport()
     with pytest.raises(TestbedError, match="before any stage captures 'peer-info:b'"):
         run(plan, transport)
@@ -187,7 +187,7 @@ def test_unreachable_hosts_are_skipped_in_later_stages_of_a_teardown() -> None:
                 raise SshError("b: cannot ssh to ubuntu@192.0.2.11:22 after 4 attempt(s): timeout (log: /logs/b.log)")
             return await super().run(host, argv, timeout, secret)
 
-    plan = CommandPlan((Stage("one", (Run("a", "x", ("1",), check=False), Run("b", "x", ("1",), check=False))),
+    plan = Runbook((Stage("one", (Run("a", "x", ("1",), check=False), Run("b", "x", ("1",), check=False))),
                         Stage("two", (Run("a", "y", ("2",), check=False), Run("b", "y", ("2",), check=False)))))
     transport = Unreachable()
     with pytest.raises(PlanError) as err:
@@ -209,7 +209,7 @@ def test_stage_durations_give_the_embedded_phase_timings() -> None:
     from labkit.testbed.vms import phase_timings
 
     names = ["k3s.install", "k3s.ready", "images", "liqo.peer-info", "liqo.peer", "liqo.virtual-nodes", "liqo.offload"]
-    plan = CommandPlan(tuple(Stage(n, (Run("a", "x", (n,)),)) for n in names))
+    plan = Runbook(tuple(Stage(n, (Run("a", "x", (n,)),)) for n in names))
     durations: dict[str, float] = {}
     run(plan, FakeTransport(delay=0.02), durations=durations)
     assert list(durations) == names and all(d >= 0.02 for d in durations.values())

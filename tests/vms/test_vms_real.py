@@ -17,7 +17,7 @@ from labkit.config import load_env
 from labkit.testbed import base
 from labkit.testbed.vms import VmsTestbed
 from labkit.testbed.vms.liqo import cluster_id
-from labkit.testbed.vms.plan import topology_plan
+from labkit.testbed.vms.runbook import topology_plan
 
 pytestmark = pytest.mark.vms
 

@@ -1,4 +1,4 @@
-"""The VMs backend's command plan for the thesis env: what every host would run, in which order."""
+"""The VMs backend's runbook for the thesis env: what every host would run, in which order."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from kubernetes import client
 from labkit.config import load_env
 from labkit.testbed.base import TestbedError
 from labkit.testbed.vms import dry_run, k3s, liqo, percona
-from labkit.testbed.vms.commands import STAGING, CommandPlan, Put, Ref, Run, go_duration, render
+from labkit.testbed.vms.commands import STAGING, Runbook, Put, Ref, Run, go_duration, render
 from labkit.testbed.vms.options import VmsOptions
-from labkit.testbed.vms.plan import down_plan, inventory, local_files, topology_plan, up_plan
+from labkit.testbed.vms.runbook import down_runbook, inventory, local_files, topology_plan, up_runbook
 from labkit.topology.labels import liqoctl_selectors
 from labkit.workloads import check
 
@@ -40,15 +40,15 @@ def topo(env: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def plan(env: Any, topo: Any) -> CommandPlan:
-    return up_plan(env, topo)
+def plan(env: Any, topo: Any) -> Runbook:
+    return up_runbook(env, topo)
 
 
-def stage_index(plan: CommandPlan, name: str) -> int:
+def stage_index(plan: Runbook, name: str) -> int:
     return [s.name for s in plan.stages].index(name)
 
 
-def config_of(plan: CommandPlan, host: str) -> dict[str, Any]:
+def config_of(plan: Runbook, host: str) -> dict[str, Any]:
     puts = [c for c in plan.for_host(host) if isinstance(c, Put) and c.remote.endswith("k3s-config.yaml")]
     assert len(puts) == 1
     return yaml.safe_load(puts[0].content or "")
@@ -75,7 +75,7 @@ def round_trip(model: type, obj: Any) -> None:
 # --------------------------------------------------------------------------- k3s
 
 
-def test_every_host_gets_its_cidrs_labels_and_table_7_1_flags(env: Any, topo: Any, plan: CommandPlan) -> None:
+def test_every_host_gets_its_cidrs_labels_and_table_7_1_flags(env: Any, topo: Any, plan: Runbook) -> None:
     assert sorted(plan.hosts()) == sorted(h.node for h in env.backend.hosts)
     for cluster in env.clusters:
         node = cluster.nodes[0].name
@@ -101,7 +101,7 @@ def test_flags_follow_env_tuning_not_literals() -> None:
         "controller_manager": {"node_monitor_grace_period_s": 12, "pod_eviction_timeout_s": 7},
         "apiserver": {"default_not_ready_toleration_s": 3, "default_unreachable_toleration_s": 4},
         "liqo": {"gateway_ping_interval_s": 1.5, "node_ping_interval_s": 6}}})
-    plan = up_plan(env, topology_plan(env))
+    plan = up_runbook(env, topology_plan(env))
     cfg = config_of(plan, "leaf-2")
     assert flags(cfg["kubelet-arg"])["node-status-update-frequency"] == "2500ms"
     assert flags(cfg["kube-controller-manager-arg"])["node-monitor-grace-period"] == "12s"
@@ -114,7 +114,7 @@ def test_flags_follow_env_tuning_not_literals() -> None:
     assert "--node-ping-interval=6s" in values["virtualKubelet"]["extra"]["args"]
 
 
-def test_k3s_is_installed_pinned_as_server_and_disables_unused_components(env: Any, plan: CommandPlan) -> None:
+def test_k3s_is_installed_pinned_as_server_and_disables_unused_components(env: Any, plan: Runbook) -> None:
     installs = plan.runs("k3s.install")
     assert len(installs) == 5
     for run in installs:
@@ -127,7 +127,7 @@ def test_k3s_is_installed_pinned_as_server_and_disables_unused_components(env: A
 
 def test_k3s_version_is_configurable() -> None:
     env = load_env("crownlabs", overrides={"backend": {"k3s_version": "v1.25.16+k3s4"}})
-    assert all("INSTALL_K3S_VERSION=v1.25.16+k3s4" in r.argv for r in up_plan(env, topology_plan(env)).runs("k3s.install"))
+    assert all("INSTALL_K3S_VERSION=v1.25.16+k3s4" in r.argv for r in up_runbook(env, topology_plan(env)).runs("k3s.install"))
 
 
 def test_multi_node_cluster_joins_agents_with_the_servers_token() -> None:
@@ -138,7 +138,7 @@ def test_multi_node_cluster_joins_agents_with_the_servers_token() -> None:
         "grid": {"pmus": [], "pdcs": []},
         "backend": {"hosts": [{"node": "root", "address": "192.0.2.10"}, {"node": "leaf-1a", "address": "192.0.2.11"},
                               {"node": "leaf-1b", "address": "192.0.2.12", "interface": "eth1"}]}})
-    plan = up_plan(env, topology_plan(env))
+    plan = up_runbook(env, topology_plan(env))
     assert stage_index(plan, "k3s.servers") < stage_index(plan, "k3s.tokens") < stage_index(plan, "k3s.agents")
     (agent,) = plan.runs("k3s.install")[-1:]
     assert agent.host == "leaf-1b" and "INSTALL_K3S_EXEC=agent" in agent.argv
@@ -157,14 +157,14 @@ def test_multi_node_cluster_joins_agents_with_the_servers_token() -> None:
 # --------------------------------------------------------------------------- liqo
 
 
-def test_stages_run_in_a_valid_order(plan: CommandPlan) -> None:
+def test_stages_run_in_a_valid_order(plan: Runbook) -> None:
     order = ["preflight", "k3s.files", "k3s.servers", "k3s.ready", "k3s.kubeconfig", "images", "liqoctl",
              "liqo.install", "liqo.peer-info", "liqo.peer", "liqo.virtual-nodes", "liqo.offload", "percona"]
     assert [s.name for s in plan.stages] == order
     assert plan.check_refs() == []
 
 
-def test_liqo_install_per_cluster_with_name_labels_cidrs_and_values(env: Any, topo: Any, plan: CommandPlan) -> None:
+def test_liqo_install_per_cluster_with_name_labels_cidrs_and_values(env: Any, topo: Any, plan: Runbook) -> None:
     for run in plan.runs("liqo.install"):
         args = list(run.argv)
         cluster = args[args.index("--cluster-name") + 1]
@@ -197,14 +197,14 @@ def test_liqo_values_carry_timers_wireguard_and_cluster_id(env: Any) -> None:
 
 def test_userspace_wireguard_is_a_setting_and_skips_the_module_check() -> None:
     env = load_env("crownlabs", overrides={"backend": {"wireguard_implementation": "userspace"}})
-    plan = up_plan(env, topology_plan(env))
+    plan = up_runbook(env, topology_plan(env))
     assert liqo.values(env, "root")["gateway"]["config"]["wireguardImplementation"] == "userspace"
     assert plan.runs("preflight.wireguard") == []
     kernel = load_env("crownlabs")
-    assert len(up_plan(kernel, topology_plan(kernel)).runs("preflight.wireguard")) == 5
+    assert len(up_runbook(kernel, topology_plan(kernel)).runs("preflight.wireguard")) == 5
 
 
-def test_peering_follows_the_plan_directions_after_every_install(topo: Any, plan: CommandPlan) -> None:
+def test_peering_follows_the_plan_directions_after_every_install(topo: Any, plan: Runbook) -> None:
     peers = plan.runs("liqo.peer")
     done = {(r.host, r.argv[r.argv.index("out-of-band") + 1]) for r in peers}
     assert done == {(link.consumer, link.provider) for link in topo.peerings}
@@ -217,7 +217,7 @@ def test_peering_follows_the_plan_directions_after_every_install(topo: Any, plan
     assert stage_index(plan, "liqo.install") < stage_index(plan, "liqo.peer-info") < stage_index(plan, "liqo.peer")
 
 
-def test_virtual_nodes_are_checked_with_the_plan_labels(env: Any, topo: Any, plan: CommandPlan) -> None:
+def test_virtual_nodes_are_checked_with_the_plan_labels(env: Any, topo: Any, plan: Runbook) -> None:
     checks = plan.runs("liqo.virtual-node-labels")
     assert len(checks) == len(topo.virtual_nodes)
     for node, run in zip(topo.virtual_nodes, checks, strict=True):
@@ -228,7 +228,7 @@ def test_virtual_nodes_are_checked_with_the_plan_labels(env: Any, topo: Any, pla
         assert run.expect["liqo.io/type"] == "virtual-node"
 
 
-def test_offload_uses_the_plan_selector_and_strategies(topo: Any, plan: CommandPlan) -> None:
+def test_offload_uses_the_plan_selector_and_strategies(topo: Any, plan: Runbook) -> None:
     (offload,) = topo.offloads
     (run,) = plan.runs("liqo.offload")
     args = list(run.argv)
@@ -260,7 +260,7 @@ def test_parse_peer_command_reads_liqo_0_10_output() -> None:
 # --------------------------------------------------------------------------- images, percona
 
 
-def test_images_are_copied_and_imported_on_every_node(env: Any, plan: CommandPlan) -> None:
+def test_images_are_copied_and_imported_on_every_node(env: Any, plan: Runbook) -> None:
     for host in plan.hosts():
         cmds = [c for c in plan.for_host(host) if c.step.startswith("images.")]
         assert [c.remote for c in cmds if isinstance(c, Put)] == [f"{STAGING}/images/{n}.oci.tar"
@@ -274,12 +274,12 @@ def test_images_are_copied_and_imported_on_every_node(env: Any, plan: CommandPla
 def test_real_archives_replace_the_placeholders(env: Any, topo: Any, tmp_path: Path) -> None:
     archive = tmp_path / "runtime.tar"
     archive.write_bytes(b"x")
-    plan = up_plan(env, topo, VmsOptions(images=("runtime",), extra_archives=(tmp_path / "openpdc.tar",)),
+    plan = up_runbook(env, topo, VmsOptions(images=("runtime",), extra_archives=(tmp_path / "openpdc.tar",)),
                    archives={"runtime": archive})
     assert local_files(plan) == [archive, tmp_path / "openpdc.tar"]
 
 
-def test_percona_cluster_resource_follows_the_db_domain(env: Any, topo: Any, plan: CommandPlan) -> None:
+def test_percona_cluster_resource_follows_the_db_domain(env: Any, topo: Any, plan: Runbook) -> None:
     (domain,) = env.db_domains
     assert percona.owner(topo, domain) == "root"
     obj = percona.cluster_resource(env, topo, domain)
@@ -301,7 +301,7 @@ def test_percona_cluster_resource_follows_the_db_domain(env: Any, topo: Any, pla
 
 
 def test_percona_can_be_left_out(env: Any, topo: Any) -> None:
-    plan = up_plan(env, topo, VmsOptions(percona=False))
+    plan = up_runbook(env, topo, VmsOptions(percona=False))
     assert plan.runs("percona") == [] and "percona" not in [s.name for s in plan.stages]
 
 
@@ -311,7 +311,7 @@ def test_percona_can_be_left_out(env: Any, topo: Any) -> None:
 def test_airgap_plan_downloads_nothing_and_copies_every_artifact(env: Any, topo: Any, tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "liqo-images.tar").write_bytes(b"x")
-    plan = up_plan(env, topo, VmsOptions(airgap=True, artifacts_dir=tmp_path))
+    plan = up_runbook(env, topo, VmsOptions(airgap=True, artifacts_dir=tmp_path))
     rendered = render(plan)
     assert "curl" not in rendered and "https://" not in rendered.replace("--api-server-url https://", "")
     assert all("INSTALL_K3S_SKIP_DOWNLOAD=true" in r.argv for r in plan.runs("k3s.install"))
@@ -322,7 +322,7 @@ def test_airgap_plan_downloads_nothing_and_copies_every_artifact(env: Any, topo:
     assert Path("images/liqo-images.tar") in files
 
 
-def test_dry_run_prints_every_command_per_host_in_order(env: Any, plan: CommandPlan) -> None:
+def test_dry_run_prints_every_command_per_host_in_order(env: Any, plan: Runbook) -> None:
     text = dry_run(env)
     for command in plan.commands():
         assert command.render() in text
@@ -334,7 +334,7 @@ def test_dry_run_prints_every_command_per_host_in_order(env: Any, plan: CommandP
 
 
 def test_down_plan_unpeers_uninstalls_and_never_fails(env: Any, topo: Any) -> None:
-    plan = down_plan(env, topo)
+    plan = down_runbook(env, topo)
     names = [s.name for s in plan.stages]
     assert names == ["percona.delete", "liqo.unoffload", "liqo.unpeer", "liqo.uninstall", "k3s.uninstall", "cleanup"]
     assert all(not r.check for r in plan.runs())
@@ -345,14 +345,14 @@ def test_down_plan_unpeers_uninstalls_and_never_fails(env: Any, topo: Any) -> No
 def test_inventory_names_nodes_without_a_vm() -> None:
     env = load_env("crownlabs", overrides={"backend": {"hosts": [{"node": "root", "address": "192.0.2.10"}]}})
     with pytest.raises(TestbedError, match=r"leaf-1.*leaf-4"):
-        up_plan(env, topology_plan(env))
+        up_runbook(env, topology_plan(env))
     with pytest.raises(TestbedError, match="kind: vms"):
         inventory(load_env("thesis"))
 
 
 def test_non_root_user_goes_through_sudo_and_root_does_not() -> None:
     env = load_env("crownlabs", overrides={"backend": {"user": "root"}})
-    plan = up_plan(env, topology_plan(env))
+    plan = up_runbook(env, topology_plan(env))
     assert all(r.argv[0] != "sudo" for r in plan.runs()) and plan.runs("preflight.sudo") == []
 
 

@@ -22,7 +22,7 @@ import asyncssh
 import pytest
 
 from labkit.testbed.vms import SshTransport, VmsHost
-from labkit.testbed.vms.commands import STAGING, CommandPlan, Put, Run, Stage
+from labkit.testbed.vms.commands import STAGING, Runbook, Put, Run, Stage
 from labkit.testbed.vms.execute import Executor
 from labkit.testbed.vms.ssh import TIMEOUT_STATUS, HostLog, LoopThread, SshError, SshHost, SshPool, SshTarget
 
@@ -267,7 +267,7 @@ def test_pool_runs_hosts_in_parallel(sshd: Sshd) -> None:
 
 
 def test_executor_runs_a_plan_over_ssh_with_captures(sshd: Sshd) -> None:
-    plan = CommandPlan((
+    plan = Runbook((
         Stage("put", (Put("vm", "t.put", f"{STAGING}/plan-{os.getpid()}.txt", content="hello\n"),)),
         Stage("read", (Run("vm", "t.read", ("cat", f"{STAGING}/plan-{os.getpid()}.txt"), capture="c", parser="text"),
                        Run("vm", "t.clean", ("rm", "-f", f"{STAGING}/plan-{os.getpid()}.txt")))),
@@ -276,7 +276,7 @@ def test_executor_runs_a_plan_over_ssh_with_captures(sshd: Sshd) -> None:
 
     async def work() -> dict[str, dict[str, str]]:
         try:
-            return await Executor(SshTransport(pool), retry_delay=0, log=lambda _: None).run_plan(plan)
+            return await Executor(SshTransport(pool), retry_delay=0, log=lambda _: None).run_runbook(plan)
         finally:
             await pool.close()
 

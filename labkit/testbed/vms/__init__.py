@@ -2,7 +2,7 @@
 
 :class:`VmsTestbed` implements :class:`labkit.testbed.base.Testbed` for envs with
 ``backend: kind: vms`` (``envs/crownlabs.yaml``): an inventory of VMs, one per node, reached
-over SSH with asyncssh. ``up(env)`` builds the command plan (:mod:`.plan`) from the env and
+over SSH with asyncssh. ``up(env)`` builds the runbook (:mod:`.runbook`) from the env and
 its topology plan and runs it (:mod:`.execute`): k3s with the Table 7.1 timers, Liqo with the
 plan's peerings and offloads, the labkit images, the Percona operator. ``dry_run(env)`` prints
 the same plan without any VM. See ``docs/vms.md``.
@@ -35,11 +35,12 @@ from labkit.config import Env
 from labkit.setup_steps import Step
 from labkit.testbed.base import CommandResult, PingResult, TestbedError, ping_with
 from labkit.testbed.vms import k3s
-from labkit.testbed.vms.commands import CommandPlan, Put, as_root, render
+from labkit.testbed.vms.commands import Runbook, Put, as_root, render
 from labkit.testbed.vms.execute import Executor
 from labkit.testbed.vms.options import VmsOptions
-from labkit.testbed.vms.plan import Inventory, down_plan, inventory, topology_plan, up_plan
+from labkit.testbed.vms.runbook import Inventory, down_runbook, inventory, topology_plan, up_runbook
 from labkit.testbed.vms.ssh import HostLog, LoopThread, SshHost, SshPool, SshTarget
+from labkit.waiting import wait_until
 
 __all__ = ["APT_PACKAGES", "SshTransport", "VmsHost", "VmsOptions", "VmsTestbed", "dry_run", "setup_steps"]
 
@@ -59,7 +60,7 @@ def setup_steps() -> list[Step]:
 def dry_run(env: Env, options: VmsOptions | None = None, down: bool = False) -> str:
     """Every command ``up`` (or ``down``) would run on each VM, in order, without connecting."""
     topo = topology_plan(env)
-    plan = down_plan(env, topo, options) if down else up_plan(env, topo, options)
+    plan = down_runbook(env, topo, options) if down else up_runbook(env, topo, options)
     inv = inventory(env)
     head = (f"# labkit vms {'down' if down else 'up'} --dry-run: env {env.name}, {len(inv.hosts)} VM(s) as "
             f"{inv.user}; stages run in order, hosts in parallel inside a stage\n")
@@ -144,12 +145,11 @@ class VmsHost:
         self._loop.call(self._ssh.close())
         direct = self._loop.call(self._try_up(connect_timeout=3.0))
         if not direct:
-            deadline = (self._down_at or time.monotonic()) + self.bring_up_after_s + 30.0
-            while not self._loop.call(self._try_up(connect_timeout=5.0)):
-                if time.monotonic() > deadline:
-                    raise TestbedError(f"{self.name} ({self.address}) unreachable {self.bring_up_after_s:g} s after "
-                                       f"its link went down; see {self._ssh.log.path}")
-                time.sleep(1.0)
+            left = (self._down_at or time.monotonic()) + self.bring_up_after_s + 30.0 - time.monotonic()
+            wait_until(lambda: self._loop.call(self._try_up(connect_timeout=5.0)), timeout=max(0.0, left),
+                       interval=1.0, error=TestbedError,
+                       message=f"{self.name} ({self.address}) unreachable {self.bring_up_after_s:g} s after its link "
+                               f"went down; see {self._ssh.log.path}")
         self._down_at = None
 
     async def _try_up(self, connect_timeout: float) -> bool:
@@ -170,7 +170,7 @@ class VmsHost:
 
 
 def phase_timings(durations: dict[str, float]) -> dict[str, float]:
-    """The embedded backend's ``timings`` keys from the command plan's stage durations.
+    """The embedded backend's ``timings`` keys from the runbook's stage durations.
 
     ``ready_s``: every stage up to ``k3s.ready``; ``peering_s``: ``liqo.peer*`` and
     ``liqo.virtual-nodes``; ``offloading_s``: ``liqo.offload``.
@@ -245,7 +245,7 @@ class VmsTestbed:
         self._connect(env)
         self._env = env
         archives = self._build_images()
-        plan = up_plan(env, topo, self.options, archives)
+        plan = up_runbook(env, topo, self.options, archives)
         start = time.monotonic()
         captures = self._run(plan)
         self.timings = phase_timings(self._durations)
@@ -264,7 +264,7 @@ class VmsTestbed:
         """Uninstall Liqo and k3s from every VM of ``env`` (also for a run this process did not start)."""
         self._connect(env)
         try:
-            self._run(down_plan(env, topology_plan(env), self.options), keep_going=True)
+            self._run(down_runbook(env, topology_plan(env), self.options), keep_going=True)
         finally:
             self._apis.clear()
             self._kubeconfigs.clear()
@@ -337,12 +337,12 @@ class VmsTestbed:
         self._inv = inv
         self._connected = env
 
-    def _run(self, plan: CommandPlan, keep_going: bool = False) -> dict[str, dict[str, str]]:
+    def _run(self, plan: Runbook, keep_going: bool = False) -> dict[str, dict[str, str]]:
         """Run ``plan`` on the pool."""
         assert self._pool is not None and self._loop is not None
         executor = Executor(SshTransport(self._pool), retry_delay=self.options.retry_delay_s, log=self.log,
                             keep_going=keep_going, durations=self._durations)
-        return self._loop.call(executor.run_plan(plan))
+        return self._loop.call(executor.run_runbook(plan))
 
     def _build_images(self) -> dict[str, Path]:
         """Build (or reuse) every image archive; record their manifest digests."""

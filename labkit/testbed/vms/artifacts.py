@@ -1,6 +1,6 @@
 """Air-gapped installs: which files the control machine must hold, and where they come from.
 
-With ``VmsOptions(airgap=True)`` nothing is downloaded by the VMs: the command plan copies
+With ``VmsOptions(airgap=True)`` nothing is downloaded by the VMs: the runbook copies
 these files from ``artifacts_dir`` (default ``~/.cache/labkit/vms``)::
 
     k3s/<k3s version>/install.sh                     k3s' install script at that tag

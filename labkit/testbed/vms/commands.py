@@ -1,6 +1,6 @@
-"""The command plan: what the VMs backend runs on each host, as pure data.
+"""The runbook: what the VMs backend runs on each host, as pure data.
 
-A :class:`CommandPlan` is an ordered list of :class:`Stage` objects. Inside a stage, the
+A :class:`Runbook` is an ordered list of :class:`Stage` objects. Inside a stage, the
 commands of one host run in order and different hosts run in parallel; a stage starts when
 the previous one has finished on every host. Commands are :class:`Run` (an argv executed
 over SSH) or :class:`Put` (a file copied to the host's staging directory).
@@ -17,7 +17,7 @@ The same objects are rendered by :func:`render` for ``--dry-run`` and executed b
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,7 +171,7 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class CommandPlan:
+class Runbook:
     """An ordered list of stages (see the module docstring)."""
 
     stages: tuple[Stage, ...]
@@ -212,7 +212,7 @@ def _step_matches(step: str, wanted: str | None) -> bool:
     return wanted is None or step == wanted or step.startswith(wanted + ".")
 
 
-def render(plan: CommandPlan, addresses: Mapping[str, str] | None = None, contents: bool = True) -> str:
+def render(plan: Runbook, addresses: Mapping[str, str] | None = None, contents: bool = True) -> str:
     """The plan as dry-run prints it: stage by stage, per host, every command in order.
 
     Parameters
@@ -236,16 +236,6 @@ def render(plan: CommandPlan, addresses: Mapping[str, str] | None = None, conten
                 lines.append(f"  [{where}] {command.step}: {command.render()}")
                 if contents and isinstance(command, Put) and command.content is not None:
                     lines += [f"      | {line}" for line in command.content.rstrip().splitlines()]
-    return "\n".join(lines)
-
-
-def render_by_host(plan: CommandPlan, hosts: Iterable[str] | None = None) -> str:
-    """Per host, every command it runs, in order (stage names in brackets)."""
-    lines = []
-    for host in hosts or plan.hosts():
-        lines.append(f"== {host}")
-        for stage in plan.stages:
-            lines += [f"  [{stage.name}] {c.render()}" for c in stage.of(host)]
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Runs a :class:`~labkit.testbed.vms.commands.CommandPlan` on the VMs.
+"""Runs a :class:`~labkit.testbed.vms.commands.Runbook` on the VMs.
 
 Stages run one after another; inside a stage every host runs its commands in order and the
 hosts run in parallel. A :class:`~labkit.testbed.vms.commands.Run` is retried ``retries``
@@ -23,7 +23,7 @@ from typing import Protocol
 
 from labkit.testbed.base import CommandResult, TestbedError
 from labkit.testbed.vms import liqo
-from labkit.testbed.vms.commands import CommandPlan, Put, Run, Stage
+from labkit.testbed.vms.commands import Runbook, Put, Run, Stage
 from labkit.testbed.vms.ssh import SshError
 
 Log = Callable[[str], None]
@@ -111,10 +111,10 @@ class Executor:
     keep_going: bool = False
     captures: dict[str, dict[str, str]] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
-    #: Seconds each stage took, by stage name (filled by :meth:`run_plan`).
+    #: Seconds each stage took, by stage name (filled by :meth:`run_runbook`).
     durations: dict[str, float] = field(default_factory=dict)
 
-    async def run_plan(self, plan: CommandPlan) -> dict[str, dict[str, str]]:
+    async def run_runbook(self, plan: Runbook) -> dict[str, dict[str, str]]:
         """Run every stage in order; return the captures.
 
         Raises
@@ -125,7 +125,7 @@ class Executor:
         """
         problems = plan.check_refs()
         if problems:
-            raise TestbedError("invalid command plan:\n  " + "\n  ".join(problems))
+            raise TestbedError("invalid runbook:\n  " + "\n  ".join(problems))
         first: PlanError | None = None
         for number, stage in enumerate(plan.stages, start=1):
             self.log(f"[vms] stage {number}/{len(plan.stages)} {stage.name} on {', '.join(stage.hosts())}")

@@ -1,7 +1,7 @@
 """Settings of the VMs backend that ``labkit.config.VmsBackend`` does not (yet) carry.
 
 Everything here has a default that reproduces the thesis' test bed; the lead may move any of
-these into the env file (``backend:``) later without changing the command plan's shape.
+these into the env file (``backend:``) later without changing the runbook's shape.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""The per-host command plans of the VMs backend: ``up_plan`` and ``down_plan``.
+"""The per-host runbooks of the VMs backend: ``up_runbook`` and ``down_runbook``.
 
 Both are built from the env (inventory, versions, timers) and the topology plan (peerings,
 CIDRs, labels, offloads) only, with no connection to any VM, so ``--dry-run`` prints the very
-objects the executor runs. Stages of ``up_plan``, in order:
+objects the executor runs. Stages of ``up_runbook``, in order:
 
 =====================  =======================================================================
 preflight              staging directory, passwordless sudo, kernel WireGuard module if pinned
@@ -31,7 +31,7 @@ from pathlib import Path
 from labkit.config import Env, VmHost, VmsBackend
 from labkit.testbed.base import TestbedError
 from labkit.testbed.vms import artifacts, k3s, liqo, percona
-from labkit.testbed.vms.commands import STAGING, Command, CommandPlan, Put, Run, Stage, as_root
+from labkit.testbed.vms.commands import STAGING, Command, Runbook, Put, Run, Stage, as_root
 from labkit.testbed.vms.options import VmsOptions
 from labkit.topology import Plan
 
@@ -94,8 +94,8 @@ def image_archive_placeholder(name: str) -> Path:
 # --------------------------------------------------------------------------- up
 
 
-def up_plan(env: Env, topo: Plan, options: VmsOptions | None = None,
-            archives: Mapping[str, Path] | None = None) -> CommandPlan:
+def up_runbook(env: Env, topo: Plan, options: VmsOptions | None = None,
+            archives: Mapping[str, Path] | None = None) -> Runbook:
     """Every command that brings ``env`` up, in order (see the module docstring).
 
     Parameters
@@ -137,14 +137,14 @@ def up_plan(env: Env, topo: Plan, options: VmsOptions | None = None,
     return _stages(builders)
 
 
-def _stages(builders: Iterable[tuple[str, Callable[[], list[Command]]]]) -> CommandPlan:
+def _stages(builders: Iterable[tuple[str, Callable[[], list[Command]]]]) -> Runbook:
     """Stages from (name, builder) pairs, leaving out empty ones."""
     stages = []
     for name, build in builders:
         commands = tuple(build())
         if commands:
             stages.append(Stage(name, commands))
-    return CommandPlan(tuple(stages))
+    return Runbook(tuple(stages))
 
 
 def _providers(topo: Plan) -> list[str]:
@@ -229,7 +229,7 @@ def _percona(env: Env, topo: Plan, inv: Inventory, options: VmsOptions) -> list[
 # --------------------------------------------------------------------------- down
 
 
-def down_plan(env: Env, topo: Plan, options: VmsOptions | None = None) -> CommandPlan:
+def down_runbook(env: Env, topo: Plan, options: VmsOptions | None = None) -> Runbook:
     """Every command that tears ``env`` down; no command fails the plan (``check=False``).
 
     Order: database, unoffload, unpeer (consumers), ``liqoctl uninstall --purge``,
@@ -252,6 +252,6 @@ def down_plan(env: Env, topo: Plan, options: VmsOptions | None = None) -> Comman
     return _stages(builders)
 
 
-def local_files(plan: CommandPlan) -> list[Path]:
+def local_files(plan: Runbook) -> list[Path]:
     """Files of the control machine the plan copies (what an air-gapped run must have)."""
     return list(dict.fromkeys(c.local for c in plan.commands() if isinstance(c, Put) and c.local is not None))

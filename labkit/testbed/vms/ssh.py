@@ -49,7 +49,7 @@ class SshTarget:
     address, port
         The SSH endpoint.
     user
-        Login user; commands needing root go through ``sudo -n`` (see the command plan).
+        Login user; commands needing root go through ``sudo -n`` (see the runbook).
     key
         Private key file (``None``: the agent's and the default keys).
     known_hosts
