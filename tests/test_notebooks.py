@@ -66,3 +66,16 @@ def test_an_experiment_notebook_is_one_record_and_one_plot_call(name: str) -> No
     assert cells[("measure",)] == (f"if not replot:\n    experiments.record({name!r}, env, run_dir, params, "
                                    "run_id=run_id, session=session)")
     assert cells[("plot",)] == f"experiments.plot({name!r}, run_dir, figures_dir)"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_module_has_the_one_shape(name: str) -> None:
+    from labkit.experiments.base import Parameters
+
+    module = EXPERIMENTS[name].module
+    assert module.NAME == name and module.TABLES[0] == name  # its tables bear its name
+    assert issubclass(module.Parameters, Parameters)
+    for part in ("beds", "measure", "headline", "compare", "figures", "summary"):
+        assert callable(getattr(module, part)), f"{name}.{part}"
+    assert EXPERIMENTS[name].notebook in {e.notebook for e in load_pipeline().notebooks}

@@ -28,8 +28,10 @@ from labkit.experiments.stream import (compare_cluster_failure, composition, kep
 from labkit.experiments.stream.common import StreamParameters
 from labkit.testbed import Testbed
 
+#: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
+NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns.
-TABLES = ("cluster_failure",)
+TABLES = (NAME,)
 #: Thesis key of the composition of Fig. 7.4 (NotReady + eviction + restart).
 REFERENCE_KEY = "stream_downtime_s.figure_7_4_cluster_failure_composition"
 
@@ -49,32 +51,32 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """``repetitions`` disconnections of the low PDC's cluster (:func:`~labkit.experiments.stream.measure_cluster_failure`)."""
-    return {"cluster_failure": measure_cluster_failure(testbed, env, repetitions=params.repetitions,
+    return {NAME: measure_cluster_failure(testbed, env, repetitions=params.repetitions,
                                                        with_db=params.with_db, settle_s=params.settle_s,
                                                        timeout_s=params.timeout_s, run_id="", scenario="")}
 
 
 def headline(tables: Tables) -> dict[str, float]:
     """Repetitions, recovered, the median downtime at the low PDC and the median of each term of Fig. 7.4 (s)."""
-    rows = tables["cluster_failure"]
+    rows = tables[NAME]
     terms = composition(rows).median()
     return downtime_headline(rows) | {f"{term}_s_median": float(v) for term, v in terms.items() if v == v}
 
 
 def compare(tables: Tables) -> pd.DataFrame:
     """The thesis' composition of Fig. 7.4, term by term and in total, beside our medians."""
-    return compare_cluster_failure(tables["cluster_failure"])
+    return compare_cluster_failure(tables[NAME])
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
     """Fig. 7.4: phases per repetition, the downtime distribution and the thesis' composition beside ours."""
     terms = reference.lookup(REFERENCE_KEY)
-    path = plot_downtime(tables["cluster_failure"], Path(out_dir) / "fig-7-4-cluster-failure.png",
+    path = plot_downtime(tables[NAME], Path(out_dir) / "fig-7-4-cluster-failure.png",
                          "Fig. 7.4 cluster failure", thesis_median=sum(terms.values()), composition_ref=terms)
     return {"Fig. 7.4": path}
 
 
 def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     """Each term of Fig. 7.4 per repetition, and the statistics of the downtime and of every phase."""
-    rows = tables["cluster_failure"]
+    rows = tables[NAME]
     return {"Fig. 7.4's terms per repetition (s)": composition(rows), "downtime and phases (s)": table(rows)}

@@ -26,8 +26,10 @@ from labkit.experiments.stream import colocated_env, island_table, kept, measure
 from labkit.experiments.stream.common import StreamParameters
 from labkit.testbed import Testbed
 
+#: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
+NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns.
-TABLES = ("island",)
+TABLES = (NAME,)
 
 
 class Parameters(StreamParameters):
@@ -45,14 +47,14 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """One isolation of the low PDC's leaf (:func:`~labkit.experiments.stream.measure_island`)."""
-    return {"island": measure_island(testbed, env, isolation_s=params.isolation_s, before_s=params.before_s,
+    return {NAME: measure_island(testbed, env, isolation_s=params.isolation_s, before_s=params.before_s,
                                      after_s=params.after_s, with_db=params.with_db, run_id="", scenario="")}
 
 
 def headline(tables: Tables) -> dict[str, float]:
     """The isolation measured (s, from the cut to the return) and the frames each PDC lost during it."""
-    lost = island_table(tables["island"])
-    rows = tables["island"].query("metric == 'frames_lost'")
+    lost = island_table(tables[NAME])
+    rows = tables[NAME].query("metric == 'frames_lost'")
     out = {"isolation_s": float((rows["end"] - rows["start"]).max())} if len(rows) else {}
     return out | {f"{stream}_frames_lost": float(v) for stream, v in lost.groupby("stream")["lost"].sum().items()}
 
@@ -64,9 +66,9 @@ def compare(tables: Tables) -> pd.DataFrame:
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
     """Fig. 6.2: frames per second at both PDCs around the isolation."""
-    return {"Fig. 6.2": plot_island(tables["island"], Path(out_dir) / "fig-6-2-island.png")}
+    return {"Fig. 6.2": plot_island(tables[NAME], Path(out_dir) / "fig-6-2-island.png")}
 
 
 def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     """Frames expected, received and lost during the isolation, per stream and PMU."""
-    return {"frames during the isolation": island_table(tables["island"])}
+    return {"frames during the isolation": island_table(tables[NAME])}

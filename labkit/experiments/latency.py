@@ -46,8 +46,10 @@ PROBE_IMAGE = "probe"
 #: Thesis table of each step, for the comparison.
 THESIS_TABLES = {"vm-to-vm": "table_7_2_network", "pod-same-cluster": "table_7_3_same_cluster",
                  "pod-peered": "table_7_4_liqo_peered"}
+#: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
+NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns.
-TABLES = ("latency",)
+TABLES = (NAME,)
 
 
 class Parameters(BaseParameters):
@@ -73,8 +75,8 @@ def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     options = {"leaves": params.leaves, "count": params.count, "interval": params.interval,
                "concurrent": params.concurrent, "run_id": "", "scenario": ""}
     if len(env.clusters) == 1:
-        return {"latency": measure_single_cluster(testbed, env, **options)}
-    return {"latency": measure_peered(testbed, env, **options)}
+        return {NAME: measure_single_cluster(testbed, env, **options)}
+    return {NAME: measure_peered(testbed, env, **options)}
 
 
 def single_cluster(env: Env, leaves: int = 3) -> Env:
@@ -216,13 +218,13 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def headline(tables: Tables) -> dict[str, float]:
     """The numbers an env's bounds may limit (``labkit.bounds``): the average RTT of each step, in ms."""
-    avg = table(tables["latency"]).query("leaf == 'avg'")
+    avg = table(tables[NAME]).query("leaf == 'avg'")
     return {f"{row.step.replace('-', '_')}_rtt_ms": float(row.mean) for row in avg.itertuples()}
 
 
 def compare(tables: Tables) -> pd.DataFrame:
     """The thesis vs labkit rows of every measured step (Tables 7.2-7.4, and 7.5 when both 7.3 and 7.4 exist)."""
-    stats = table(tables["latency"])
+    stats = table(tables[NAME])
     pairs = []
     for row in stats.itertuples():
         key = f"latency_ms.{THESIS_TABLES[row.step]}.{row.leaf}"
@@ -250,13 +252,13 @@ def overhead(stats: pd.DataFrame) -> tuple[float, float] | None:
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
     """Tables 7.2-7.5 as one figure (:func:`plot`)."""
-    rows = tables["latency"]
+    rows = tables[NAME]
     return {"Tables 7.2-7.5": plot(table(rows), rows, Path(out_dir) / "tab-7-2-7-5-latency.png")}
 
 
 def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     """Mean ± std per step and leaf (:func:`table`)."""
-    return {"RTT per step and leaf (ms)": table(tables["latency"])}
+    return {"RTT per step and leaf (ms)": table(tables[NAME])}
 
 
 def plot(stats: pd.DataFrame, rows: pd.DataFrame, path: Path) -> Path:

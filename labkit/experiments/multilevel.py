@@ -26,8 +26,10 @@ from labkit.experiments.stream import (compare_pod_failure, kept, measure_pod_fa
 from labkit.experiments.stream.common import StreamParameters
 from labkit.testbed import Testbed
 
+#: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
+NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns.
-TABLES = ("multilevel",)
+TABLES = (NAME,)
 
 
 class Parameters(StreamParameters):
@@ -48,29 +50,29 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """``repetitions`` liveness failures of the low PDC (:func:`~labkit.experiments.stream.measure_pod_failure`)."""
-    return {"multilevel": measure_pod_failure(testbed, env, repetitions=params.repetitions, after_s=params.after_s,
+    return {NAME: measure_pod_failure(testbed, env, repetitions=params.repetitions, after_s=params.after_s,
                                               with_db=params.with_db, settle_s=params.settle_s,
                                               timeout_s=params.timeout_s, run_id="", scenario="")}
 
 
 def headline(tables: Tables) -> dict[str, float]:
     """Repetitions, how many recovered, and the median downtime at the low PDC (s)."""
-    return downtime_headline(tables["multilevel"])
+    return downtime_headline(tables[NAME])
 
 
 def compare(tables: Tables) -> pd.DataFrame:
     """The thesis' Fig. 7.3 median (the nearest published number) beside our median downtime."""
-    return compare_pod_failure(tables["multilevel"])
+    return compare_pod_failure(tables[NAME])
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
     """Phases per repetition and the downtime distribution, the Fig. 7.3 median drawn for scale."""
-    path = plot_downtime(tables["multilevel"], Path(out_dir) / "multilevel-pod-failure.png",
+    path = plot_downtime(tables[NAME], Path(out_dir) / "multilevel-pod-failure.png",
                          "Multi-level (6.2) pod failure", thesis_median=reference.lookup(REFERENCE_KEY))
     return {"multi-level pod failure": path}
 
 
 def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     """Phases per repetition, and the statistics of the downtime and of every phase."""
-    rows = tables["multilevel"]
+    rows = tables[NAME]
     return {"phases per repetition (s)": phase_table(rows), "downtime and phases (s)": table(rows)}

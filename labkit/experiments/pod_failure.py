@@ -27,8 +27,10 @@ from labkit.experiments.stream import (compare_pod_failure, downtimes, kept, mea
 from labkit.experiments.stream.common import StreamParameters
 from labkit.testbed import Testbed
 
+#: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
+NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns.
-TABLES = ("pod_failure",)
+TABLES = (NAME,)
 #: Thesis key of the published median downtime.
 REFERENCE_KEY = "stream_downtime_s.figure_7_3_pod_failure_median"
 
@@ -51,14 +53,14 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """``repetitions`` liveness failures of the low PDC (:func:`~labkit.experiments.stream.measure_pod_failure`)."""
-    return {"pod_failure": measure_pod_failure(testbed, env, repetitions=params.repetitions, after_s=params.after_s,
+    return {NAME: measure_pod_failure(testbed, env, repetitions=params.repetitions, after_s=params.after_s,
                                                with_db=params.with_db, settle_s=params.settle_s,
                                                timeout_s=params.timeout_s, run_id="", scenario="")}
 
 
 def headline(tables: Tables) -> dict[str, float]:
     """Repetitions, how many recovered, and the median and longest downtime at the low PDC (s)."""
-    return downtime_headline(tables["pod_failure"], longest=True)
+    return downtime_headline(tables[NAME], longest=True)
 
 
 def downtime_headline(rows: pd.DataFrame, longest: bool = False) -> dict[str, float]:
@@ -74,17 +76,17 @@ def downtime_headline(rows: pd.DataFrame, longest: bool = False) -> dict[str, fl
 
 def compare(tables: Tables) -> pd.DataFrame:
     """The thesis' median downtime (Fig. 7.3, 16.41 s) beside ours at the low PDC."""
-    return compare_pod_failure(tables["pod_failure"])
+    return compare_pod_failure(tables[NAME])
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
     """Fig. 7.3: phases per repetition and the downtime distribution, the thesis' median drawn."""
-    path = plot_downtime(tables["pod_failure"], Path(out_dir) / "fig-7-3-pod-failure.png", "Fig. 7.3 pod failure",
+    path = plot_downtime(tables[NAME], Path(out_dir) / "fig-7-3-pod-failure.png", "Fig. 7.3 pod failure",
                          thesis_median=reference.lookup(REFERENCE_KEY))
     return {"Fig. 7.3": path}
 
 
 def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     """Phases per repetition, and the statistics of the downtime and of every phase."""
-    rows = tables["pod_failure"]
+    rows = tables[NAME]
     return {"phases per repetition (s)": phase_table(rows), "downtime and phases (s)": table(rows)}

@@ -57,8 +57,10 @@ STEP = "provider-disconnect"
 PATHS = {"LiqoTunnelDisconnected": "tunnel", "NodeStatusUnknown": "api-lease"}
 #: The observation methods, the thesis' first.
 METHODS = ("poll", "watch")
+#: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
+NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns: the delays, and every observation with the fault stamps.
-TABLES = ("reaction", "reaction-nodes")
+TABLES = (NAME, f"{NAME}-nodes")
 
 
 class Parameters(BaseParameters):
@@ -82,7 +84,7 @@ def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     delays, observations = measure_reactions(testbed, env, repetitions=params.repetitions, provider=params.provider,
                                              poll_interval=params.poll_interval, timeout=params.timeout,
                                              settle_s=params.settle_s, run_id="", scenario="")
-    return {"reaction": delays, "reaction-nodes": observations}
+    return {NAME: delays, f"{NAME}-nodes": observations}
 
 
 def provider_of(env: Env, provider: str | None = None) -> str:
@@ -212,7 +214,7 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
 def headline(tables: Tables) -> dict[str, float]:
     """The numbers an env's bounds may limit: median delay per method (s) and the missed detections."""
     out: dict[str, float] = {}
-    for row in table(tables["reaction"]).itertuples():
+    for row in table(tables[NAME]).itertuples():
         if row.n:
             out[f"not_ready_s_median_{row.method}"] = float(row.median)
         out[f"missed_{row.method}"] = float(row.missed)
@@ -227,7 +229,7 @@ def compare(tables: Tables) -> pd.DataFrame:
     """
     ref = reference.published(REFERENCE_KEY, "s")
     pairs = []
-    for row in table(tables["reaction"]).itertuples():
+    for row in table(tables[NAME]).itertuples():
         if row.n == 0:
             continue
         key = ref if row.method == "poll" else reference.Published(f"{REFERENCE_KEY}.{row.method}", ref.mean,
@@ -238,12 +240,12 @@ def compare(tables: Tables) -> pd.DataFrame:
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
     """Fig. 7.2 (:func:`plot`)."""
-    return {"Fig. 7.2": plot(tables["reaction"], Path(out_dir) / "fig-7-2-reaction.png")}
+    return {"Fig. 7.2": plot(tables[NAME], Path(out_dir) / "fig-7-2-reaction.png")}
 
 
 def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     """The delays per observation method (:func:`table`)."""
-    return {"interface down -> virtual node NotReady (s)": table(tables["reaction"])}
+    return {"interface down -> virtual node NotReady (s)": table(tables[NAME])}
 
 
 def plot(rows: pd.DataFrame, path: Path) -> Path:

@@ -55,8 +55,10 @@ NAMESPACE = "scale"
 CLUSTER_MIB, LINK_MIB = 450.0, 40.0
 #: The two topologies measured (the ``topology`` column).
 FULL_MESH, PARTIAL_MESH_STAR = "full mesh", "partial mesh star"
+#: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
+NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns.
-TABLES = ("scalability",)
+TABLES = (NAME,)
 #: ``measure`` gets a driver that is not up: bringing each N up is what it measures.
 TESTBED: TestbedMode = "created"
 #: Metrics and their units.
@@ -111,7 +113,7 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """Every N of ``sizes`` (full mesh), then of ``star_sizes`` (partial-mesh star), on ``testbed`` (not up)."""
-    return {"scalability": measure_sizes(testbed, env, sizes=params.sizes, star_sizes=params.star_sizes,
+    return {NAME: measure_sizes(testbed, env, sizes=params.sizes, star_sizes=params.star_sizes,
                                          domain_size=params.domain_size, run_id="", scenario="")}
 
 
@@ -289,16 +291,17 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per topology and N: every metric as a column, plus the formulas' link counts.
 
     ``links_formula`` is what the row's topology needs (eq. 5.1 for the full mesh), ``eq_5_1_links``
-    and ``star_links`` the two bounds every topology lies between.
+    and ``star_links`` the two bounds every topology lies between. A table without the
+    ``topology`` column holds full meshes only; one without ``setup_failed`` rows, no failed size.
     """
-    if "topology" not in rows:  # tables measured before the partial-mesh star was
+    if "topology" not in rows:
         rows = rows.assign(topology=FULL_MESH, domain_size=rows["n"] - 1)
     index = ["topology", "n", "domain_size"]
     wide = rows.pivot_table(index=index, columns="metric", values="value", aggfunc="mean").reset_index()
     wide.columns.name = None
     wide[["n", "domain_size"]] = wide[["n", "domain_size"]].astype(int)
     wide["links_formula"] = [formula_links(t, n, d) for t, n, d in zip(wide["topology"], wide["n"], wide["domain_size"])]
-    if "setup_failed" not in wide:  # tables from before failed sizes were recorded
+    if "setup_failed" not in wide:
         wide["setup_failed"] = 0.0
     for metric in UNITS:  # a table of failed sizes only has no measured columns
         if metric not in wide:
@@ -314,7 +317,7 @@ def table(rows: pd.DataFrame) -> pd.DataFrame:
 def headline(tables: Tables) -> dict[str, float]:
     """The numbers an env's bounds may limit: sizes that failed, the largest N that came up, its setup time (s),
     links missing."""
-    every = table(tables["scalability"])
+    every = table(tables[NAME])
     summary = every[every["setup_failed"] == 0]
     out = {"sizes_failed": float((every["setup_failed"] > 0).sum())}
     if summary.empty:
@@ -335,7 +338,7 @@ def compare(tables: Tables) -> pd.DataFrame:
     """
     formula = reference.lookup("scalability.peering_links_full_mesh")
     pairs = []
-    for row in table(tables["scalability"]).itertuples():
+    for row in table(tables[NAME]).itertuples():
         if row.setup_failed:
             continue
         if row.topology == FULL_MESH:
@@ -358,12 +361,12 @@ def per_cluster_cost(summary: pd.DataFrame, metric: str) -> tuple[float, float]:
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
     """Links, setup time and memory vs N (:func:`plot`)."""
-    return {"eq. 5.1": plot(table(tables["scalability"]), Path(out_dir) / "eq-5-1-scalability.png")}
+    return {"eq. 5.1": plot(table(tables[NAME]), Path(out_dir) / "eq-5-1-scalability.png")}
 
 
 def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     """One row per topology and N (:func:`table`)."""
-    return {"links, setup time and memory per topology and N": table(tables["scalability"])}
+    return {"links, setup time and memory per topology and N": table(tables[NAME])}
 
 
 def plot(summary: pd.DataFrame, path: Path) -> Path:

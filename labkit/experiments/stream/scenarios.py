@@ -130,8 +130,8 @@ def measure_pod_failure(testbed: Testbed, env: Env, *, repetitions: int, after_s
     thesis); otherwise from their ConfigMap file. Every repetition fails a pod whose container
     never restarted (:func:`replace_pod` between repetitions): the kubelet's restart back-off of
     one container doubles with each restart (10 s up to 300 s) and counts from the previous
-    instance's exit, so on one pod failing every ~70 s the 6th restart would wait for it, and the
-    7th (full profile, 29 Nov) did not stream again within the 120 s timeout.
+    instance's exit, so on one pod failing every ~70 s the 6th restart would wait for it and a
+    7th would not stream again within the 120 s timeout.
     """
     chain = chain_of(env)
     recorders = record_chain(testbed, chain, with_db)
