@@ -3,11 +3,10 @@
 A kube-apiserver on a saturated machine answers some requests with a 5xx it would not give an
 idle one: ``Internal error occurred: resource quota evaluation timed out`` (500: the
 ResourceQuota admission plugin did not finish in time; nothing was stored), ``etcdserver:
-request timed out``, 503 while it starts. The scalability experiment's 20-cluster test bed
-met the first one on this 2-core machine (30 Nov), and its peering failed on one create.
-:func:`api_client` retries such answers for every method, with a backoff, and keeps urllib3's
-defaults otherwise: connection errors are retried 3 times without a wait, as before, so a
-call to a cluster cut off by a fault fails as fast as it did.
+request timed out``, 503 while it starts (the scalability experiment's 20-cluster test bed
+meets the first one on a 2-core machine). :func:`api_client` retries such answers for every
+method, with a backoff, and keeps urllib3's defaults otherwise: connection errors are retried 3
+times without a wait, so a call to a cluster cut off by a fault fails fast.
 
 A create retried after a 5xx that had in fact been stored answers 409 AlreadyExists: the
 peering's create helper accepts that; elsewhere the 409 is raised with its message.
