@@ -111,8 +111,9 @@ def _serving(session: Path) -> ServerState | None:
 def acquire(env: Env, session: Path, log: Log = print, timeout: float | None = None) -> EmbeddedTestbed:
     """A view of the session's test bed running ``env``, starting (or replacing) the server as needed.
 
-    ``timeout`` bounds the wait for a new server to be ready (default: ``up()``'s node
-    timeout for the env plus 4 min for the peering).
+    ``timeout`` bounds the wait for a new server to be ready (default: the wait for the machine
+    lock, ``$LABKIT_EMBEDDED_WAIT``, plus ``up()``'s node timeout for the env plus 4 min for the
+    peering: a server that waits for another process's test bed is not late).
 
     Raises
     ------
@@ -136,8 +137,10 @@ def acquire(env: Env, session: Path, log: Log = print, timeout: float | None = N
 
 def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None) -> ServerState:
     """Start a server for ``env`` and wait until it is ready."""
+    from labkit.testbed.embedded import wait_seconds
+
     vms = sum(len(c.nodes) for c in env.clusters)
-    timeout = timeout if timeout is not None else 120.0 + 12.0 * vms + 240.0
+    timeout = timeout if timeout is not None else wait_seconds() + 120.0 + 12.0 * vms + 240.0
     (session / REQUEST).write_text(json.dumps({"fingerprint": wanted,
                                                "env": env.model_dump(mode="json", exclude_none=True)}))
     (session / STATE).unlink(missing_ok=True)
