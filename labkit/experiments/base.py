@@ -6,7 +6,8 @@ An experiment module (``labkit/experiments/<name>.py``) has:
   them (:func:`thesis`, with the reason), the kit's choices otherwise (:func:`param`);
   ``notebooks/pipeline.yaml`` overrides them per profile and the runner checks the overrides
   against the model before anything runs;
-- ``TABLES``: the names of the tables ``measure`` returns (the first is the experiment's own name);
+- ``NAME``: the experiment's name, its module's (``__name__``'s last part): its first table, its
+  headline metrics and its comparison are filed under it; ``TABLES``: every table ``measure`` returns;
 - ``beds(env, params)``: the envs of the test beds it measures on, in order (usually ``[env]``);
 - ``measure(testbed, env, params)``: the measurement on one running test bed of ``beds``;
   returns :data:`Tables` (tidy tables by name);
@@ -86,6 +87,7 @@ class ExperimentModule(Protocol):
     """What :func:`labkit.experiments.record` and :func:`~labkit.experiments.plot` use of a module."""
 
     Parameters: type[Parameters]
+    NAME: str
     TABLES: tuple[str, ...]
 
     def beds(self, env: Env, params: Any) -> list[Env]: ...

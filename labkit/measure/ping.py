@@ -8,12 +8,11 @@ cluster and pod-to-pod across a peering, on both backends.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
-
 import pandas as pd
 
 from labkit.measure.base import BackgroundCollector
 from labkit.results import tidy
+from labkit.testbed import Host
 
 
 class PingCollector(BackgroundCollector):
@@ -25,7 +24,7 @@ class PingCollector(BackgroundCollector):
 
     name = "ping"
 
-    def __init__(self, source: Any, target: str, *, cluster: str, count: int = 1000, interval: float = 0.2,
+    def __init__(self, source: Host, target: str, *, cluster: str, count: int = 1000, interval: float = 0.2,
                  **keys: str) -> None:
         super().__init__()
         if count < 1 or interval <= 0:
@@ -37,7 +36,7 @@ class PingCollector(BackgroundCollector):
         start = datetime.now(timezone.utc)
         result = self.source.ping(self.target, count=self.count, interval=self.interval,
                                   timeout=self.count * self.interval + 10)
-        labels = {"source": getattr(self.source, "name", str(self.source)), "target": self.target}
+        labels = {"source": self.source.name, "target": self.target}
         for seq, rtt in enumerate(result.rtt_ms):
             self.emit(t=start + pd.Timedelta(seconds=seq * self.interval), metric="rtt", unit="ms",
                       value=float(rtt), seq=seq, **labels)
