@@ -21,6 +21,7 @@ import sys
 import time
 
 from labkit.config import load_env
+from labkit import experiments
 from labkit.experiments import reaction
 from labkit.testbed import running
 from labkit.testbed.embedded.liqo.peering import vk_memory
@@ -45,8 +46,8 @@ def peering(env_name: str) -> bool:
 
 def detection(env_name: str, repetitions: int) -> None:
     """Print the NotReady detection delay per method: median, IQR, range, and the paths that fired."""
-    delays, _ = reaction.run(load_env(env_name), repetitions=repetitions, run_id="bench", scenario="reaction")
-    for row in reaction.table(delays).itertuples():
+    tables = experiments.measure("reaction", load_env(env_name), reaction.Parameters(repetitions=repetitions))
+    for row in reaction.table(tables["reaction"]).itertuples():
         print(f"NotReady detection ({row.method}, n={row.n}, missed {row.missed}): median {row.median:.2f} s, "
               f"IQR {row.q1:.2f}-{row.q3:.2f} s, range {row.min:.2f}-{row.max:.2f} s; paths {row.paths} "
               f"(thesis median 9.75 s, ratio {row.median / 9.75:.2f})")

@@ -101,7 +101,7 @@ def deploy_databases(testbed: Testbed, chain: Chain, log: Callable[[str], None] 
                      images_loaded: Callable[[], object] = lambda: None) -> list[str]:
     """Run the DB domains of the chain's PDCs and store the PDCs' configuration in them (thesis 3.2, 7.4).
 
-    Uses :mod:`labkit.experiments.database` (Galera, as the thesis' Percona XtraDB Cluster). A
+    Uses :mod:`labkit.deploy.database` (Galera, as the thesis' Percona XtraDB Cluster). A
     domain a previous experiment on this test bed left running is reused once every member is
     Synced again. The missing ones form side by side (the multi-level chain has two): the galera
     image is first imported into all their clusters at once, so no cluster imports it twice.
