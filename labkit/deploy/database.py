@@ -189,7 +189,8 @@ def _owner(plan: Plan, domain: DbDomain) -> str:
     return owner(plan, domain.namespace)
 
 
-def _locate(testbed: Testbed, core: Any, owner: str, namespace: str, pod: str, node: str) -> tuple[str, str, str] | None:
+def _locate(testbed: Testbed, core: Any, owner: str, namespace: str, pod: str,
+            node: str) -> tuple[str, str, str] | None:
     """``(cluster, namespace, pod)`` where home pod ``pod`` bound to ``node`` runs its container."""
     from kubernetes import client
 
@@ -217,7 +218,8 @@ def host(testbed: Testbed, member: Member) -> PodHost:
                    container="galera")
 
 
-def sql(testbed: Testbed, member: Member, statements: str, database: str | None = None, timeout: float = 30.0) -> list[list[str]]:
+def sql(testbed: Testbed, member: Member, statements: str, database: str | None = None,
+        timeout: float = 30.0) -> list[list[str]]:
     """Run ``statements`` with ``mariadb`` as root in ``member``; return the rows (tab-separated fields).
 
     Raises

@@ -112,7 +112,8 @@ def wait_recovered(recorder: RecorderPod, since: float, timeout: float) -> float
 def stop_recorder(recorder: RecorderPod, timeout: float = 60.0) -> pd.DataFrame:
     """Stop the recorder, wait until its file is closed, fetch it and return its frames."""
     recorder.host.run(["touch", REC_STOP], timeout=15)
-    wait_until(lambda: recorder.host.run(["test", "-e", "/data/done"], timeout=15).ok, timeout=timeout, error=DeployError,
+    wait_until(lambda: recorder.host.run(["test", "-e", "/data/done"], timeout=15).ok, timeout=timeout,
+               error=DeployError,
                message=f"recorder {recorder.stream} in {recorder.cluster} did not stop within {timeout:.0f} s")
     res = recorder.host.run(["cat", REC_OUT], timeout=120)
     if not res.ok:

@@ -50,10 +50,10 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 
 
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
-    """``repetitions`` disconnections of the low PDC's cluster (:func:`~labkit.experiments.stream.measure_cluster_failure`)."""
+    """``repetitions`` disconnections of the low PDC's cluster (:func:`.stream.measure_cluster_failure`)."""
     return {NAME: measure_cluster_failure(testbed, env, repetitions=params.repetitions,
-                                                       with_db=params.with_db, settle_s=params.settle_s,
-                                                       timeout_s=params.timeout_s, run_id="", scenario="")}
+                                          with_db=params.with_db, settle_s=params.settle_s,
+                                          timeout_s=params.timeout_s, run_id="", scenario="")}
 
 
 def headline(tables: Tables) -> dict[str, float]:

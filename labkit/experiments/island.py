@@ -48,7 +48,7 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """One isolation of the low PDC's leaf (:func:`~labkit.experiments.stream.measure_island`)."""
     return {NAME: measure_island(testbed, env, isolation_s=params.isolation_s, before_s=params.before_s,
-                                     after_s=params.after_s, with_db=params.with_db, run_id="", scenario="")}
+                                 after_s=params.after_s, with_db=params.with_db, run_id="", scenario="")}
 
 
 def headline(tables: Tables) -> dict[str, float]:

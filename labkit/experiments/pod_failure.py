@@ -54,8 +54,8 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """``repetitions`` liveness failures of the low PDC (:func:`~labkit.experiments.stream.measure_pod_failure`)."""
     return {NAME: measure_pod_failure(testbed, env, repetitions=params.repetitions, after_s=params.after_s,
-                                               with_db=params.with_db, settle_s=params.settle_s,
-                                               timeout_s=params.timeout_s, run_id="", scenario="")}
+                                      with_db=params.with_db, settle_s=params.settle_s,
+                                      timeout_s=params.timeout_s, run_id="", scenario="")}
 
 
 def headline(tables: Tables) -> dict[str, float]:

@@ -114,7 +114,7 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """Every N of ``sizes`` (full mesh), then of ``star_sizes`` (partial-mesh star), on ``testbed`` (not up)."""
     return {NAME: measure_sizes(testbed, env, sizes=params.sizes, star_sizes=params.star_sizes,
-                                         domain_size=params.domain_size, run_id="", scenario="")}
+                                domain_size=params.domain_size, run_id="", scenario="")}
 
 
 def mesh_env(env: Env, n: int) -> Env:

@@ -161,7 +161,8 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
     found = poll(ready, timeout=timeout)
     if found is None:
         stop(session, log)
-        raise TestbedError(f"the shared test bed of {env.name} was not ready after {timeout:.0f} s; see {session / LOG}")
+        raise TestbedError(f"the shared test bed of {env.name} was not ready after {timeout:.0f} s; "
+                           f"see {session / LOG}")
     return found
 
 
