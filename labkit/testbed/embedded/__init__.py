@@ -518,7 +518,7 @@ class EmbeddedTestbed:
         holder = self._lock.holder()
         if holder and not force:
             raise TestbedError(f"the embedded test bed of {holder} is running; stop that process (it tears down) "
-                               "or force the sweep")
+                               "or sweep with force (`invoke down --force`)")
         return str(sweep())
 
     def processes(self) -> set[int]:
