@@ -243,6 +243,7 @@ class EmbeddedTestbed:
         self._atexit = False
         self._lock = MachineLock()
         self._attached = False
+        self._torn_down = False  # down() completed and nothing was brought up since
         #: The Liqo-compatible peering (``None`` until ``up()`` peers something).
         self.liqo: Liqo | None = None
         #: The topology plan when ``up()`` was given an env file's model.
@@ -280,6 +281,7 @@ class EmbeddedTestbed:
         if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
             timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
         self.timings.clear()
+        self._torn_down = False
         self._lock.acquire(wait_seconds(), self._log)
         if not self._atexit:
             atexit.register(self._down_at_exit)
@@ -385,6 +387,8 @@ class EmbeddedTestbed:
         crashed run.
         """
         require_root("tearing down the embedded testbed")
+        if self._torn_down:  # nothing of ours left since the last down(): another's test bed may run now
+            return
         if self._attached:  # a view of another process's test bed (attach()): forget it, touch nothing
             self._close_apis()
             self._vms.clear()
@@ -438,6 +442,7 @@ class EmbeddedTestbed:
         self._lock.release()
         if not rest.empty():
             raise TestbedError(f"down() left {rest}")
+        self._torn_down = True
 
     def _keep_logs(self) -> None:
         """Keep the VMs' logs of a failed start (``down()`` deletes them) and say where."""
