@@ -17,6 +17,7 @@ import asyncio
 import functools
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -141,12 +142,16 @@ class Session:
 
 
 def session(env: Env, run_id: str) -> Session:
-    """A session for run ``run_id`` on ``env``'s backend (nothing starts until a block asks for a test bed)."""
+    """A session for run ``run_id`` on ``env``'s backend (nothing starts until a block asks for a test bed).
+
+    Its directory is new, also when two runs share a run id (two checkouts' pipeline tests).
+    """
     if env.backend.kind != "embedded":
         return Session("")
     from labkit.testbed.embedded import server
 
-    return Session(str(server.SESSIONS_ROOT / run_id))
+    server.SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
+    return Session(tempfile.mkdtemp(prefix=f"{run_id}-", dir=server.SESSIONS_ROOT))
 
 
 def hold(testbed: Testbed, env: Env, log: Log = print) -> None:

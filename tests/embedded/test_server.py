@@ -47,13 +47,13 @@ def test_server_state_round_trip_and_log_forwarding(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_a_session_is_a_name_for_the_embedded_backend_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "SESSIONS_ROOT", tmp_path)
+    monkeypatch.setattr(server, "SESSIONS_ROOT", tmp_path / "sessions")
     session = testbed.session(load_env("embedded"), "r1")
-    assert session.name == str(tmp_path / "r1")
-    (tmp_path / "r1").mkdir()
-    (tmp_path / "r1" / server.LOG).write_text("brought up\n")
+    assert Path(session.name).parent == tmp_path / "sessions" and Path(session.name).name.startswith("r1-")
+    assert testbed.session(load_env("embedded"), "r1").name != session.name  # two runs of one id do not meet
+    (Path(session.name) / server.LOG).write_text("brought up\n")
     session.close(keep_log=tmp_path / "run" / "shared.log", log=lambda _: None)
-    assert (tmp_path / "run" / "shared.log").read_text() == "brought up\n" and not (tmp_path / "r1").exists()
+    assert (tmp_path / "run" / "shared.log").read_text() == "brought up\n" and not Path(session.name).exists()
     assert testbed.session(load_env("crownlabs"), "r2").name == ""  # the VMs are not shared
 
 
