@@ -296,11 +296,11 @@ def observe(netns: str, expected: NodeNetwork) -> NodeNetwork:
     return NodeNetwork(expected.node, expected.backend, device.mtu, device, tuple(peers))
 
 
-def counters(netns: str) -> tuple[int, int]:
-    """``flannel.1``'s (TX, RX) packet counters in ``netns`` ((0, 0) when it has none)."""
+def counters(netns: str) -> tuple[int, int] | None:
+    """``flannel.1``'s (TX, RX) packet counters in ``netns`` (``None``: it has no ``flannel.1``)."""
     with NetNS(netns) as ns:
         found = ns.link_lookup(ifname=DEVICE)
         if not found:
-            return 0, 0
+            return None
         stats = ns.get_links(found[0])[0].get_attr("IFLA_STATS64")
     return stats["tx_packets"], stats["rx_packets"]
