@@ -38,6 +38,7 @@ from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_PERMANENT
 from pyroute2.netlink.rtnl.rtmsg import RTNH_F_ONLINK
 
 from labkit.testbed.base import TestbedError
+from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.spec import FLANNEL_BACKENDS as BACKENDS
 
 #: k3s' default (the thesis' clusters).
@@ -189,7 +190,8 @@ def apply(netns: str, net: NodeNetwork) -> None:
     except NetlinkError as exc:
         raise FlannelError(f"node {net.node} ({netns}): programming flannel's {net.backend} data path: "
                            f"{exc}") from exc
-    _no_router_advertisements(netns, net.device.name)
+    if net.device is not None:
+        _no_router_advertisements(netns, net.device.name)
 
 
 def _lab_index(ns: NetNS, netns: str, net: NodeNetwork) -> int:
@@ -215,7 +217,9 @@ def _ensure_device(ns: NetNS, device: Device, lab: int) -> int:
                 address=device.mac, mtu=device.mtu)
         found = ns.link_lookup(ifname=device.name)
     index = found[0]
-    ns.link("set", index=index, address=device.mac, mtu=device.mtu)
+    link = ns.get_links(index)[0]
+    if (link.get("address"), link.get("mtu")) != (device.mac, device.mtu):
+        ns.link("set", index=index, address=device.mac, mtu=device.mtu)
     address, prefixlen = device.address.split("/")
     for old in ns.get_addr(index=index, family=_AF_INET):
         if (old.get("address"), old["prefixlen"]) != (address, int(prefixlen)):
@@ -241,8 +245,6 @@ def _incompatible(link: object, device: Device, lab: int) -> bool:
 
 def _no_router_advertisements(netns: str, ifname: str) -> None:
     """``accept_ra = 0`` on the device, as flannel sets it (skipped when the VM has no IPv6)."""
-    from labkit.testbed.embedded import vm as vmlib
-
     key = f"net/ipv6/conf/{ifname}/accept_ra"
 
     def write() -> None:
