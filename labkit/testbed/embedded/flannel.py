@@ -1,9 +1,10 @@
 """k3s' default pod network between the nodes of one cluster: flannel's data path, programmed by the kit.
 
 A k3s node runs flannel with the ``vxlan`` backend. flannel itself cannot be built here (the Go
-module proxy refuses one of its dependencies, docs/embedded.md "Pod network"), so the kit programs
-through netlink (pyroute2) what flannel's vxlan backend (``pkg/backend/vxlan`` of flannel v0.28)
-programs on each node, taking the nodes from the cluster spec instead of flannel's subnet leases:
+module proxy refuses one of its dependencies: docs/embedded.md, "Pod network between the VMs"),
+so the kit programs through netlink (pyroute2) what flannel's vxlan backend
+(``pkg/backend/vxlan`` of flannel v0.28) programs on each node, taking the nodes from the
+cluster spec instead of flannel's subnet leases:
 
 - the device ``flannel.1``: a VXLAN device with VNI 1, UDP port 8472 (the kernel's default, which
   flannel keeps), the node's lab address as local address, the lab interface as underlay,
