@@ -186,9 +186,9 @@ class _ResolvedImages:
 class EmbeddedHost:
     """A network-namespace VM as a :class:`labkit.testbed.base.Host`."""
 
-    def __init__(self, vm: vmlib.Vm, routes: Callable[[], dict[str, str]]) -> None:
+    def __init__(self, vm: vmlib.Vm, pod_network: Callable[[], None]) -> None:
         self._vm = vm
-        self._routes = routes
+        self._pod_network = pod_network
         self.name = vm.name
         self.address = vm.address
 
@@ -208,11 +208,9 @@ class EmbeddedHost:
         vmlib.set_link(self._vm, up=False)
 
     def iface_up(self) -> None:
-        """Plug the VM back in and make sure its pod routes are there."""
+        """Plug the VM back in and make sure its part of the pod network (flannel's entries) is there."""
         vmlib.set_link(self._vm, up=True)
-        routes = self._routes()
-        if routes:
-            vmlib.set_routes(self._vm, routes)
+        self._pod_network()
 
 
 class EmbeddedTestbed:
@@ -486,7 +484,7 @@ class EmbeddedTestbed:
         if vm not in self._vms:
             raise TestbedError(f"no VM {vm!r}; VMs: {sorted(self._vms)}")
         cluster = next(c for c in self._clusters.values() if any(n.vm.name == vm for n in c.nodes))
-        return EmbeddedHost(self._vms[vm], lambda: cluster.routes_of(vm))
+        return EmbeddedHost(self._vms[vm], lambda: cluster.program_pod_network(vm))
 
     def clusters(self) -> list[str]:
         """Names of the clusters that are up."""

@@ -2,8 +2,9 @@
 
 The cluster's root VM (its first VM) runs etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler; every VM runs containerd, a kubelet and kube-proxy. Pods get the VM's /24 of
-the cluster's pod CIDR from a CNI bridge; each VM routes the other VMs' /24s over the lab
-network. All processes are started by the :class:`~.supervisor.Supervisor` inside their VM.
+the cluster's pod CIDR from a CNI bridge; the VMs reach each other's /24s through flannel's
+VXLAN data path (:mod:`.flannel`). All processes are started by the
+:class:`~.supervisor.Supervisor` inside their VM.
 
 Everything here is configuration of the real components (flags, config files, certificates);
 no Kubernetes behaviour is reimplemented.
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labkit.testbed.base import TestbedError
-from labkit.testbed.embedded import cgroups, pki
+from labkit.testbed.embedded import cgroups, flannel, pki
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries
 from labkit.config import Tuning
@@ -105,6 +106,9 @@ class Cluster:
         self.images = images
         self.sup = supervisor
         self.log = log
+        #: What each VM programs of the pod network between the VMs (flannel's data path), by VM name.
+        self.pod_network = flannel.plan([flannel.Member(n.vm.name, n.vm.address, n.pod_subnet) for n in nodes],
+                                        spec.flannel_backend)
 
     @property
     def root(self) -> vmlib.Vm:
@@ -268,7 +272,8 @@ class Cluster:
         etc = vm.host_path("/etc/kubernetes")
         (etc / "containerd.toml").write_text(containerd_config(pause_ref, str(self.bin.runc),
                                                                str(self.bin.cni_bin_dir)))
-        (vm.host_path("/etc/cni/net.d") / "10-labkit.conflist").write_text(cni_config(node.pod_subnet))
+        (vm.host_path("/etc/cni/net.d") / "10-labkit.conflist").write_text(
+            cni_config(node.pod_subnet, self.pod_network[vm.name].pod_mtu))
         self._seed(vm)
         socket = vm.host_path(CONTAINERD_SOCK)
         socket.unlink(missing_ok=True)  # a stale file would pass for a listening containerd
@@ -302,13 +307,11 @@ class Cluster:
 
     def _routes(self) -> None:
         for node in self.nodes:
-            others = {o.pod_subnet: o.vm.address for o in self.nodes if o is not node}
-            if others:
-                vmlib.set_routes(node.vm, others)
+            self.program_pod_network(node.vm.name)
 
-    def routes_of(self, vm_name: str) -> dict[str, str]:
-        """The pod routes VM ``vm_name`` needs (to re-add after a link fault)."""
-        return {o.pod_subnet: o.vm.address for o in self.nodes if o.vm.name != vm_name}
+    def program_pod_network(self, vm_name: str) -> None:
+        """Program VM ``vm_name``'s part of the pod network between the VMs (idempotent; again after a link fault)."""
+        flannel.apply(vmlib.netns_name(vm_name), self.pod_network[vm_name])
 
     def import_image(self, archive: Path) -> None:
         """Import an OCI archive into every node's containerd, once per node and archive.
@@ -411,13 +414,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 """
 
 
-def cni_config(pod_subnet: str) -> str:
-    """CNI conflist: a bridge ``cni0`` (gateway for the VM's pod /24), host-local IPAM, loopback."""
+def cni_config(pod_subnet: str, mtu: int = flannel.LAB_MTU) -> str:
+    """CNI conflist: a bridge ``cni0`` (gateway for the VM's pod /24, MTU ``mtu``), host-local IPAM, portmap.
+
+    As flannel's CNI plugin delegates to the bridge plugin, with ``mtu`` its ``FLANNEL_MTU``.
+    """
     doc = {
         "cniVersion": "0.4.0",
         "name": "labkit",
         "plugins": [
-            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True, "mtu": mtu,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_subnet}]],
                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/var/lib/cni/networks"}},
             {"type": "portmap", "capabilities": {"portMappings": True}},

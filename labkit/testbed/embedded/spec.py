@@ -13,6 +13,8 @@ from labkit.config import Env, Tuning
 from labkit.topology import Plan
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+#: flannel backends the embedded test bed programs (k3s' ``--flannel-backend``; :mod:`.flannel`).
+FLANNEL_BACKENDS = ("vxlan", "host-gw")
 
 
 class SpecError(ValueError):
@@ -47,12 +49,16 @@ class ClusterSpec:
         Its VMs (one node each), at least one.
     pod_cidr, service_cidr
         Distinct per cluster when clusters are peered; each VM gets the next /24 of ``pod_cidr``.
+    flannel_backend
+        How pods of different VMs reach each other (:mod:`.flannel`): ``vxlan``, k3s' default
+        (flannel's VXLAN data path), or ``host-gw`` (plain routes via the VMs' lab addresses).
     """
 
     name: str
     vms: tuple[VmSpec, ...]
     pod_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
+    flannel_backend: str = "vxlan"
 
     def pod_subnets(self) -> dict[str, str]:
         """The /24 of ``pod_cidr`` each VM's pods get."""
@@ -141,6 +147,9 @@ def validate(env: EmbeddedEnv) -> None:
             raise SpecError(f"clusters[{cluster.name!r}]: pod_cidr {pods} overlaps service_cidr {services}")
         if pods.prefixlen > 24 - max(1, len(cluster.vms) - 1).bit_length():
             raise SpecError(f"clusters[{cluster.name!r}].pod_cidr {pods} has no /24 for each of its VMs")
+        if cluster.flannel_backend not in FLANNEL_BACKENDS:
+            raise SpecError(f"clusters[{cluster.name!r}].flannel_backend {cluster.flannel_backend!r}: "
+                            f"expected one of {', '.join(FLANNEL_BACKENDS)}")
         for vm in cluster.vms:
             if not _DNS_LABEL.match(vm.name):
                 raise SpecError(f"VM name {vm.name!r} must be a DNS label of at most 40 characters")
