@@ -305,6 +305,13 @@ class Cluster:
             others = {o.pod_subnet: o.vm.address for o in self.nodes if o is not node}
             if others:
                 vmlib.set_routes(node.vm, others)
+            self._lab_egress(node)
+
+    def _lab_egress(self, node: Node) -> None:
+        """What a k3s node has and a bare VM lacks: a route covering the service CIDR (hostNetwork
+        pods reach ClusterIPs) and flannel's MASQUERADE of pod traffic leaving for the lab network."""
+        vmlib.set_service_route(node.vm, self.spec.service_cidr)
+        vmlib.masquerade_pods(node.vm, self.spec.pod_cidr)
 
     def routes_of(self, vm_name: str) -> dict[str, str]:
         """The pod routes VM ``vm_name`` needs (to re-add after a link fault)."""
