@@ -178,17 +178,19 @@ def all_steps(root: Path | None = None) -> list[Step]:
     One ``apt`` step installs the Debian packages of every part of the kit (each part
     declares its own ``APT_PACKAGES`` with the reason for each); then the Python package,
     the Jupyter kernel, the Kubernetes and CoreDNS binaries of the embedded test bed, the
-    virtual kubelet of its Liqo-compatible peering, and the OCI images.
+    virtual kubelet of its Liqo look-alike, Liqo itself (built from its source), and the OCI images.
     """
     from labkit import images
     from labkit.testbed import vms
     from labkit.testbed.embedded import binaries
+    from labkit.testbed.embedded.liqo import source as liqo_source
     from labkit.testbed.embedded.liqo.build import vk_step
 
     root = root or paths.repo_root()
-    packages = {**APT_PACKAGES, **binaries.APT_PACKAGES, **images.APT_PACKAGES, **vms.APT_PACKAGES}
+    packages = {**APT_PACKAGES, **binaries.APT_PACKAGES, **images.APT_PACKAGES, **vms.APT_PACKAGES,
+                **liqo_source.APT_PACKAGES}
     return [apt_step(packages), python_package_step(root), kernel_step(),
-            *binaries.setup_steps(include_apt=False), vk_step(), *images.setup_steps()]
+            *binaries.setup_steps(include_apt=False), vk_step(), liqo_source.setup_step(), *images.setup_steps()]
 
 
 def run_steps(steps: Sequence[Step], log: Log = print, *, root: bool | None = None) -> list[StepResult]:
