@@ -31,6 +31,7 @@ from labkit import bounds, paths
 from labkit.config import ConfigError, Env, Problem, load_env
 from labkit.install import KERNEL_NAME
 from labkit.manifest import Manifest, NotebookRecord, new_run_id, utcnow
+from labkit.testbed.liqoctl import peering_of
 
 Profile = Literal["quick", "full"]
 PIPELINE_FILE = "pipeline.yaml"
@@ -169,7 +170,8 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
                 "figures_dir": str(figures), "seed": env_model.seed, "replot": False}
     entries = [e for e in pipeline.notebooks
                if e.runs_on(env_model.backend.kind) and (not only or e.notebook.startswith(tuple(only)))]
-    manifest = Manifest(run_id=run_id, env=env, profile=profile, seed=env_model.seed, parameters=standard)
+    manifest = Manifest(run_id=run_id, env=env, profile=profile, seed=env_model.seed, parameters=standard,
+                        peering=peering_of(env_model))
     manifest.notebooks = [
         NotebookRecord(notebook=e.notebook, output=str(run_dir / "notebooks" / e.notebook),
                        parameters=notebook_parameters(nb_dir / e.notebook, e.resolve(profile), standard))

@@ -32,11 +32,9 @@ from labkit.config import Env, validate_env
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
 from labkit.testbed import TestbedError, load_image, off_event_loop, running
-from labkit.testbed.pods import PodHost, probe_pod, start_pods, stop_pods
+from labkit.testbed.pods import PodHost, probe_pod, start_pods, stop_pods, twin_pods
 
 NAMESPACE = "labkit-latency"
-#: Label the virtual kubelet puts on the provider-side twin of a home pod (Liqo's ShadowPod label).
-SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
 #: Liqo's virtual nodes carry this NoExecute taint; pods bound to one must tolerate it.
 VIRTUAL_NODE_TOLERATION = {"key": "virtual-node.liqo.io/not-allowed", "operator": "Exists", "effect": "NoExecute"}
 #: Image of the probe pods: ``ping`` in the runtime image's rootfs alone (59 of its 224 MB).
@@ -122,7 +120,7 @@ def provider_pod(testbed: Any, provider: str, home_pod: str, timeout: float = 12
     """The running provider-side twin of ``home_pod`` (offloaded to ``provider``), as a host to exec in.
 
     The virtual kubelet serves no ``exec``, so commands run in the provider's own pod, found by
-    the ShadowPod label :data:`SHADOW_POD_LABEL`.
+    :func:`labkit.testbed.pods.twin_pods`.
 
     Raises
     ------
@@ -134,7 +132,7 @@ def provider_pod(testbed: Any, provider: str, home_pod: str, timeout: float = 12
     core = client.CoreV1Api(testbed.kube(provider))
     deadline = time.monotonic() + timeout
     while True:
-        pods = [p for p in core.list_pod_for_all_namespaces(label_selector=f"{SHADOW_POD_LABEL}={home_pod}").items
+        pods = [p for p in twin_pods(core, home_pod)
                 if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
         if pods:
             return PodHost(core, pods[0].metadata.namespace, pods[0].metadata.name, pods[0].status.pod_ip)

@@ -114,3 +114,16 @@ def test_proxy_tunnels_connect_and_refuses_other_methods() -> None:
     echoed, refused = asyncio.run(scenario())
     assert echoed == b"hello"
     assert refused.startswith(b"HTTP/1.1 405")
+
+
+def test_liqo_images_keep_upstream_names_and_stand_ins_the_kits() -> None:
+    from labkit.images import liqo
+    assert liqo.NAMES[:5] == tuple(liqo.COMMON) and len(liqo.NAMES) == 9
+    assert liqo.helm_overrides("v0.10.2") == {"proxy.imageName": "labkit.local/liqo-proxy",
+                                              "webhook.patch.image": "labkit.local/webhook-certgen:v0.10.2"}
+    if liqo.built():  # the specs read the built programs
+        from labkit.images import spec
+        assert spec("liqo-liqonet").ref == "ghcr.io/liqotech/liqonet:v0.10.2"
+        assert spec("liqo-controller-manager").ref == "ghcr.io/liqotech/liqo-controller-manager:v0.10.2"
+        assert spec("liqo-proxy").ref == "labkit.local/liqo-proxy:v0.10.2"
+        assert spec("liqo-liqonet").layers[1].dest == "usr/bin/liqonet"  # the path the chart runs

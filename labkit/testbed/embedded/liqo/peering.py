@@ -1,6 +1,6 @@
-"""Liqo-compatible peering of embedded clusters: gateways, identities, virtual kubelets.
+"""The kit's Liqo look-alike (the fallback without Liqo's source): gateways, identities, virtual kubelets.
 
-:class:`Liqo` works on a running :class:`~labkit.testbed.embedded.EmbeddedTestbed`:
+:class:`LookAlike` works on a running :class:`~labkit.testbed.embedded.EmbeddedTestbed`:
 
 ``peer(consumer, provider)`` (unidirectional, as ``liqoctl peer out-of-band``):
 
@@ -112,8 +112,8 @@ def _apply(create: Callable[..., Any], *args: Any) -> None:
             raise
 
 
-class Liqo:
-    """Liqo-compatible peering of the clusters of an embedded testbed.
+class LookAlike:
+    """The kit's Liqo look-alike peering the clusters of an embedded testbed (fallback: no Liqo source).
 
     Parameters
     ----------
@@ -127,6 +127,9 @@ class Liqo:
     log
         Where progress lines go.
     """
+
+    #: Which peering this is (the run manifest and reports name it).
+    kind = "kit"
 
     def __init__(self, testbed: Any, cluster_labels: dict[str, dict[str, str]] | None = None,
                  vk_timers: VkTimers = VkTimers(), gateway_timers: GatewayTimers = GatewayTimers(),
@@ -415,10 +418,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def vk_memory() -> list[tuple[str, float]]:
-    """``(provider cluster id, resident MiB)`` of every virtual kubelet running on this machine.
+    """``(provider cluster, resident MiB)`` of every virtual kubelet running on this machine.
 
-    The virtual kubelets run in their consumers' VMs, which are processes of this machine; each
-    is found by its ``--foreign-cluster-id=`` flag.
+    The virtual kubelets run in their consumers' VMs, which are processes of this machine:
+    Liqo's (``/usr/bin/virtual-kubelet``, named by ``--foreign-cluster-name=``) and the
+    look-alike's (``/vk``, named by ``--foreign-cluster-id=``, which is the cluster's name there).
     """
     out: list[tuple[str, float]] = []
     for proc in Path("/proc").iterdir():
@@ -426,11 +430,12 @@ def vk_memory() -> list[tuple[str, float]]:
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if not argv or not argv[0].endswith(b"/vk"):
+            if not argv or not argv[0].endswith((b"/vk", b"/virtual-kubelet")):
                 continue
-            foreign = next(a.split(b"=", 1)[1].decode() for a in argv if a.startswith(b"--foreign-cluster-id="))
+            flags = dict(a.split(b"=", 1) for a in argv[1:] if a.startswith(b"--") and b"=" in a)
+            foreign = (flags.get(b"--foreign-cluster-name") or flags[b"--foreign-cluster-id"]).decode()
             rss_kib = int(re.search(r"VmRSS:\s+(\d+) kB", (proc / "status").read_text()).group(1))
-        except (OSError, StopIteration, AttributeError):
+        except (OSError, KeyError, AttributeError):
             continue
         out.append((foreign, rss_kib / 1024))
     return sorted(out)
