@@ -74,8 +74,8 @@ def test_liqoctl_peered_root_with_both_leaves(bed: Any) -> None:
     conditions = {fc["metadata"]["name"]: {c["type"]: c["status"] for c in fc["status"]["peeringConditions"]}
                   for fc in fcs}
     for leaf in ("leaf1", "leaf2"):
-        assert conditions[leaf]["OutgoingPeering"] == "Established", conditions
-        assert conditions[leaf]["Network"] == "Established", conditions
+        for kind in ("OutgoingPeering", "AuthenticationStatus", "NetworkStatus"):
+            assert conditions[leaf][kind] == "Established", conditions
     teps = custom.list_cluster_custom_object("net.liqo.io", "v1alpha1", "tunnelendpoints")["items"]
     assert sorted(t["status"]["connection"]["status"] for t in teps) == ["Connected", "Connected"]
     images = {c.image for d in client.AppsV1Api(bed.kube("leaf1")).list_namespaced_deployment(LIQO_NS).items
