@@ -78,8 +78,44 @@ def memory(tb: EmbeddedTestbed) -> dict[str, float]:
         every |= pids
         out[f"cluster {cluster}"] = process_memory(pids)[0]
     out["test bed"] = process_memory(every)[0]
-    out["peering processes"] = process_memory(peering_pids(every))[0]
+    peering = peering_pids(every)
+    out["peering processes"] = process_memory(peering)[0]
+    for name, pids in sorted(by_program(peering).items()):
+        out[f"program {name}"] = process_memory(pids)[0]
     return out
+
+
+def by_program(pids: set[int]) -> dict[str, set[int]]:
+    """``pids`` grouped by the basename of their program (the script's, for an interpreter)."""
+    groups: dict[str, set[int]] = {}
+    for pid in pids:
+        try:
+            argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        names = [Path(a).name for a in argv[:2]]
+        name = next((n for n in names if n in PEERING_PROGRAMS), names[0] if names else "?")
+        groups.setdefault(name, set()).add(pid)
+    return groups
+
+
+def liqo_pods_timeline(tb: EmbeddedTestbed) -> str:
+    """Per cluster: seconds from the first Liqo pod's creation to each Liqo pod's Ready (where install time goes)."""
+    from kubernetes import client
+    lines = []
+    for cluster in tb.clusters():
+        pods = client.CoreV1Api(tb.kube(cluster)).list_namespaced_pod("liqo").items
+        if not pods:
+            continue
+        first = min(p.metadata.creation_timestamp for p in pods)
+        marks = []
+        for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
+            ready = next((c.last_transition_time for c in pod.status.conditions or [] if c.type == "Ready"), None)
+            name = pod.metadata.labels.get("app.kubernetes.io/name", pod.metadata.name)
+            created = (pod.metadata.creation_timestamp - first).total_seconds()
+            marks.append(f"{name} +{created:.0f}->{(ready - first).total_seconds():.0f}" if ready else f"{name} +{created:.0f}")
+        lines.append(f"{cluster}: " + ", ".join(marks))
+    return "; ".join(lines)
 
 
 def conditions(core: Any, node: str) -> dict[str, tuple[str, str]]:
@@ -94,6 +130,29 @@ def path_of(cond: dict[str, tuple[str, str]]) -> str:
     if ready[1] == "LiqoTunnelDisconnected" or (ready[1] == "KubeletNotReady" and network == ("True", "LiqoNetworkingDown")):
         return "tunnel"
     return "api-lease" if ready[1] == "NodeStatusUnknown" else f"other ({ready[1]})"
+
+
+def api_server_status(tb: EmbeddedTestbed, consumer: str, provider: str, cut_wall: float) -> str:
+    """The consumer's ForeignCluster of ``provider``: APIServerStatus and when it last changed, relative to the cut.
+
+    Liqo's virtual kubelet refuses to post node status while its ping (which reads this condition)
+    fails; the condition turns when the controller manager's foreign-cluster ping (every 15 s,
+    5 s timeout) fails. Empty for the look-alike.
+    """
+    from datetime import datetime
+
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+    try:
+        fc = client.CustomObjectsApi(tb.kube(consumer)).get_cluster_custom_object(
+            "discovery.liqo.io", "v1alpha1", "foreignclusters", provider)
+    except ApiException:
+        return ""
+    cond = next((c for c in (fc.get("status") or {}).get("peeringConditions", []) if c["type"] == "APIServerStatus"), None)
+    if cond is None:
+        return ""
+    changed = datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00")).timestamp()
+    return f"APIServerStatus {cond['status']} since cut{changed - cut_wall:+.1f} s"
 
 
 def tunnel_status(tb: EmbeddedTestbed, cluster: str) -> list[str]:
@@ -120,7 +179,7 @@ def cuts(tb: EmbeddedTestbed, consumer: str, provider: str, repetitions: int, se
         since_peering = time.monotonic() - peered_at
         for host in hosts:
             host.iface_down()
-        cut = time.monotonic()
+        cut, cut_wall = time.monotonic(), time.time()
         try:
             while True:
                 cond = conditions(core, node)
@@ -133,13 +192,15 @@ def cuts(tb: EmbeddedTestbed, consumer: str, provider: str, repetitions: int, se
             delay = time.monotonic() - cut
             row = {"repetition": index, "delay_s": delay, "path": path_of(cond), "ready": cond.get("Ready"),
                    "network": cond.get("NetworkUnavailable"), "tunnel": tunnel_status(tb, consumer),
+                   "api": api_server_status(tb, consumer, provider, cut_wall),
                    "since_peering_s": since_peering, "load": load()}
         finally:
             for host in hosts:
                 host.iface_up()
         rows.append(row)
         print(f"cut {index}: {provider} NotReady in {consumer} after {row['delay_s']:.2f} s ({row['path']}: Ready "
-              f"{row['ready']}, NetworkUnavailable {row['network']}, TunnelEndpoints {row['tunnel']}; "
+              f"{row['ready']}, NetworkUnavailable {row['network']}, TunnelEndpoints {row['tunnel']}, "
+              f"{row['api'] or 'no ForeignCluster'}; "
               f"{since_peering:.0f} s after peering; {row['load']})", flush=True)
     return rows
 
@@ -174,14 +235,19 @@ def main(argv: list[str] | None = None) -> int:
               f"target {PEERING_TARGET_S:.0f} s, ratio {peering_s / PEERING_TARGET_S:.2f}); offloading "
               f"{t['offloading_s']:.1f} s; {load()}", flush=True)
         print("per peering: " + ", ".join(f"{c}->{p} {v.took_s:.1f} s" for (c, p), v in sorted(tb.liqo.peerings.items())))
+        if getattr(tb.liqo, "kind", "") == "liqo":
+            print("installs: " + ", ".join(f"{c} {s:.1f} s" for c, s in sorted(tb.liqo.installed.items())))
+            print(f"Liqo pods, created -> Ready (s after the cluster's first): {liqo_pods_timeline(tb)}", flush=True)
         met &= peering_s <= PEERING_TARGET_S
         time.sleep(30)
         mem = memory(tb)
         print(f"idle PSS: test bed {mem['test bed']:.0f} MiB (target {PSS_TARGET_MIB:.0f}, ratio "
               f"{mem['test bed'] / PSS_TARGET_MIB:.2f}); peering processes {mem['peering processes']:.0f} MiB; "
-              + ", ".join(f"{k} {v:.0f}" for k, v in mem.items() if k.startswith("cluster")) + f"; {load()}", flush=True)
+              + ", ".join(f"{k} {v:.0f}" for k, v in mem.items() if k.startswith(("cluster", "program")))
+              + f"; {load()}", flush=True)
         met &= mem["test bed"] <= PSS_TARGET_MIB
-        rtt = latency.measure_peered(tb, env, leaves=3, count=args.latency_count, interval=0.05, concurrent=False)
+        rtt = latency.measure_peered(tb, env, leaves=3, count=args.latency_count, interval=0.05, concurrent=False,
+                                     run_id="bench", scenario="bench-peering")
         rtt = rtt[rtt["metric"] == "rtt"]
         peered_mean = float(rtt["value"].mean())
         print(f"Table 7.4 pod -> root pod across the peering: mean {peered_mean:.3f} ms, sd {rtt['value'].std():.3f} "
@@ -203,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{NOT_READY_BAND_S[0]:.0f}-{NOT_READY_BAND_S[1]:.0f} s)", flush=True)
     met &= NOT_READY_BAND_S[0] <= median <= NOT_READY_BAND_S[1]
     if args.same_cluster:
-        single = latency.run_single_cluster(env, leaves=3, count=args.latency_count, interval=0.05)
+        single = latency.run_single_cluster(env, leaves=3, count=args.latency_count, interval=0.05, run_id="bench",
+                                            scenario="bench-peering")
         pods = single[(single["step"] == "pod-same-cluster") & (single["metric"] == "rtt")]
         same = float(pods["value"].mean())
         print(f"Table 7.3 pod -> pod same cluster: mean {same:.3f} ms; Table 7.5 Liqo overhead "

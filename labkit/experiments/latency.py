@@ -4,7 +4,7 @@
 - Table 7.3, same cluster: a pod on each leaf node pings a pod on the root node, the leaf and
   root VMs being nodes of *one* cluster (:func:`single_cluster`).
 - Table 7.4, peered clusters: the same pods, the leaves being clusters peered with the root
-  (needs the Liqo-compatible peering of the embedded test bed).
+  (needs the peering of the test bed: Liqo, or the kit's look-alike).
 - Table 7.5: Liqo overhead = mean of 7.4 - mean of 7.3.
 
 The thesis pinged ~1000 times per test, leaf by leaf; so do we (``count`` per leaf), leaves one

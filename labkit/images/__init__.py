@@ -1,6 +1,6 @@
 """Images (``labkit.images``): OCI archives built without Docker, imported into containerd.
 
-Four images, all under the never-pulled registry name ``labkit.local``:
+The kit's four images, under the never-pulled registry name ``labkit.local``, and Liqo's:
 
 ``pause`` (``labkit.local/pause:1``)
     One layer: a static, stripped Go binary (``go/pause``) that waits for SIGTERM/SIGINT and
@@ -17,8 +17,9 @@ Four images, all under the never-pulled registry name ``labkit.local``:
 ``liqo-*`` (``ghcr.io/liqotech/<name>:v0.10.2``, two stand-ins under ``labkit.local``)
     Liqo's images from its programs built by setup (:mod:`labkit.images.liqo`).
 
-The embedded test bed seeds every node's containerd with the runtime, probe and galera images,
-unpacked once (:mod:`labkit.images.store`), instead of importing them into each node.
+The embedded test bed seeds every node's containerd with the runtime, probe and galera images
+(and Liqo's, when built), unpacked once (:mod:`labkit.images.store`), instead of importing them
+into each node.
 
 Stable API used by other parts of the kit: :func:`build` (name -> archive path) and
 :func:`import_archive` (archive, containerd socket, namespace). See ``docs/images.md``.
@@ -79,8 +80,8 @@ def setup_steps() -> list:  # list[labkit.install.Step]; imported lazily (instal
                                      "kube-webhook-certgen) from its built programs (labkit.images.liqo)",
              check=lambda: liqo.built() and all(is_built(n) for n in liqo.NAMES), run=_build_liqo_images,
              needs_root=True),
-        Step(name="image-store", what="node image store: the probe, runtime and galera images unpacked once "
-                                      "for every embedded node (labkit.images.store)",
+        Step(name="image-store", what="node image store: the probe, runtime and galera images (and Liqo's, when built) "
+                                      "unpacked once for every embedded node (labkit.images.store)",
              check=lambda: store.is_built(), run=lambda log: store.ensure(log=log), needs_root=True),
     ]
 

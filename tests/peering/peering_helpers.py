@@ -27,6 +27,15 @@ def require_liqo() -> None:
         pytest.skip(str(exc))
 
 
+def require_env_peering() -> None:
+    """Skip unless what an env file peers with here (``backend.peering``, ``$LABKIT_PEERING``) is available."""
+    from labkit.testbed.embedded.spec import PEERING_ENV
+    if os.environ.get(PEERING_ENV) == "kit":
+        require_peering()
+    else:
+        require_liqo()
+
+
 def require_peering() -> None:
     """Skip when the embedded testbed or the look-alike's virtual kubelet is not available."""
     from embedded_helpers import require_embedded

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peering_helpers import require_peering
+from peering_helpers import require_env_peering
 from kubernetes import client
 
 from labkit import config
@@ -37,7 +37,7 @@ PROBE_TABLE = "CREATE TABLE IF NOT EXISTS probe (id INT PRIMARY KEY, written_via
 @pytest.fixture(scope="module")
 def galera() -> Iterator[tuple[Any, db.Deployment, dict[str, float]]]:
     """The thesis env up and peered, the DB domain deployed; yields (testbed, deployment, timings)."""
-    require_peering()
+    require_env_peering()
     from labkit import images
     try:  # the rootfs layer is cached by `invoke setup`; the entrypoint layer rebuilds in ~1 s
         images.build("galera")

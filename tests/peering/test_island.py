@@ -22,7 +22,7 @@ import sys
 import time
 
 import pytest
-from peering_helpers import require_peering
+from peering_helpers import require_env_peering
 from embedded_helpers import node_affinity, pause_deployment, running_pods, wait_for
 from kubernetes import client
 
@@ -78,7 +78,7 @@ def _restarts(pod: client.V1Pod) -> int:
 
 
 def test_island_leaves_run_and_deploy_then_reconcile() -> None:
-    require_peering()
+    require_env_peering()
     env = _island_env()
     with running(env) as tb:
         root = client.CoreV1Api(tb.kube("root"))

@@ -379,7 +379,7 @@ class EmbeddedTestbed:
         with ThreadPoolExecutor(max_workers=len(clusters)) as pool:  # a no-op where the node image store has them
             list(pool.map(lambda c: [self._clusters[c].import_image(a) for a in archives], clusters))
         self.liqo = liqo = LiqoCtl(self, programs, env.cluster_labels, env.tuning.liqo, log=self._log)
-        liqo.install_all(clusters)
+        liqo.install_all(clusters, timeout=300.0 + 20.0 * len(clusters))  # 2 cores install ~3 at once in 50 s
         self.timings["liqo_install_s"] = time.monotonic() - start
         liqo.peer_all(env.peerings, timeout=180.0 + 6.0 * len(env.clusters))
         self.timings["peering_s"] = time.monotonic() - start

@@ -244,10 +244,9 @@ class LiqoCtl:
         with ThreadPoolExecutor(max_workers=min(PEER_WORKERS, len(pairs) or 1)) as pool:
             return list(pool.map(lambda p: self.peer(p[0], p[1], timeout), pairs))
 
-    def unpeer(self, consumer: str, provider: str, timeout: float = DOWN_STEP_S, check: bool = True) -> None:
+    def unpeer(self, consumer: str, provider: str, timeout: float = DOWN_STEP_S) -> None:
         """``liqoctl unpeer out-of-band`` from ``consumer`` towards ``provider`` (waits until unpeered)."""
-        self.run(consumer, ["unpeer", "out-of-band", provider, "--timeout", liqoctl.go_duration(timeout)],
-                 timeout + 30, check=check)
+        self.run(consumer, ["unpeer", "out-of-band", provider, "--timeout", liqoctl.go_duration(timeout)], timeout + 30)
         with self._lock:
             self.peerings.pop((consumer, provider), None)
             if not any(frozenset(p) == frozenset((consumer, provider)) for p in self.peerings):
@@ -305,14 +304,13 @@ class LiqoCtl:
 
         parallel(list(self.offloaded), lambda off: self.run(off[0], ["unoffload", "namespace", off[1], "--timeout",
                                                                      liqoctl.go_duration(DOWN_STEP_S)],
-                                                            DOWN_STEP_S + 15, check=False))
+                                                            DOWN_STEP_S + 15))
         self.offloaded.clear()
         took["unoffload"] = round(time.monotonic() - start, 1)
-        parallel(list(self.peerings), lambda pair: self.unpeer(pair[0], pair[1], check=False))
+        parallel(list(self.peerings), lambda pair: self.unpeer(pair[0], pair[1]))
         took["unpeer"] = round(time.monotonic() - start, 1)
         parallel(list(self.installed), lambda c: self.run(c, ["uninstall", "--purge", "--timeout",
-                                                               liqoctl.go_duration(DOWN_STEP_S)],
-                                                          DOWN_STEP_S + 15, check=False))
+                                                               liqoctl.go_duration(DOWN_STEP_S)], DOWN_STEP_S + 15))
         self.installed.clear()
         took["uninstall"] = round(time.monotonic() - start, 1)
         self.log(f"[liqo] unoffloaded, unpeered and uninstalled in {took['uninstall']:.1f} s {took}")
@@ -322,7 +320,7 @@ class LiqoCtl:
         try:
             action()
         except Exception as exc:  # teardown goes on; the test bed removes the rest
-            self.log(f"[liqo] down: {type(exc).__name__}: {exc}")
+            self.log(f"[liqo] down: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}")
 
 
 def _text(data: bytes | str | None) -> str:
