@@ -2,20 +2,23 @@
 
 ``root`` peers out of band with ``leaf1`` and ``leaf2`` (one VM each, distinct pod CIDRs) and
 offloads namespace ``work`` (Remote) to both; the leaves form the group ``grid``. The tests
-share the test bed and run in file order: the last ones cut leaf1 off and unpeer leaf2.
+share the test bed and run in file order: the last ones cut leaf1 off, then the root (island
+mode), and unpeer leaf2.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from embedded_helpers import wait_for
+from embedded_helpers import node_affinity, pause_deployment, wait_for
 from kubernetes import client
 from peering_helpers import require_liqo
 
@@ -189,6 +192,71 @@ def test_provider_cut_off_makes_its_virtual_node_not_ready_and_the_pod_moves(bed
     finally:
         host.iface_up()
     wait_for(lambda: _ready(home, "liqo-leaf1").status == "True", 90, "liqo-leaf1 Ready again", interval=0.5)
+
+
+#: An island-mode workload tolerates its node being NotReady or unreachable for as long as it takes.
+ISLAND_TOLERATIONS = [{"key": key, "operator": "Exists", "effect": "NoExecute"} for key in (
+    "virtual-node.liqo.io/not-allowed", "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")]
+#: Longer than the root's node-monitor grace period (20 s) plus the eviction wait (5 s).
+ISLAND_S = 35.0
+
+
+def _virtual_ready_inside(tb: Any) -> dict[str, bool]:
+    """Readiness of the root's virtual nodes, asked from inside the root VM (the host cannot reach a cut-off root)."""
+    script = ("import json; from kubernetes import client, config; "
+              "api = client.CoreV1Api(config.new_client_from_config('/etc/kubernetes/admin.kubeconfig')); "
+              "print(json.dumps({n.metadata.name: any(c.type == 'Ready' and c.status == 'True' for c in "
+              "n.status.conditions or []) for n in api.list_node(label_selector='liqo.io/type=virtual-node').items}))")
+    res = tb.host("root").run([sys.executable, "-c", script], timeout=30)
+    assert res.ok, res.stderr
+    return json.loads(res.stdout)
+
+
+def _running(core: client.CoreV1Api, selector: str, namespace: str = "default") -> list[client.V1Pod]:
+    return [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+            if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
+
+
+def test_island_the_leaves_carry_on_and_reconcile(bed: Any) -> None:
+    """Island mode (thesis ch. 8): the root cut off longer than its grace period and eviction wait;
+    the leaves keep the offloaded pod (same uid, no restart) and deploy on their own; back, the
+    root's virtual nodes are Ready again and its home pod still reflects the same twin."""
+    root = client.CoreV1Api(bed.kube("root"))
+    leaf1, leaf2 = (client.CoreV1Api(bed.kube(c)) for c in ("leaf1", "leaf2"))
+    pmu = pause_deployment("pmu", "labkit.local/pause:1", node_affinity(CLUSTER, ["leaf1"]))
+    pmu["spec"]["template"]["spec"]["tolerations"] = ISLAND_TOLERATIONS
+    client.AppsV1Api(bed.kube("root")).create_namespaced_deployment(NAMESPACE, pmu)
+    home = wait_for(lambda: _running(root, "app=pmu", NAMESPACE), 90, "the offloaded pod Running at home")[0]
+    assert home.spec.node_name == "liqo-leaf1"
+    twin = wait_for(lambda: _running(leaf1, "app=pmu", NAMESPACE), 30, "its twin Running in leaf1")[0]
+    restarts = sum(c.restart_count for c in twin.status.container_statuses or [])
+    host = bed.host("root")
+    host.iface_down()
+    cut = time.monotonic()
+    try:
+        assert not bed.host("leaf1").ping(host.address, count=2, interval=0.2).received
+        wait_for(lambda: not any(_virtual_ready_inside(bed).values()), 40, "the virtual nodes NotReady in the root",
+                 interval=1.0)
+        for name, core, cluster in (("local-1", leaf1, "leaf1"), ("local-2", leaf2, "leaf2")):
+            client.AppsV1Api(bed.kube(cluster)).create_namespaced_deployment(
+                "default", pause_deployment(name, "labkit.local/pause:1"))
+            wait_for(lambda c=core, n=name: _running(c, f"app={n}"), 60, f"{name} Running in {cluster} on its own")
+        time.sleep(max(0.0, ISLAND_S - (time.monotonic() - cut)))
+        during = _running(leaf1, "app=pmu", NAMESPACE)
+        assert [p.metadata.uid for p in during] == [twin.metadata.uid], "the leaf kept its offloaded pod"
+        assert sum(c.restart_count for c in during[0].status.container_statuses or []) == restarts
+        assert not any(_virtual_ready_inside(bed).values())
+    finally:
+        host.iface_up()
+    print(f"island lasted {time.monotonic() - cut:.1f} s")
+    wait_for(lambda: all(_ready(root, f"liqo-{leaf}").status == "True" for leaf in ("leaf1", "leaf2")), 90,
+             "the virtual nodes Ready again", interval=0.5)
+    assert [p.metadata.uid for p in _running(leaf1, "app=pmu", NAMESPACE)] == [twin.metadata.uid]
+    homes = wait_for(lambda: [p for p in _running(root, "app=pmu", NAMESPACE) if p.status.pod_ip == twin.status.pod_ip],
+                     30, "the home pod reflecting its twin")
+    assert [p.metadata.uid for p in homes] == [home.metadata.uid], "the home pod was not replaced"
+    assert _running(leaf1, "app=local-1") and _running(leaf2, "app=local-2")
+    client.AppsV1Api(bed.kube("root")).delete_namespaced_deployment("pmu", NAMESPACE)
 
 
 def test_liqoctl_unpeers_leaf2(bed: Any) -> None:
