@@ -144,3 +144,20 @@ def test_the_vendored_tag_is_v0_10_2() -> None:
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     assert any(n.endswith("deployments/liqo/Chart.yaml") for n in names)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_a_git_checkout_at_the_tag_is_kept_without_what_a_build_left(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _fake_source(tmp_path / "clone")
+    _git(root, "init", "-q")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "release")
+    _git(root, "tag", "v9.9.9")
+    monkeypatch.setitem(source.RELEASES, "v9.9.9", source.Release(commit=_git(root, "rev-parse", "HEAD"),
+                                                                  tree=_git(root, "rev-parse", "HEAD^{tree}")))
+    (root / "liqoctl").write_bytes(b"a binary built in the checkout")  # untracked
+    monkeypatch.setenv(source.SOURCE_ENV, str(root))
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
+    kept = source.fetch("v9.9.9", log=lambda _: None)
+    assert (kept / "go.mod").is_file() and not (kept / "liqoctl").exists() and not (kept / ".git").exists()

@@ -24,6 +24,7 @@ No Liqo code is in this repository: it is fetched and built from the user's sour
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -250,8 +251,15 @@ def _from_given(source: Path, version: str, work: Path, log: Log) -> Path:
         raise SourceError(f"{SOURCE_ENV}={source}: no such file or directory")
     if source.is_dir():
         check_directory(source, version)  # before copying: a wrong directory is named as given
-        log(f"  copying Liqo's source from {source}")
-        shutil.copytree(source, work / "src", symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        if (source / ".git").exists():  # the tracked files at the tag, not what a build left beside them
+            log(f"  git archive HEAD of {source}")
+            data = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=source, capture_output=True,
+                                  check=True, timeout=300).stdout
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(work / "src", filter="tar")
+        else:
+            log(f"  copying Liqo's source from {source}")
+            shutil.copytree(source, work / "src", symlinks=True)
         return work / "src"
     commit = archive_commit(source)
     release = RELEASES.get(version)
