@@ -211,6 +211,22 @@ def quartiles(values: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
+def star(env: Any, n: int) -> int:
+    """Notebook 70's partial-mesh star of ``n`` clusters (DB domains of 4): does it come up, and at what cost."""
+    from labkit.experiments import scalability
+    print(f"start: {load()}", flush=True)
+    start = time.monotonic()
+    rows = scalability.measure_size(scalability.region_env(env, n, 4), topology=scalability.PARTIAL_MESH_STAR,
+                                    domain_size=4, run_id="bench", scenario="bench-star")
+    values = dict(zip(rows["metric"], rows["value"]))
+    print(f"partial-mesh star N={n}: {int(values['peering_links'])} peerings of {int(rows['links_planned'].iloc[0])} "
+          f"planned, {int(values['virtual_nodes_ready'])} virtual nodes Ready; clusters Ready in "
+          f"{values['clusters_ready']:.1f} s, peered {values['peerings_ready']:.1f} s later; PSS "
+          f"{values['memory_pss']:.0f} MiB, RSS {values['memory_rss']:.0f} MiB; down {values['down']:.1f} s; "
+          f"{time.monotonic() - start:.0f} s in all; {load()}", flush=True)
+    return 0 if values["virtual_nodes_ready"] == values["peering_links"] == rows["links_planned"].iloc[0] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Bring the env up, measure, tear down; 0 when every target is met."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -219,10 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repetitions", type=int, default=10, help="provider disconnections (default: 10)")
     ap.add_argument("--latency-count", type=int, default=300, help="pings per leaf for Table 7.4 (default: 300)")
     ap.add_argument("--same-cluster", action="store_true", help="also Table 7.3 (a second test bed) and Table 7.5")
+    ap.add_argument("--star", type=int, default=0, metavar="N",
+                    help="only bring up notebook 70's partial-mesh star of N clusters (DB domains of 4) and report it")
     args = ap.parse_args(argv)
     if args.peering:
         os.environ[PEERING_ENV] = args.peering
     env = load_env(args.env)
+    if args.star:
+        return star(env, args.star)
     met = True
     print(f"start: {load()}", flush=True)
     tb = EmbeddedTestbed(log=lambda line: None)

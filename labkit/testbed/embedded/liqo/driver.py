@@ -39,7 +39,7 @@ from labkit.testbed import liqoctl
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import pki
 from labkit.testbed.embedded import vm as vmlib
-from labkit.testbed.embedded.liqo.peering import Peering
+from labkit.testbed.embedded.liqo.peering import Peering, wait_node_ready
 from labkit.testbed.embedded.liqo.source import LiqoPrograms
 from labkit.topology.labels import liqoctl_selectors
 
@@ -253,21 +253,9 @@ class LiqoCtl:
                 self.tunnels.pop(frozenset((consumer, provider)), None)
 
     def _wait_node_ready(self, cluster: str, node: str, deadline: float) -> None:
-        from kubernetes import client
-        from kubernetes.client.rest import ApiException
-        core = client.CoreV1Api(self.tb.kube(cluster))
-        while True:
-            try:
-                n = core.read_node(node)
-                if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []):
-                    return
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-            if time.monotonic() > deadline:
-                raise LiqoError(f"virtual node {node} not Ready in cluster {cluster} (liqoctl peer returned); "
-                                f"see `kubectl get foreignclusters,tunnelendpoints -A` and the liqo pods' logs")
-            time.sleep(0.3)
+        wait_node_ready(self.tb.kube(cluster), node, deadline, lambda: LiqoError(
+            f"virtual node {node} not Ready in cluster {cluster} (liqoctl peer returned); see "
+            "`kubectl get foreignclusters,tunnelendpoints -A` and the liqo pods' logs"))
 
     # --- offloading ------------------------------------------------------------------------
 

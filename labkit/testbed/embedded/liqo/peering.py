@@ -99,6 +99,21 @@ class Peering:
     steps: dict[str, float] = field(default_factory=dict)
 
 
+def wait_node_ready(api: client.ApiClient, node: str, deadline: float, timed_out: Callable[[], Exception]) -> None:
+    """Poll until Node ``node`` reads Ready (a missing node is not yet there); raise ``timed_out()`` after ``deadline``."""
+    core = client.CoreV1Api(api)
+    while True:
+        try:
+            if any(c.type == "Ready" and c.status == "True" for c in core.read_node(node).status.conditions or []):
+                return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise timed_out()
+        time.sleep(0.3)
+
+
 def tenant_namespace(remote: str) -> str:
     """Tenant namespace of the peering with ``remote`` (Liqo: ``liqo-tenant-<cluster-id>``)."""
     return f"liqo-tenant-{remote}"
@@ -382,21 +397,10 @@ class LookAlike:
         return f"liqo-{provider}"
 
     def _wait_node_ready(self, cluster: str, node: str, deadline: float) -> None:
-        core = client.CoreV1Api(self.tb.kube(cluster))
-        while True:
-            try:
-                n = core.read_node(node)
-                if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []):
-                    return
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-            if time.monotonic() > deadline:
-                raise TestbedError(f"virtual node {node} not Ready in cluster {cluster}; its log: "
-                                   f"`kubectl -n {tenant_namespace(node[5:])} logs deploy/virtual-kubelet-{node[5:]}` "
-                                   f"while the test bed runs, else pods/ of {cluster}'s VMs in the logs kept "
-                                   f"from the failed start")
-            time.sleep(0.3)
+        wait_node_ready(self.tb.kube(cluster), node, deadline, lambda: TestbedError(
+            f"virtual node {node} not Ready in cluster {cluster}; its log: "
+            f"`kubectl -n {tenant_namespace(node[5:])} logs deploy/virtual-kubelet-{node[5:]}` while the test bed "
+            f"runs, else pods/ of {cluster}'s VMs in the logs kept from the failed start"))
 
 
 def _vm_enter(vm_name: str, new_session: bool = False) -> Callable[[], None]:
