@@ -304,11 +304,18 @@ class Tuning(Model):
 
 
 class EmbeddedBackend(Model):
-    """Run on this machine: VMs are network namespaces on one bridge (the lab network)."""
+    """Run on this machine: VMs are network namespaces on one bridge (the lab network).
+
+    ``peering`` chooses who peers the clusters: ``liqo``, the thesis' Liqo (``liqo_version``,
+    built from its source by ``invoke setup``), or ``kit``, the kit's Liqo look-alike, the
+    fallback for a machine without Liqo's source (``$LABKIT_PEERING`` overrides it for a run).
+    """
 
     kind: Literal["embedded"]
     lab_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.250.0.0/24")
     kubernetes_version: str = "v1.24.17"
+    peering: Literal["liqo", "kit"] = "liqo"
+    liqo_version: str = Field(default="v0.10.2", pattern=r"^v\d+\.\d+\.\d+$")
 
 
 class VmHost(Model):

@@ -101,6 +101,8 @@ class Manifest:
     notebooks: list[NotebookRecord] = field(default_factory=list)
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    #: Who peered the clusters (``labkit.testbed.peering_of``): Liqo, or the kit's look-alike.
+    peering: str = ""
 
     def write(self, run_dir: Path) -> Path:
         """Write ``run_dir/manifest.json`` atomically and return its path."""

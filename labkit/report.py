@@ -24,7 +24,7 @@ def run_summary(run_dir: Path) -> pd.DataFrame:
     """The manifest as a two-column table: run, git, host, versions and each notebook's status."""
     m = Manifest.read(Path(run_dir))
     rows = [("run id", m.run_id), ("env / profile", f"{m.env} / {m.profile}"), ("seed", m.seed),
-            ("started (UTC)", m.started_utc), ("status", m.status),
+            ("started (UTC)", m.started_utc), ("status", m.status), ("peering", m.peering or "not recorded"),
             ("git", f"{m.git.get('sha') or 'not a git checkout'}{' (dirty)' if m.git.get('dirty') else ''}")]
     rows += [(f"host {k}", v) for k, v in m.host.items()]
     rows += [(f"notebook {n.notebook}", f"{n.status} ({n.seconds or 0:.1f} s)") for n in m.notebooks]

@@ -32,6 +32,7 @@ from labkit import bounds, experiments, paths, testbed
 from labkit.config import ConfigError, Env, Problem, load_env
 from labkit.install import KERNEL_NAME
 from labkit.manifest import Manifest, NotebookRecord, new_run_id, utcnow
+from labkit.testbed.liqoctl import peering_of
 
 Profile = Literal["quick", "full"]
 PIPELINE_FILE = "pipeline.yaml"
@@ -209,7 +210,8 @@ def run_pipeline(env: str, profile: Profile = "quick", *, run_id: str | None = N
     own = _own_parameters(entries, profile)
     shared = testbed.session(env_model, run_id) if share else testbed.Session("")
     standard["session"] = shared.name
-    manifest = Manifest(run_id=run_id, env=env, profile=profile, seed=env_model.seed, parameters=standard)
+    manifest = Manifest(run_id=run_id, env=env, profile=profile, seed=env_model.seed, parameters=standard,
+                        peering=peering_of(env_model))
     manifest.notebooks = [
         NotebookRecord(notebook=e.notebook, output=str(run_dir / "notebooks" / e.notebook),
                        parameters=notebook_parameters(nb_dir / e.notebook, own[e.notebook], standard))

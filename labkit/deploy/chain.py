@@ -13,6 +13,7 @@ from typing import Any
 from labkit.config import Env
 from labkit.deploy import INSTANCE, RECORDER_NAMESPACE, DeployError
 from labkit.testbed import Testbed, load_image
+from labkit.testbed.pods import provider_of_node
 from labkit.topology import Plan, plan as make_plan
 from labkit.waiting import wait_until
 from labkit.workloads.render import Images, Manifest, grid, owner as namespace_owner
@@ -248,7 +249,7 @@ def hosting_cluster(testbed: Testbed, chain: Chain, name: str) -> str:
     if not pods:
         raise DeployError(f"{name}: no scheduled pod in {owner}/{chain.namespace(name)}")
     node = client.CoreV1Api(testbed.kube(owner)).read_node(pods[0].spec.node_name)
-    return (node.metadata.labels or {}).get("liqo.io/remote-cluster-id", owner)
+    return provider_of_node(node.metadata.labels or {}) or owner
 
 
 def pod_namespace(chain: Chain, name: str, cluster: str) -> str:

@@ -16,7 +16,7 @@ Use::
 
 Commands run in a member through the Kubernetes API (exec of ``mariadb`` as root on the
 member's unix socket), in the cluster where its container runs: for a member on a virtual
-node, the provider's pod of the ShadowPod (label ``virtualkubelet.liqo.io/shadow-pod``).
+node, the provider's pod of the ShadowPod (:func:`labkit.testbed.pods.twin_pods`).
 """
 
 from __future__ import annotations
@@ -29,15 +29,11 @@ from typing import Any
 from labkit.config import DbDomain
 from labkit.grid.config import PdcConfig, config_sql, from_mapping, reader_sql
 from labkit.testbed import Testbed, TestbedError
-from labkit.testbed.pods import PodHost
+from labkit.testbed.pods import PodHost, provider_of_node, twin_pods
 from labkit.topology import Plan
 from labkit.waiting import wait_until
 from labkit.workloads.render import DB_NAME, DB_READER, Images, Manifest, database, grid_namespace, pdc_config
 
-#: Label the virtual kubelet puts on the provider-side pod of a home pod (Liqo's ShadowPod label).
-SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
-#: Label of a virtual node naming the provider cluster behind it (Liqo's).
-REMOTE_CLUSTER_LABEL = "liqo.io/remote-cluster-id"
 #: Galera status variables :func:`status` reads.
 WSREP_STATUS = ("wsrep_cluster_size", "wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready",
                 "wsrep_cluster_state_uuid", "wsrep_connected", "wsrep_last_committed")
@@ -194,15 +190,13 @@ def _locate(testbed: Testbed, core: Any, owner: str, namespace: str, pod: str,
     """``(cluster, namespace, pod)`` where home pod ``pod`` bound to ``node`` runs its container."""
     from kubernetes import client
 
-    labels = core.read_node(node).metadata.labels or {}
-    provider = labels.get(REMOTE_CLUSTER_LABEL)
+    provider = provider_of_node(core.read_node(node).metadata.labels or {})
     if provider is None:
         return owner, namespace, pod
     if provider not in testbed.clusters():
         raise DatabaseError(f"member {pod} runs on virtual node {node} of cluster {provider!r}, "
                             f"which this test bed does not know ({testbed.clusters()})")
-    remote = client.CoreV1Api(testbed.kube(provider)).list_pod_for_all_namespaces(
-        label_selector=f"{SHADOW_POD_LABEL}={pod}").items
+    remote = twin_pods(client.CoreV1Api(testbed.kube(provider)), pod)
     running = [p for p in remote if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
     if not running:
         return None

@@ -3,7 +3,8 @@
 - Table 7.2, network: VM to VM (each leaf VM pings the root VM).
 - Table 7.3, same cluster: a pod on each leaf node pings a pod on the root node, the leaf and
   root VMs being nodes of *one* cluster (:func:`single_cluster`).
-- Table 7.4, peered clusters: the same pods, the leaves being clusters peered with the root.
+- Table 7.4, peered clusters: the same pods, the leaves being clusters peered with the root
+  (needs the peering of the test bed: Liqo, or the kit's look-alike).
 - Table 7.5: Liqo overhead = mean of 7.4 - mean of 7.3.
 
 Two test beds, one after the other (:func:`beds`): :func:`single_cluster` of the env for Tables
@@ -33,12 +34,10 @@ from labkit.experiments.base import Tables, param, thesis
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
 from labkit.testbed import Host, Testbed, TestbedError, load_image
-from labkit.testbed.pods import PodHost, probe_pod, start_pods, stop_pods
+from labkit.testbed.pods import PodHost, probe_pod, start_pods, stop_pods, twin_pods
 from labkit.waiting import wait_until
 
 NAMESPACE = "labkit-latency"
-#: Label the virtual kubelet puts on the provider-side twin of a home pod (Liqo's ShadowPod label).
-SHADOW_POD_LABEL = "virtualkubelet.liqo.io/shadow-pod"
 #: Liqo's virtual nodes carry this NoExecute taint; pods bound to one must tolerate it.
 VIRTUAL_NODE_TOLERATION = {"key": "virtual-node.liqo.io/not-allowed", "operator": "Exists", "effect": "NoExecute"}
 #: Image of the probe pods: ``ping`` in the runtime image's rootfs alone (59 of its 224 MB).
@@ -155,7 +154,7 @@ def provider_pod(testbed: Testbed, provider: str, home_pod: str, timeout: float 
     """The running provider-side twin of ``home_pod`` (offloaded to ``provider``), as a host to exec in.
 
     The virtual kubelet serves no ``exec``, so commands run in the provider's own pod, found by
-    the ShadowPod label :data:`SHADOW_POD_LABEL`.
+    :func:`labkit.testbed.pods.twin_pods`.
 
     Raises
     ------
@@ -167,7 +166,7 @@ def provider_pod(testbed: Testbed, provider: str, home_pod: str, timeout: float 
     core = client.CoreV1Api(testbed.kube(provider))
 
     def twin() -> PodHost | None:
-        pods = [p for p in core.list_pod_for_all_namespaces(label_selector=f"{SHADOW_POD_LABEL}={home_pod}").items
+        pods = [p for p in twin_pods(core, home_pod)
                 if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
         return PodHost(core, pods[0].metadata.namespace, pods[0].metadata.name, pods[0].status.pod_ip) if pods else None
 

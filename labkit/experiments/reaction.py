@@ -19,9 +19,9 @@ the root is the consumer and one leaf the provider (:func:`provider_of`); each r
    waits for Ready again before the next repetition.
 
 The reason of the Ready condition says which path fired (see docs/peering.md): the gateway's
-tunnel check (``LiqoTunnelDisconnected``, about 5 x 2 s) or the API path (the virtual kubelet
-stops renewing its Lease, the consumer's controller manager sets ``NodeStatusUnknown`` after
-its grace period).
+tunnel check (no pong for 5 x 2 s: ``KubeletNotReady``, the look-alike's ``LiqoTunnelDisconnected``)
+or the API path (the virtual kubelet stops renewing its Lease, the consumer's controller manager
+sets ``NodeStatusUnknown`` after its grace period).
 
 Tables: ``reaction`` (metric ``not_ready_delay``, unit ``s``, one row per repetition and method,
 labels ``repetition``, ``method``, ``reason``, ``path``, ``node``) and ``reaction-nodes`` (every
@@ -53,8 +53,11 @@ from labkit.waiting import poll
 REFERENCE_KEY = "reaction_s.figure_7_2_virtual_node_not_ready_median"
 #: Step label of every row.
 STEP = "provider-disconnect"
-#: Ready-condition reasons and the path that set them.
-PATHS = {"LiqoTunnelDisconnected": "tunnel", "NodeStatusUnknown": "api-lease"}
+#: Ready-condition reasons and the path that set them: Liqo v0.10.2's virtual kubelet sets Ready=False
+#: ``KubeletNotReady`` (with NetworkUnavailable ``LiqoNetworkingDown``) when its TunnelEndpoint leaves
+#: Connected; the look-alike's says ``LiqoTunnelDisconnected``; the consumer's controller manager
+#: sets ``NodeStatusUnknown`` when the Lease is not renewed within its grace period.
+PATHS = {"KubeletNotReady": "tunnel", "LiqoTunnelDisconnected": "tunnel", "NodeStatusUnknown": "api-lease"}
 #: The observation methods, the thesis' first.
 METHODS = ("poll", "watch")
 #: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.

@@ -1,6 +1,6 @@
 """Images (``labkit.images``): OCI archives built without Docker, imported into containerd.
 
-Four images, all under the never-pulled registry name ``labkit.local``:
+The kit's four images, under the never-pulled registry name ``labkit.local``, and Liqo's:
 
 ``pause`` (``labkit.local/pause:1``)
     One layer: a static, stripped Go binary (``go/pause``) that waits for SIGTERM/SIGINT and
@@ -14,9 +14,12 @@ Four images, all under the never-pulled registry name ``labkit.local``:
     The runtime's first layer alone (``ping``, ``ip``): the latency probes' pods.
 ``galera`` (``labkit.local/galera:10.11``)
     Debian bookworm rootfs with mariadb-server and galera-4 (``mariadbd``, ``galera_new_cluster``).
+``liqo-*`` (``ghcr.io/liqotech/<name>:v0.10.2``, two stand-ins under ``labkit.local``)
+    Liqo's images from its programs built by setup (:mod:`labkit.images.liqo`).
 
-The embedded test bed seeds every node's containerd with the runtime, probe and galera images,
-unpacked once (:mod:`labkit.images.store`), instead of importing them into each node.
+The embedded test bed seeds every node's containerd with the runtime, probe and galera images
+(and Liqo's, when built), unpacked once (:mod:`labkit.images.store`), instead of importing them
+into each node.
 
 Stable API used by other parts of the kit: :func:`build` (name -> archive path) and
 :func:`import_archive` (archive, containerd socket, namespace). See ``docs/images.md``.
@@ -38,7 +41,7 @@ from labkit.images.build import (
     spec,
 )
 from labkit.images.containerd import ImageRecord, archive_ref, import_archive, list_images
-from labkit.images import store
+from labkit.images import liqo, store
 from labkit.images.sources import ImageError
 from labkit.setup_steps import Step
 
@@ -73,10 +76,23 @@ def setup_steps() -> list[Step]:
         step("runtime", "labkit runtime image: bookworm rootfs + pinned Python deps + labkit wheel"),
         step("probe", "labkit probe image: the runtime's bookworm rootfs alone (ping, ip; latency probes)"),
         step("galera", f"{REGISTRY}/galera image: bookworm + mariadb-server + galera-4"),
-        Step(name="image-store", what="node image store: the probe, runtime and galera images unpacked once "
-                                      "for every embedded node (labkit.images.store)",
+        Step(name="image-liqo", what="Liqo's images (ghcr.io/liqotech/*, and the kit's stand-ins for Envoy and "
+                                     "kube-webhook-certgen) from its built programs (labkit.images.liqo)",
+             check=lambda: liqo.built() and all(is_built(n) for n in liqo.NAMES), run=_build_liqo_images,
+             needs_root=True),
+        Step(name="image-store", what="node image store: the probe, runtime and galera images (and Liqo's, when built) "
+                                      "unpacked once for every embedded node (labkit.images.store)",
              check=lambda: store.is_built(), run=lambda log: store.ensure(log=log), needs_root=True),
     ]
+
+
+def _build_liqo_images(log) -> None:  # noqa: ANN001 (labkit.install.Log)
+    """Build every Liqo image, or say in one line that Liqo is not built (no source: the look-alike runs)."""
+    if not liqo.built():
+        log("  Liqo's programs are not built (see the `liqo` step): no Liqo images")
+        return
+    for name in liqo.NAMES:
+        build(name, log)
 
 
 def spec_needs_root(name: str) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import __version__, paths
+from labkit.images import liqo as liqo_images
 from labkit.images import oci
 from labkit.images.sources import (
     VENV,
@@ -75,6 +76,9 @@ class ImageSpec:
         Entrypoint, cmd, env, workdir.
     needs_root
         Whether building needs root (mmdebstrap).
+    repository
+        The reference's repository when it is not ``<REGISTRY>/<name>``: an upstream image
+        built here under its own name (``ghcr.io/liqotech/liqonet``); nothing is pulled either way.
     """
 
     name: str
@@ -82,11 +86,12 @@ class ImageSpec:
     layers: tuple[LayerSource, ...]
     config: oci.ImageConfig
     needs_root: bool = False
+    repository: str = ""
 
     @property
     def ref(self) -> str:
         """The full image reference, e.g. ``labkit.local/pause:1``."""
-        return f"{REGISTRY}/{self.name}:{self.tag}"
+        return f"{self.repository or f'{REGISTRY}/{self.name}'}:{self.tag}"
 
 
 def _pause_spec() -> ImageSpec:
@@ -167,6 +172,7 @@ IMAGES: dict[str, Callable[[], ImageSpec]] = {
     "runtime": _runtime_spec,
     "probe": _probe_spec,
     "galera": _galera_spec,
+    **liqo_images.SPECS,  # Liqo's images, from its programs built by setup (labkit.images.liqo)
 }
 
 

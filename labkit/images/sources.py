@@ -217,11 +217,20 @@ class StaticFile:
 
 # --- Debian rootfs -----------------------------------------------------------------------
 
-@functools.cache
 def mmdebstrap_version() -> str:
-    """``mmdebstrap --version`` (``none`` without it), asked once per process: every image reference
-    computes its layers' keys, and one ``--version`` costs a Perl start (~0.1 s of CPU)."""
-    return run(["mmdebstrap", "--version"]).strip() if shutil.which("mmdebstrap") else "none"
+    """``mmdebstrap --version`` (``none`` without it), asked once per process once it is installed: every
+    image reference computes its layers' keys, and one ``--version`` costs a Perl start (~0.1 s of CPU).
+
+    ``none`` is not remembered: ``invoke setup`` computes keys before its apt step installs
+    mmdebstrap, and a remembered ``none`` gave its rootfs layers keys no later process computes
+    (each rootfs was built twice).
+    """
+    return _mmdebstrap_version() if shutil.which("mmdebstrap") else "none"
+
+
+@functools.cache
+def _mmdebstrap_version() -> str:
+    return run(["mmdebstrap", "--version"]).strip()
 
 
 @dataclass(frozen=True)

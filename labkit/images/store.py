@@ -103,9 +103,16 @@ def store_key(archives: Sequence[Path], version: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def cached(names: Sequence[str] = STORE_IMAGES) -> Store | None:
-    """The store of the current archives of ``names`` when it is built, else ``None`` (never builds)."""
-    archives = [cached_archive(n) for n in names]
+def store_images() -> tuple[str, ...]:
+    """:data:`STORE_IMAGES`, and Liqo's images when its programs are built (every peered node runs them)."""
+    from labkit.images import liqo
+    return STORE_IMAGES + (liqo.NAMES if liqo.built() else ())
+
+
+def cached(names: Sequence[str] | None = None) -> Store | None:
+    """The store of the current archives of ``names`` (default :func:`store_images`) when it is built,
+    else ``None`` (never builds)."""
+    archives = [cached_archive(n) for n in names or store_images()]
     if any(a is None for a in archives):
         return None
     found = [a for a in archives if a is not None]
@@ -116,13 +123,13 @@ def cached(names: Sequence[str] = STORE_IMAGES) -> Store | None:
     return Store(path / "root", tuple(found))
 
 
-def is_built(names: Sequence[str] = STORE_IMAGES) -> bool:
+def is_built(names: Sequence[str] | None = None) -> bool:
     """Whether the store of the current archives of ``names`` is built (the setup step's check)."""
     return cached(names) is not None
 
 
-def ensure(names: Sequence[str] = STORE_IMAGES, log: Log | None = None) -> Store:
-    """The store of ``names``: cached, or built now (the images too, when they are not).
+def ensure(names: Sequence[str] | None = None, log: Log | None = None) -> Store:
+    """The store of ``names`` (default :func:`store_images`): cached, or built now (the images too, when they are not).
 
     Importing the three images into an idle containerd takes about 20 s (30 Nov); the images
     themselves, when not cached, take minutes (``invoke setup`` builds both).
@@ -133,7 +140,7 @@ def ensure(names: Sequence[str] = STORE_IMAGES, log: Log | None = None) -> Store
         When an image cannot be built, containerd does not start or an import fails.
     """
     log = log or _logger.info
-    archives = [build(n, log) for n in names]
+    archives = [build(n, log) for n in names or store_images()]
     root = stores_dir()
     path = root / store_key(archives, containerd_version())
     with locked(root / ".store.lock"):
@@ -204,4 +211,4 @@ def seed(store_root: Path, dest: Path) -> bool:
 
 
 __all__ = ["COPIED", "LINKED", "STORE_IMAGES", "Store", "build_store", "cached", "containerd_version", "ensure", "is_built",
-           "seed", "store_key", "stores_dir"]
+           "seed", "store_images", "store_key", "stores_dir"]

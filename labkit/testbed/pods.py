@@ -128,3 +128,34 @@ def stop_pods(api: Any, namespace: str, names: Sequence[str], timeout: float = 1
 
     wait_until(gone, timeout=timeout, error=TestbedError,
                message=lambda: f"pods still in {namespace} after {timeout:.0f} s: {left}")
+
+
+#: Label of the provider-side pod of an offloaded pod, as the kit's Liqo look-alike sets it.
+LOOK_ALIKE_TWIN_LABEL = "virtualkubelet.liqo.io/shadow-pod"
+#: Label Liqo v0.10.2's ShadowPod controller puts on the provider-side pod (which keeps the home pod's name).
+LIQO_TWIN_SELECTOR = "liqo.io/managed-by=shadowpod"
+
+
+def twin_pods(core: Any, home_pod: str) -> list[Any]:
+    """The provider-side pods of the offloaded pod ``home_pod``, in the provider whose ``core`` is given.
+
+    Liqo v0.10.2 names the provider's pod like the home pod (in the remote namespace) and labels
+    it ``liqo.io/managed-by=shadowpod``; the kit's look-alike runs a ReplicaSet of one whose pod
+    carries ``virtualkubelet.liqo.io/shadow-pod=<home pod>``. Both are found; the caller picks
+    the running one.
+    """
+    look_alike = core.list_pod_for_all_namespaces(label_selector=f"{LOOK_ALIKE_TWIN_LABEL}={home_pod}").items
+    liqo = core.list_pod_for_all_namespaces(label_selector=LIQO_TWIN_SELECTOR,
+                                            field_selector=f"metadata.name={home_pod}").items
+    return look_alike + liqo
+
+
+def provider_of_node(labels: Mapping[str, str]) -> str | None:
+    """The cluster a virtual node stands for (``None`` for a physical node).
+
+    Its cluster label ``topology.labkit.io/cluster``, which Liqo (``--cluster-labels``) and the
+    look-alike copy from the provider onto its virtual nodes; Liqo's own
+    ``liqo.io/remote-cluster-id`` is a UUID.
+    """
+    from labkit.topology.labels import CLUSTER, LIQO_TYPE, LIQO_VIRTUAL_NODE
+    return labels.get(CLUSTER) if labels.get(LIQO_TYPE) == LIQO_VIRTUAL_NODE else None

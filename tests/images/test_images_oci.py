@@ -254,9 +254,9 @@ def test_setup_steps_name_each_image_and_root_needs() -> None:
     from labkit.images import APT_PACKAGES, setup_steps
 
     steps = {s.name: s for s in setup_steps()}
-    assert list(steps) == ["image-pause", "image-runtime", "image-probe", "image-galera", "image-store"]
+    assert list(steps) == ["image-pause", "image-runtime", "image-probe", "image-galera", "image-liqo", "image-store"]
     assert not steps["image-pause"].needs_root
-    assert all(steps[f"image-{name}"].needs_root for name in ("runtime", "probe", "galera", "store"))
+    assert all(steps[f"image-{name}"].needs_root for name in ("runtime", "probe", "galera", "liqo", "store"))
     assert {"mmdebstrap", "containerd"} <= set(APT_PACKAGES)
 
 

@@ -15,8 +15,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "embedded"))
 LEAF_LABELS = {"topology.labkit.io/cluster": "leaf1", "topology.labkit.io/role": "leaf"}
 
 
+def require_liqo() -> None:
+    """Skip when the embedded testbed or the thesis' Liqo (built by ``invoke setup``) is not available."""
+    from embedded_helpers import require_embedded
+    require_embedded()
+    from labkit.testbed.embedded.binaries import BinariesMissing
+    from labkit.testbed.embedded.liqo import source
+    try:
+        source.find()
+    except BinariesMissing as exc:
+        pytest.skip(str(exc))
+
+
+def require_env_peering() -> None:
+    """Skip unless what an env file peers with here (``backend.peering``, ``$LABKIT_PEERING``) is available."""
+    from labkit.testbed.embedded.spec import PEERING_ENV
+    if os.environ.get(PEERING_ENV) == "kit":
+        require_peering()
+    else:
+        require_liqo()
+
+
 def require_peering() -> None:
-    """Skip when the embedded testbed or the virtual kubelet is not available."""
+    """Skip when the embedded testbed or the look-alike's virtual kubelet is not available."""
     from embedded_helpers import require_embedded
     require_embedded()
     from labkit.testbed.embedded.liqo import build

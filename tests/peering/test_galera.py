@@ -1,6 +1,7 @@
-"""The thesis' DB domain on real peered clusters: a 3-member Galera cluster holding the PDC configuration.
+"""The thesis env peered as planned, and its DB domain: a 3-member Galera cluster holding the PDC configuration.
 
-envs/thesis.yaml: five single-VM clusters; the root offloads namespace ``test`` to the four
+envs/thesis.yaml: five single-VM clusters, peered with Liqo v0.10.2 (``liqoctl``; the look-alike
+with ``LABKIT_PEERING=kit``) in the plan's 10 directions; the root offloads namespace ``test`` to the four
 leaves, and the DB domain ``pdc-config`` (3 replicas over the 4 leaves) runs there as one
 StatefulSet of the root. The members find each other through the headless Service
 (reflected, with its EndpointSlices, into every leaf) and talk over the leaves' WireGuard
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peering_helpers import require_peering
+from peering_helpers import require_env_peering
 from kubernetes import client
 
 from labkit import config
@@ -37,7 +38,7 @@ PROBE_TABLE = "CREATE TABLE IF NOT EXISTS probe (id INT PRIMARY KEY, written_via
 @pytest.fixture(scope="module")
 def galera() -> Iterator[tuple[Any, db.Deployment, dict[str, float]]]:
     """The thesis env up and peered, the DB domain deployed; yields (testbed, deployment, timings)."""
-    require_peering()
+    require_env_peering()
     from labkit import images
     try:  # the rootfs layer is cached by `invoke setup`; the entrypoint layer rebuilds in ~1 s
         images.build("galera")
@@ -63,6 +64,42 @@ def _count(tb: Any, member: db.Member) -> tuple[int, int]:
     """``(rows, max id)`` of the probe table as ``member`` sees it."""
     rows = db.sql(tb, member, "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM probe", database="labkit")
     return int(rows[0][0]), int(rows[0][1])
+
+
+def test_thesis_env_is_peered_as_planned(galera: tuple[Any, db.Deployment, dict]) -> None:
+    """``up(env)`` peered the plan's 10 pairs (Liqo: ``liqoctl peer out-of-band``; 10 tunnels) and
+    offloaded ``test``; a pod placed by affinity lands on leaf-3 and runs there (EnforceSameName)."""
+    from labkit.testbed.embedded.liqo.peering import vk_memory
+    from labkit.topology import planner
+    tb, _, timings = galera
+    pairs = {(v.consumer, v.provider) for v in planner.plan(tb.plan.env).virtual_nodes}
+    print(f"peering: {tb.peering}; {len(pairs)} pairs; timings {timings}")
+    assert set(tb.liqo.peerings) == pairs and len(pairs) == 10 and len(tb.liqo.tunnels) == 10
+    for consumer, provider in pairs:
+        node = client.CoreV1Api(tb.kube(consumer)).read_node(f"liqo-{provider}")
+        assert node.metadata.labels["topology.labkit.io/cluster"] == provider
+    assert sorted(p for p, _ in vk_memory()) == sorted(p for _, p in pairs), "one virtual kubelet per peering"
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "placed"}, "spec": {
+        "replicas": 1, "selector": {"matchLabels": {"app": "placed"}}, "template": {
+            "metadata": {"labels": {"app": "placed"}}, "spec": {
+                "containers": [{"name": "pause", "image": "labkit.local/pause:1", "imagePullPolicy": "Never"}],
+                # Liqo's webhook adds the virtual nodes' toleration itself; the look-alike has none
+                "tolerations": [{"key": "virtual-node.liqo.io/not-allowed", "operator": "Exists", "effect": "NoExecute"}],
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "topology.labkit.io/cluster", "operator": "In",
+                                           "values": ["leaf-3"]}]}]}}}}}}}
+    apps = client.AppsV1Api(tb.kube("root"))
+    apps.create_namespaced_deployment("test", manifest)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pods := [p for p in client.CoreV1Api(tb.kube("leaf-3")).list_namespaced_pod(
+                "test", label_selector="app=placed").items if p.status.phase == "Running"]):
+            assert time.monotonic() < deadline, "the placed pod never ran in leaf-3"
+            time.sleep(1)
+        home = client.CoreV1Api(tb.kube("root")).list_namespaced_pod("test", label_selector="app=placed").items
+        assert [p.spec.node_name for p in home] == ["liqo-leaf-3"] and pods[0].metadata.name == home[0].metadata.name
+    finally:
+        apps.delete_namespaced_deployment("placed", "test")
 
 
 def test_members_spread_over_three_leaves_and_a_pdc_reads_its_config(galera: tuple[Any, db.Deployment, dict]) -> None:

@@ -1,4 +1,4 @@
-"""Two real clusters with the same pod CIDR, peered: the gateways remap with nftables NAT."""
+"""The look-alike: two real clusters with the same pod CIDR, peered: the gateways remap with nftables NAT."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ pytestmark = pytest.mark.embedded
 def test_colliding_pod_cidrs_are_remapped() -> None:
     require_peering()
     from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec
-    from labkit.testbed.embedded.liqo import Liqo, offload, pod_constraints
+    from labkit.testbed.embedded.liqo import LookAlike, offload, pod_constraints
     env = EmbeddedEnv(clusters=(ClusterSpec("home", (VmSpec("home-a"),)), ClusterSpec("away", (VmSpec("away-a"),))),
                       dns=False)  # both 10.42.0.0/16 (the k3s default)
     tb = EmbeddedTestbed()
     liqo = None
     try:
         tb.up(env)
-        liqo = Liqo(tb, cluster_labels={"away": {"topology.labkit.io/cluster": "away"}})
+        liqo = LookAlike(tb, cluster_labels={"away": {"topology.labkit.io/cluster": "away"}})
         liqo.peer("home", "away")
         seen = ipaddress.ip_network(liqo.pod_cidr_seen("home", "away"))
         assert not seen.overlaps(ipaddress.ip_network("10.42.0.0/16"))

@@ -32,6 +32,7 @@ from labkit.paths import cache_dir
 from labkit.setup_steps import Step
 from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
 from labkit.testbed.embedded import binaries
+from labkit.testbed.embedded.liqo import source as liqo_source
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
 from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node, NodeStore
@@ -40,7 +41,8 @@ from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, OffloadSpec, 
 from labkit.testbed.embedded.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from labkit.testbed.embedded.liqo import Liqo
+    from labkit.testbed.embedded.liqo import LiqoCtl, LookAlike
+    from labkit.testbed.embedded.liqo.source import LiqoPrograms
     from labkit.topology import Plan
 
 __all__ = ["APT_PACKAGES", "ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages",
@@ -51,14 +53,15 @@ leftovers = vmlib.leftovers
 sweep = vmlib.sweep
 
 #: Debian packages of this backend, with the reason for each.
-APT_PACKAGES = binaries.APT_PACKAGES
+APT_PACKAGES = {**binaries.APT_PACKAGES, **liqo_source.APT_PACKAGES}
 
 
 def setup_steps() -> list[Step]:
-    """Setup steps of this backend besides its Debian packages: Kubernetes, CoreDNS, the virtual kubelet."""
+    """Setup steps of this backend besides its Debian packages: Kubernetes, CoreDNS, the look-alike's
+    virtual kubelet, Liqo (its source, then its programs built from it)."""
     from labkit.testbed.embedded.liqo.build import vk_step
 
-    return [*binaries.setup_steps(include_apt=False), vk_step()]
+    return [*binaries.setup_steps(include_apt=False), vk_step(), liqo_source.setup_step()]
 
 
 #: One embedded testbed per machine (names, the lab bridge and /var/lib/lkt are shared): this lock says whose it is.
@@ -224,12 +227,15 @@ class EmbeddedTestbed:
         Programs to run (default: :func:`~.binaries.find_binaries`).
     log
         Where progress lines go.
+    liqo
+        The Liqo to peer with (default: :func:`.liqo.source.find` of the env's version).
     """
 
     def __init__(self, images: ImageSource | None = None, binaries: Binaries | None = None,
-                 log: Log = print) -> None:
+                 log: Log = print, liqo: LiqoPrograms | None = None) -> None:
         self._images = images or LabkitImages()
         self._binaries = binaries
+        self._liqo_programs_given = liqo
         self._log = log
         self._clusters: dict[str, Cluster] = {}
         self._vms: dict[str, vmlib.Vm] = {}
@@ -242,8 +248,10 @@ class EmbeddedTestbed:
         self._lock = MachineLock()
         self._attached = False
         self._torn_down = False  # down() completed and nothing was brought up since
-        #: The Liqo-compatible peering (``None`` until ``up()`` peers something).
-        self.liqo: Liqo | None = None
+        #: The peering: Liqo driven with liqoctl, or the kit's look-alike (``None`` until ``up()`` peers something).
+        self.liqo: LiqoCtl | LookAlike | None = None
+        #: Which peering ``up()`` runs (or an attached view's holder ran): :func:`.spec.peering_label`.
+        self.peering: str = ""
         #: The topology plan when ``up()`` was given an env file's model.
         self.plan: Plan | None = None
 
@@ -276,6 +284,7 @@ class EmbeddedTestbed:
             self.plan = plan(env)
             env = from_plan(self.plan)
         binaries = self._binaries or find_binaries()
+        liqo_programs = self._liqo_programs(env)  # before anything starts: a missing Liqo fails at once
         if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
             timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
         self.timings.clear()
@@ -286,7 +295,7 @@ class EmbeddedTestbed:
             self._atexit = True
         try:
             self._up(env, binaries, timeout)
-            self._peer(env)
+            self._peer(env, liqo_programs)
         except BaseException:
             self._log("[embedded] up() failed: tearing down what was started")
             self._quietly(self._keep_logs)
@@ -345,21 +354,63 @@ class EmbeddedTestbed:
             view.plan = plan(env)
             env = from_plan(view.plan)
         view._model(env, view._binaries or find_binaries(), view._images, None, create=False)
+        if env.peerings:
+            from labkit.testbed.embedded.spec import peering_label
+            view.peering = peering_label(env.peering, env.liqo_version)
         view._attached = True
         view.timings.update(timings or {})
         return view
 
-    def _peer(self, env: EmbeddedEnv) -> None:
-        """Peer ``env.peerings`` and offload ``env.offloads`` (Liqo-compatible, :mod:`.liqo`)."""
+    def _liqo_programs(self, env: EmbeddedEnv) -> LiqoPrograms | None:
+        """The built Liqo when ``env`` peers with it (raises when it is not built), else ``None``."""
+        if not env.peerings or env.peering != "liqo":
+            return None
+        if self._liqo_programs_given is not None:
+            return self._liqo_programs_given
+        from labkit.testbed.embedded.liqo import source
+        return source.find(env.liqo_version)
+
+    def _peer(self, env: EmbeddedEnv, liqo_programs: LiqoPrograms | None = None) -> None:
+        """Peer ``env.peerings`` and offload ``env.offloads``: with Liqo's liqoctl, or the kit's look-alike."""
+        from labkit.testbed.embedded.spec import peering_label
+        self.peering = peering_label(env.peering, env.liqo_version)
         if not env.peerings:
             return
-        from labkit.testbed.embedded.liqo import Liqo, offload
+        start = time.monotonic()
+        if env.peering == "liqo":
+            self._peer_liqo(env, liqo_programs)
+        else:
+            self._peer_look_alike(env)
+        self.timings["offloading_s"] = time.monotonic() - start - self.timings["peering_s"]
+        self._log(f"[embedded] {len(env.peerings)} peerings ({self.peering}) in {self.timings['peering_s']:.1f} s, "
+                  f"{len(env.offloads)} namespaces offloaded")
+
+    def _peer_liqo(self, env: EmbeddedEnv, programs: LiqoPrograms) -> None:
+        """``liqoctl install`` every peered cluster, ``peer out-of-band`` every pair, ``offload`` every namespace."""
+        from labkit.testbed.embedded.liqo import LiqoCtl, liqo_images
+
+        start = time.monotonic()
+        clusters = sorted({c for pair in env.peerings for c in pair} | {o.consumer for o in env.offloads})
+        archives = liqo_images(self._log)
+        with ThreadPoolExecutor(max_workers=len(clusters)) as pool:  # a no-op where the node image store has them
+            list(pool.map(lambda c: [self._clusters[c].import_image(a) for a in archives], clusters))
+        self.liqo = liqo = LiqoCtl(self, programs, env.cluster_labels, env.tuning.liqo, log=self._log)
+        liqo.install_all(clusters, timeout=300.0 + 20.0 * len(clusters))  # 2 cores install ~3 at once in 50 s
+        self.timings["liqo_install_s"] = time.monotonic() - start
+        liqo.peer_all(env.peerings, timeout=180.0 + 6.0 * len(env.clusters))
+        self.timings["peering_s"] = time.monotonic() - start
+        for off in env.offloads:
+            liqo.offload(off.consumer, off.namespace, off.strategy, off.mapping, off.cluster_selector)
+
+    def _peer_look_alike(self, env: EmbeddedEnv) -> None:
+        """The kit's Liqo look-alike (:class:`.liqo.LookAlike`): the fallback without Liqo's source."""
+        from labkit.testbed.embedded.liqo import LookAlike, offload
         from labkit.testbed.embedded.liqo.peering import timers
 
         start = time.monotonic()
         vk_timers, gw_timers = timers(env.tuning.liqo)
-        self.liqo = Liqo(self, cluster_labels=env.cluster_labels, vk_timers=vk_timers, gateway_timers=gw_timers,
-                         log=self._log)
+        self.liqo = LookAlike(self, cluster_labels=env.cluster_labels, vk_timers=vk_timers, gateway_timers=gw_timers,
+                              log=self._log)
         # a virtual node is Ready 5-15 s after its peering starts alone, up to 180 s among 20 clusters on 2 cores
         self.liqo.peer_all(env.peerings, timeout=120.0 + 12.0 * len(env.clusters))
         self.timings["peering_s"] = time.monotonic() - start
@@ -367,9 +418,6 @@ class EmbeddedTestbed:
             providers = {p: env.cluster_labels.get(p, {}) for c, p in env.peerings if c == off.consumer}
             offload(self, off.consumer, off.namespace, providers, strategy=off.strategy, mapping=off.mapping,
                     cluster_selector=[dict(t) for t in off.cluster_selector])
-        self.timings["offloading_s"] = time.monotonic() - start - self.timings["peering_s"]
-        self._log(f"[embedded] {len(env.peerings)} peerings in {self.timings['peering_s']:.1f} s, "
-                  f"{len(env.offloads)} namespaces offloaded")
 
     def down(self) -> None:
         """Stop everything and remove every trace (also of a crashed or killed run).

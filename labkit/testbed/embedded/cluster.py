@@ -308,6 +308,13 @@ class Cluster:
     def _routes(self) -> None:
         for node in self.nodes:
             self.program_pod_network(node.vm.name)
+            self._lab_egress(node)
+
+    def _lab_egress(self, node: Node) -> None:
+        """What a k3s node has and a bare VM lacks: a route covering the service CIDR (hostNetwork
+        pods reach ClusterIPs) and flannel's MASQUERADE of pod traffic leaving for the lab network."""
+        vmlib.set_service_route(node.vm, self.spec.service_cidr)
+        vmlib.masquerade_pods(node.vm, self.spec.pod_cidr)
 
     def program_pod_network(self, vm_name: str) -> None:
         """Program VM ``vm_name``'s part of the pod network between the VMs (idempotent; again after a link fault)."""

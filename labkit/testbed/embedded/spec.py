@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -15,6 +16,11 @@ from labkit.topology import Plan
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 #: flannel backends the embedded test bed programs (k3s' ``--flannel-backend``; :mod:`.flannel`).
 FLANNEL_BACKENDS = ("vxlan", "host-gw")
+#: Who may peer the clusters, with what each is.
+PEERINGS = {"liqo": "the thesis' Liqo, built from its source by `invoke setup`",
+            "kit": "the kit's Liqo look-alike, the fallback without Liqo's source"}
+#: Overrides an env's ``backend.peering`` for a run (``liqo`` or ``kit``).
+PEERING_ENV = "LABKIT_PEERING"
 
 
 class SpecError(ValueError):
@@ -109,6 +115,11 @@ class EmbeddedEnv:
         Labels each cluster advertises on its virtual nodes (``labkit.topology``'s cluster labels).
     offloads
         Namespaces to offload once peered.
+    peering
+        Who peers: ``liqo`` (the thesis' Liqo, built by setup, driven with liqoctl) or ``kit``
+        (the kit's look-alike, the fallback without Liqo's source); see :data:`PEERINGS`.
+    liqo_version
+        The Liqo that ``liqo`` runs.
     """
 
     clusters: tuple[ClusterSpec, ...]
@@ -117,6 +128,8 @@ class EmbeddedEnv:
     peerings: tuple[tuple[str, str], ...] = ()
     cluster_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     offloads: tuple[OffloadSpec, ...] = ()
+    peering: str = "liqo"
+    liqo_version: str = "v0.10.2"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -156,6 +169,8 @@ def validate(env: EmbeddedEnv) -> None:
             if vm.name in seen:
                 raise SpecError(f"VM name {vm.name!r} is used twice")
             seen.add(vm.name)
+    if env.peering not in PEERINGS:
+        raise SpecError(f"peering {env.peering!r}: one of {', '.join(f'{k} ({v})' for k, v in PEERINGS.items())}")
     names = {c.name for c in env.clusters}
     for consumer, provider in env.peerings:
         if consumer not in names or provider not in names or consumer == provider:
@@ -163,6 +178,17 @@ def validate(env: EmbeddedEnv) -> None:
     for off in env.offloads:
         if off.consumer not in names:
             raise SpecError(f"offloads[{off.namespace!r}].consumer {off.consumer!r} is not a cluster")
+
+
+def peering_setting(env: Env) -> str:
+    """Who peers ``env``'s clusters: ``$LABKIT_PEERING`` when set, else the env's ``backend.peering``."""
+    return os.environ.get(PEERING_ENV, "").strip() or getattr(env.backend, "peering", "liqo")
+
+
+def peering_label(peering: str, liqo_version: str) -> str:
+    """What a run manifest and a report say about the peering that ran."""
+    return f"Liqo {liqo_version} (built from its source, driven with liqoctl)" if peering == "liqo" else \
+        "the kit's Liqo look-alike (fallback: no Liqo source)"
 
 
 def from_env(env: Env) -> EmbeddedEnv:
@@ -188,4 +214,5 @@ def from_plan(topo: Plan) -> EmbeddedEnv:
                                  tuple(dict(t) for t in o.cluster_selector)) for o in topo.offloads)
     return EmbeddedEnv(clusters=clusters, tuning=env.tuning,
                        peerings=tuple((v.consumer, v.provider) for v in topo.virtual_nodes),
-                       cluster_labels={k: dict(v) for k, v in topo.cluster_labels.items()}, offloads=offloads)
+                       cluster_labels={k: dict(v) for k, v in topo.cluster_labels.items()}, offloads=offloads,
+                       peering=peering_setting(env), liqo_version=getattr(env.backend, "liqo_version", "v0.10.2"))

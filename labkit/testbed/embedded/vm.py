@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -334,6 +335,50 @@ def set_routes(vm: Vm, routes: dict[str, str]) -> None:
     with NetNS(vm.netns) as ns:
         for dst, via in routes.items():
             ns.route("replace", dst=dst, gateway=via)
+
+
+def set_service_route(vm: Vm, service_cidr: str) -> None:
+    """Route the cluster's service CIDR on-link out of ``eth0`` (replace, idempotent).
+
+    A process of the VM itself (a hostNetwork pod, the apiserver calling a webhook) connecting
+    to a ClusterIP needs a route before kube-proxy's OUTPUT DNAT can rewrite the address; the
+    VMs have no default route. On-link and without a gateway, a packet kube-proxy did not
+    translate stays on the lab segment unanswered instead of reaching the host.
+    """
+    with NetNS(vm.netns) as ns:
+        ns.route("replace", dst=service_cidr, oif=ns.link_lookup(ifname="eth0")[0], scope=253)
+
+
+#: nftables table of the VM's own rules (:func:`masquerade_pods`).
+EGRESS_TABLE = f"{PREFIX}_egress"
+
+
+def nft(netns_name: str, script: str) -> None:
+    """Run an ``nft -f -`` script in network namespace ``netns_name``.
+
+    Raises
+    ------
+    VmError
+        With nft's error when it refuses the script.
+    """
+    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=10,
+                          preexec_fn=lambda: linux.setns(f"/run/netns/{netns_name}", linux.CLONE_NEWNET))
+    if proc.returncode != 0:
+        raise VmError(f"nft in {netns_name}: {proc.stderr.strip()}")
+
+
+def masquerade_pods(vm: Vm, pod_cidr: str) -> None:
+    """Masquerade the VM's pod traffic that leaves on ``eth0`` for the lab network (replace, idempotent).
+
+    flannel's rule on a k3s node: a pod reaching another machine's address (an apiserver, a
+    NodePort of another cluster) leaves with the node's address, so the reply finds its way
+    back. Traffic to pod CIDRs is left alone (pod-to-pod keeps its addresses, over any path).
+    """
+    table = EGRESS_TABLE
+    nft(vm.netns, f"table ip {table}\ndelete table ip {table}\n"
+                  f"table ip {table} {{\n  chain post {{\n"
+                  f"    type nat hook postrouting priority srcnat; policy accept;\n"
+                  f"    oifname \"eth0\" ip saddr {pod_cidr} ip daddr {LAB_NETWORK} masquerade\n  }}\n}}\n")
 
 
 def set_link(vm: Vm, up: bool) -> None:

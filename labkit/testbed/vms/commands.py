@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labkit.testbed.liqoctl import go_duration  # noqa: F401 (re-exported: the plans' durations)
+
 #: Directory on every VM where files are copied before ``install`` moves them into place.
 STAGING = "/var/tmp/labkit"
 
@@ -244,13 +246,3 @@ def as_root(user: str, *argv: Arg) -> tuple[Arg, ...]:
     return tuple(argv) if user == "root" else ("sudo", "-n", *argv)
 
 
-def go_duration(seconds: float) -> str:
-    """A duration in Go's syntax as Kubernetes and Liqo flags take it (``5s``, ``1500ms``)."""
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {seconds}")
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    millis = seconds * 1000
-    if not float(round(millis, 6)).is_integer():
-        raise ValueError(f"durations are rendered to the millisecond, got {seconds} s")
-    return f"{int(round(millis))}ms"

@@ -17,14 +17,13 @@
 
 from __future__ import annotations
 
-import shlex
-import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from labkit.config import Env, VmHost
+from labkit.testbed import liqoctl
+from labkit.testbed.liqoctl import CLUSTER_ID_NAMESPACE, PeerCommandError, cluster_labels_flag, parse_peer_command, render_values
 from labkit.testbed.vms.commands import STAGING, Put, Ref, Run, as_root, go_duration
 from labkit.testbed.vms.options import VmsOptions
 from labkit.topology import OffloadPlan, Plan, VirtualNode
@@ -34,17 +33,13 @@ LIQOCTL = "/usr/local/bin/liqoctl"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 VALUES = f"{STAGING}/liqo-values.yaml"
 CHART = f"{STAGING}/liqo-chart"
-#: Namespace of the UUIDs labkit derives cluster IDs from (uuid5 of ``<env>/<cluster>``).
-CLUSTER_ID_NAMESPACE = uuid.UUID("6c1b5f8e-2d54-4f0a-9a43-6c61626b6974")
-
-
-class PeerCommandError(ValueError):
-    """A provider's ``liqoctl generate peer-command`` output is not what Liqo v0.10 prints."""
+__all__ = ["CLUSTER_ID_NAMESPACE", "PeerCommandError", "cluster_id", "cluster_labels_flag", "parse_peer_command",
+           "render_values", "values"]
 
 
 def cluster_id(env: Env, cluster: str) -> str:
-    """The Liqo cluster ID of ``cluster``: a UUID derived from the env and cluster names."""
-    return str(uuid.uuid5(CLUSTER_ID_NAMESPACE, f"{env.name}/{cluster}"))
+    """The Liqo cluster ID of ``cluster`` (:func:`labkit.testbed.liqoctl.cluster_id` of the env's name)."""
+    return liqoctl.cluster_id(env.name, cluster)
 
 
 def release_url(version: str, arch: str) -> str:
@@ -66,41 +61,9 @@ def _kubectl(user: str, *args: str) -> tuple[str, ...]:
 
 
 def values(env: Env, cluster: str) -> dict[str, Any]:
-    """The Helm values both backends share: timers, WireGuard implementation, cluster ID.
-
-    Keys are those of the Liqo v0.10.2 chart (``deployments/liqo/values.yaml``): extra
-    arguments of the controller manager, the gateway and the virtual kubelets.
-    """
-    liqo = env.tuning.liqo
-    return {
-        "discovery": {"config": {"clusterIDOverride": cluster_id(env, cluster)}},
-        "controllerManager": {"pod": {"extraArgs": [
-            f"--foreign-cluster-ping-interval={go_duration(liqo.foreign_cluster_ping_interval_s)}",
-            f"--foreign-cluster-ping-timeout={go_duration(liqo.foreign_cluster_ping_timeout_s)}",
-        ]}},
-        "gateway": {
-            "config": {"wireguardImplementation": env.backend.wireguard_implementation},  # type: ignore[union-attr]
-            "pod": {"extraArgs": [
-                f"--gateway.ping-interval={go_duration(liqo.gateway_ping_interval_s)}",
-                f"--gateway.ping-loss-threshold={liqo.gateway_ping_loss_threshold}",
-            ]},
-        },
-        "virtualKubelet": {"extra": {"args": [
-            f"--node-ping-interval={go_duration(liqo.node_ping_interval_s)}",
-            f"--node-ping-timeout={go_duration(liqo.node_ping_timeout_s)}",
-            f"--node-lease-duration={go_duration(liqo.node_lease_duration_s)}",
-        ]}},
-    }
-
-
-def render_values(data: Mapping[str, Any]) -> str:
-    """values.yaml text."""
-    return "# written by labkit (labkit.testbed.vms.liqo)\n" + yaml.safe_dump(dict(data), sort_keys=False)
-
-
-def cluster_labels_flag(labels: Mapping[str, str]) -> str:
-    """``--cluster-labels`` value: ``k=v`` pairs joined by commas, sorted."""
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    """The Helm values both backends share (:func:`labkit.testbed.liqoctl.values`), with the VMs' WireGuard."""
+    return liqoctl.values(env.tuning.liqo, env.backend.wireguard_implementation,  # type: ignore[union-attr]
+                          cluster_id(env, cluster))
 
 
 def install_liqoctl(user: str, host: VmHost, env: Env, options: VmsOptions) -> list[Put | Run]:
@@ -132,14 +95,10 @@ def install_liqoctl(user: str, host: VmHost, env: Env, options: VmsOptions) -> l
 def install(user: str, env: Env, plan: Plan, cluster: str, server: VmHost, options: VmsOptions) -> list[Put | Run]:
     """``liqoctl install k3s`` for one cluster, with its values file."""
     cidrs = plan.cidrs[cluster]
-    args = ["install", "k3s", "--version", env.backend.liqo_version,  # type: ignore[union-attr]
-            "--cluster-name", cluster,
-            "--cluster-labels", cluster_labels_flag(plan.cluster_labels[cluster]),
-            "--pod-cidr", str(cidrs.pod), "--service-cidr", str(cidrs.service),
-            "--api-server-url", f"https://{server.address}:{options.api_port}",
-            "--values", VALUES, "--disable-telemetry", "--timeout", go_duration(options.ready_timeout_s)]
-    if options.airgap:
-        args += ["--local-chart-path", CHART]
+    args = liqoctl.install_args(cluster, env.backend.liqo_version,  # type: ignore[union-attr]
+                                plan.cluster_labels[cluster], str(cidrs.pod), str(cidrs.service),
+                                f"https://{server.address}:{options.api_port}", VALUES, options.ready_timeout_s,
+                                chart=CHART if options.airgap else None)
     return [Put(server.node, "liqo.values", VALUES, content=render_values(values(env, cluster))),
             Run(server.node, "liqo.install", _liqoctl(user, *args), timeout=options.ready_timeout_s + 60)]
 
@@ -156,40 +115,9 @@ def peer_info(user: str, provider: str, server: VmHost) -> Run:
 def peer(user: str, env: Env, consumer_server: VmHost, provider: str, options: VmsOptions) -> Run:
     """``liqoctl peer out-of-band`` from the consumer towards ``provider``."""
     key = f"peer-info:{provider}"
-    return Run(consumer_server.node, "liqo.peer",
-               _liqoctl(user, "peer", "out-of-band", provider, "--auth-url", Ref(key, "auth_url"),
-                        "--cluster-id", cluster_id(env, provider), "--auth-token", Ref(key, "token"),
-                        "--timeout", go_duration(options.ready_timeout_s)),
-               timeout=options.ready_timeout_s + 60)
-
-
-def parse_peer_command(text: str) -> dict[str, str]:
-    """Auth URL, cluster ID/name and token from ``liqoctl generate peer-command --only-command``.
-
-    Liqo v0.10 prints one line: ``liqoctl peer out-of-band <name> --auth-url <url>
-    --cluster-id <id> --auth-token <token>``.
-
-    Raises
-    ------
-    PeerCommandError
-        When the line is not of that form (the message shows it without the token).
-    """
-    lines = [line for line in text.splitlines() if "peer out-of-band" in line]
-    if len(lines) != 1:
-        raise PeerCommandError(f"expected one 'peer out-of-band' line, got {len(lines)} in {text[:200]!r}")
-    words = shlex.split(lines[0])
-    try:
-        start = words.index("out-of-band")
-        name = words[start + 1]
-        flags = dict(zip(words[start + 2::2], words[start + 3::2], strict=True))
-    except (ValueError, IndexError) as err:
-        raise PeerCommandError(f"cannot read the peer command ({err})") from None
-    wanted = {"--auth-url": "auth_url", "--cluster-id": "cluster_id", "--auth-token": "token"}
-    missing = [f for f in wanted if f not in flags]
-    if missing or name.startswith("-"):
-        shown = " ".join(w for w in words if w != flags.get("--auth-token"))
-        raise PeerCommandError(f"peer command lacks {missing or ['the cluster name']}: {shown}")
-    return {"cluster_name": name, **{field: flags[flag] for flag, field in wanted.items()}}
+    args = liqoctl.peer_args(provider, Ref(key, "auth_url"), cluster_id(env, provider), Ref(key, "token"),
+                             options.ready_timeout_s)
+    return Run(consumer_server.node, "liqo.peer", _liqoctl(user, *args), timeout=options.ready_timeout_s + 60)
 
 
 # --------------------------------------------------------------------------- offloading
@@ -203,12 +131,8 @@ def namespace_manifest(namespace: str) -> str:
 def offload(user: str, offload_plan: OffloadPlan, server: VmHost, options: VmsOptions) -> list[Put | Run]:
     """Create the namespace and offload it with the plan's strategies and cluster selector."""
     path = f"{STAGING}/namespace-{offload_plan.namespace}.yaml"
-    args = ["offload", "namespace", offload_plan.namespace,
-            "--namespace-mapping-strategy", offload_plan.mapping_strategy,
-            "--pod-offloading-strategy", offload_plan.pod_strategy,
-            "--timeout", go_duration(options.ready_timeout_s)]
-    for selector in liqoctl_selectors(offload_plan.cluster_selector):
-        args += ["--selector", selector]
+    args = liqoctl.offload_args(offload_plan.namespace, offload_plan.mapping_strategy, offload_plan.pod_strategy,
+                                liqoctl_selectors(offload_plan.cluster_selector), options.ready_timeout_s)
     return [
         Put(server.node, "liqo.namespace", path, content=namespace_manifest(offload_plan.namespace)),
         Run(server.node, "liqo.namespace", _kubectl(user, "apply", "-f", path)),

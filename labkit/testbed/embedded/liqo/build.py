@@ -108,5 +108,5 @@ def vk_archive(log: Log = print) -> tuple[Path, str]:
 
 def vk_step() -> Step:
     """Setup step: the virtual kubelet binary (after the Kubernetes binaries)."""
-    return Step(name="virtual-kubelet", what=f"labkit's Liqo-compatible virtual kubelet in {vk_dir()}",
+    return Step(name="virtual-kubelet", what=f"the virtual kubelet of labkit's Liqo look-alike (the fallback) in {vk_dir()}",
                 check=vk_cached, run=lambda log: None if build_vk(log) else None)

@@ -1,11 +1,15 @@
-"""Tunnel health check of a gateway, with Liqo's defaults: ping every 2 s, 5 losses = down.
+"""Tunnel health check of the look-alike's gateways, with Liqo v0.10.2's rule and defaults.
 
-:class:`HealthCheck` is the pure state machine; :func:`icmp_ping` sends one ICMP echo over a
-raw socket (root, inside the gateway's network namespace). Run as a process inside a root VM
-(``python -m labkit.testbed.embedded.liqo.health --config FILE``), it checks every tunnel the
-config lists and publishes each state change to the tunnel's ``TunnelEndpoint`` status
-(``status.connection.status`` = ``Connected`` | ``Connecting`` | ``Error``, plus
-``peerLatency`` and the time of the change), the object the virtual kubelet reads.
+Liqo's gateway (``pkg/liqonet/conncheck``) pings each peer every ``--gateway.ping-interval``
+(2 s) and a disconnect observer, every interval x ``--gateway.ping-loss-threshold`` / 10
+(2 s x 5 / 10 = 1 s), declares the peer down when more than interval x threshold (10 s)
+passed since the last pong (plus its latency). :class:`HealthCheck` is that rule as a pure
+state machine; :func:`icmp_ping` sends one ICMP echo over a raw socket (root, inside the
+gateway's network namespace; Liqo uses its own UDP messages on port 12345). Run as a process
+inside a root VM (``python -m labkit.testbed.embedded.liqo.health --config FILE``), it checks
+every tunnel the config lists and publishes each state change to the tunnel's
+``TunnelEndpoint`` status (``status.connection.status`` = ``Connected`` | ``Connecting`` |
+``Error``, plus ``peerLatency`` and the time of the change), the object the virtual kubelet reads.
 
 Config file (JSON, re-read when it changes)::
 
@@ -40,33 +44,56 @@ Pinger = Callable[[str, float], float | None]
 
 @dataclass
 class HealthCheck:
-    """State of one tunnel's check.
+    """State of one tunnel's check, by Liqo's rule.
 
-    Starts ``Connecting``; one reply makes it ``Connected``; ``loss_threshold`` consecutive
-    losses make it ``Error`` (Liqo: disconnected). Feed it with :meth:`record`.
+    Starts ``Connecting`` with the clock of the last pong set to its creation (as Liqo's
+    receiver does when a peer is added); a pong makes it ``Connected``; :meth:`observe` makes it
+    ``Error`` once more than ``interval_s x loss_threshold`` passed since the last pong plus
+    its latency. Times are ``time.monotonic()`` seconds.
     """
 
+    interval_s: float = PING_INTERVAL_S
     loss_threshold: int = PING_LOSS_THRESHOLD
     status: str = CONNECTING
-    losses: int = 0
     latency_ms: float | None = None
+    last_pong: float = field(default_factory=time.monotonic)
     changed_at: float = field(default_factory=time.time)
 
-    def record(self, rtt_s: float | None, now: float | None = None) -> bool:
-        """Record one ping (``None`` = lost); return whether the status changed."""
-        before = self.status
-        if rtt_s is None:
-            self.losses += 1
-            if self.losses >= self.loss_threshold:
-                self.status = ERROR
-        else:
-            self.losses = 0
-            self.latency_ms = rtt_s * 1000
-            self.status = CONNECTED
-        if self.status != before:
-            self.changed_at = now if now is not None else time.time()
-            return True
-        return False
+    @property
+    def window_s(self) -> float:
+        """Seconds without a pong after which the peer is down (interval x threshold)."""
+        return self.interval_s * self.loss_threshold
+
+    @property
+    def observe_every_s(self) -> float:
+        """How often the disconnect observer looks (interval x threshold / 10)."""
+        return self.window_s / 10
+
+    def _set(self, status: str) -> bool:
+        if status == self.status:
+            return False
+        self.status, self.changed_at = status, time.time()
+        return True
+
+    def pong(self, rtt_s: float, now: float | None = None) -> bool:
+        """Record a pong after ``rtt_s`` seconds; return whether the status changed."""
+        self.last_pong = time.monotonic() if now is None else now
+        self.latency_ms = rtt_s * 1000
+        return self._set(CONNECTED)
+
+    def observe(self, now: float | None = None) -> bool:
+        """Liqo's disconnect observer: ``Error`` when the last pong is too old; whether the status changed."""
+        now = time.monotonic() if now is None else now
+        latency = (self.latency_ms or 0.0) / 1000
+        if now - (self.last_pong + latency) <= self.window_s:
+            return False
+        self.latency_ms = None
+        return self._set(ERROR)
+
+    @property
+    def silent_s(self) -> float:
+        """Seconds since the last pong."""
+        return time.monotonic() - self.last_pong
 
 
 def _checksum(data: bytes) -> int:
@@ -110,23 +137,39 @@ def icmp_ping(target: str, timeout: float, ident: int | None = None, seq: int = 
 def run_check(target: str, publish: Callable[[HealthCheck], None], stop: threading.Event,
               interval: float = PING_INTERVAL_S, loss_threshold: int = PING_LOSS_THRESHOLD,
               pinger: Pinger | None = None) -> HealthCheck:
-    """Ping ``target`` every ``interval`` s until ``stop``; call ``publish`` on every change.
+    """Check ``target`` until ``stop``, as Liqo's gateway does; call ``publish`` on every change.
 
-    Each ping waits at most ``interval`` for its reply, so a loss is counted once per period.
+    A sender thread pings every ``interval`` (each ping waits at most ``0.9 x interval`` for its
+    pong); this thread is the disconnect observer, every ``interval x loss_threshold / 10``.
     """
-    state = HealthCheck(loss_threshold=loss_threshold)
-    seq = 0
+    state = HealthCheck(interval_s=interval, loss_threshold=loss_threshold)
+    lock = threading.Lock()
     ident = (os.getpid() + threading.get_ident()) & 0xFFFF
-    ping = pinger or (lambda t, to: icmp_ping(t, to, ident=ident, seq=seq))
+    seq = [0]
+    ping = pinger or (lambda t, to: icmp_ping(t, to, ident=ident, seq=seq[0]))
     publish(state)
-    next_at = time.monotonic()
-    while not stop.is_set():
-        seq = (seq + 1) & 0xFFFF
-        rtt = ping(target, interval * 0.9)
-        if state.record(rtt):
+
+    def sender() -> None:
+        next_at = time.monotonic()
+        while not stop.is_set():
+            seq[0] = (seq[0] + 1) & 0xFFFF
+            rtt = ping(target, interval * 0.9)
+            if rtt is not None:
+                with lock:
+                    changed = state.pong(rtt)
+                if changed:
+                    publish(state)
+            next_at += interval
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    while not stop.wait(state.observe_every_s):
+        with lock:
+            changed = state.observe()
+        if changed:
             publish(state)
-        next_at += interval
-        stop.wait(max(0.0, next_at - time.monotonic()))
+    thread.join(timeout=interval)
     return state
 
 
@@ -136,7 +179,7 @@ def tunnel_endpoint_status(state: HealthCheck) -> dict:
     """The ``status`` of a TunnelEndpoint for ``state`` (Liqo's field names)."""
     stamp = datetime.fromtimestamp(state.changed_at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     latency = f"{state.latency_ms:.3f}ms" if state.latency_ms is not None else ""
-    return {"connection": {"status": state.status, "statusMessage": f"{state.losses} consecutive pings lost",
+    return {"connection": {"status": state.status, "statusMessage": f"last pong {state.silent_s:.1f} s ago",
                            "peerLatency": latency, "lastTransitionTime": stamp}}
 
 

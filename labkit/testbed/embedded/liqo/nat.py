@@ -14,10 +14,9 @@ issue 2386), which is why ``labkit.topology`` gives DB-domain clusters distinct 
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from collections.abc import Iterable
 
-from labkit.testbed.embedded import linux
+from labkit.testbed.embedded import vm as vmlib
 
 #: Pool the external CIDRs are taken from.
 EXTERNAL_POOL = ipaddress.ip_network("10.200.0.0/13")
@@ -58,10 +57,10 @@ def ruleset(ifname: str, pod_cidr: str, external: str) -> str:
 
 
 def _nft(netns: str, script: str) -> None:
-    proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=10,
-                          preexec_fn=lambda: linux.setns(f"/run/netns/{netns}", linux.CLONE_NEWNET))
-    if proc.returncode != 0:
-        raise NatError(f"nft in {netns}: {proc.stderr.strip()}")
+    try:
+        vmlib.nft(netns, script)
+    except vmlib.VmError as err:
+        raise NatError(str(err)) from None
 
 
 def apply(netns: str, ifname: str, pod_cidr: str, external: str) -> None:

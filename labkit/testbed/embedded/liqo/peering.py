@@ -1,6 +1,6 @@
-"""Liqo-compatible peering of embedded clusters: gateways, identities, virtual kubelets.
+"""The kit's Liqo look-alike (the fallback without Liqo's source): gateways, identities, virtual kubelets.
 
-:class:`Liqo` works on a running :class:`~labkit.testbed.embedded.EmbeddedTestbed`:
+:class:`LookAlike` works on a running :class:`~labkit.testbed.embedded.EmbeddedTestbed`:
 
 ``peer(consumer, provider)`` (unidirectional, as ``liqoctl peer out-of-band``):
 
@@ -99,6 +99,21 @@ class Peering:
     steps: dict[str, float] = field(default_factory=dict)
 
 
+def wait_node_ready(api: client.ApiClient, node: str, deadline: float, timed_out: Callable[[], Exception]) -> None:
+    """Poll until Node ``node`` reads Ready (a missing node is not yet there); raise ``timed_out()`` after ``deadline``."""
+    core = client.CoreV1Api(api)
+    while True:
+        try:
+            if any(c.type == "Ready" and c.status == "True" for c in core.read_node(node).status.conditions or []):
+                return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise timed_out()
+        time.sleep(0.3)
+
+
 def tenant_namespace(remote: str) -> str:
     """Tenant namespace of the peering with ``remote`` (Liqo: ``liqo-tenant-<cluster-id>``)."""
     return f"liqo-tenant-{remote}"
@@ -112,8 +127,8 @@ def _apply(create: Callable[..., Any], *args: Any) -> None:
             raise
 
 
-class Liqo:
-    """Liqo-compatible peering of the clusters of an embedded testbed.
+class LookAlike:
+    """The kit's Liqo look-alike peering the clusters of an embedded testbed (fallback: no Liqo source).
 
     Parameters
     ----------
@@ -127,6 +142,9 @@ class Liqo:
     log
         Where progress lines go.
     """
+
+    #: Which peering this is (the run manifest and reports name it).
+    kind = "kit"
 
     def __init__(self, testbed: Any, cluster_labels: dict[str, dict[str, str]] | None = None,
                  vk_timers: VkTimers = VkTimers(), gateway_timers: GatewayTimers = GatewayTimers(),
@@ -379,21 +397,10 @@ class Liqo:
         return f"liqo-{provider}"
 
     def _wait_node_ready(self, cluster: str, node: str, deadline: float) -> None:
-        core = client.CoreV1Api(self.tb.kube(cluster))
-        while True:
-            try:
-                n = core.read_node(node)
-                if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []):
-                    return
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-            if time.monotonic() > deadline:
-                raise TestbedError(f"virtual node {node} not Ready in cluster {cluster}; its log: "
-                                   f"`kubectl -n {tenant_namespace(node[5:])} logs deploy/virtual-kubelet-{node[5:]}` "
-                                   f"while the test bed runs, else pods/ of {cluster}'s VMs in the logs kept "
-                                   f"from the failed start")
-            time.sleep(0.3)
+        wait_node_ready(self.tb.kube(cluster), node, deadline, lambda: TestbedError(
+            f"virtual node {node} not Ready in cluster {cluster}; its log: "
+            f"`kubectl -n {tenant_namespace(node[5:])} logs deploy/virtual-kubelet-{node[5:]}` while the test bed "
+            f"runs, else pods/ of {cluster}'s VMs in the logs kept from the failed start"))
 
 
 def _vm_enter(vm_name: str, new_session: bool = False) -> Callable[[], None]:
@@ -415,10 +422,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def vk_memory() -> list[tuple[str, float]]:
-    """``(provider cluster id, resident MiB)`` of every virtual kubelet running on this machine.
+    """``(provider cluster, resident MiB)`` of every virtual kubelet running on this machine.
 
-    The virtual kubelets run in their consumers' VMs, which are processes of this machine; each
-    is found by its ``--foreign-cluster-id=`` flag.
+    The virtual kubelets run in their consumers' VMs, which are processes of this machine:
+    Liqo's (``/usr/bin/virtual-kubelet``, named by ``--foreign-cluster-name=``) and the
+    look-alike's (``/vk``, named by ``--foreign-cluster-id=``, which is the cluster's name there).
     """
     out: list[tuple[str, float]] = []
     for proc in Path("/proc").iterdir():
@@ -426,11 +434,12 @@ def vk_memory() -> list[tuple[str, float]]:
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if not argv or not argv[0].endswith(b"/vk"):
+            if not argv or not argv[0].endswith((b"/vk", b"/virtual-kubelet")):
                 continue
-            foreign = next(a.split(b"=", 1)[1].decode() for a in argv if a.startswith(b"--foreign-cluster-id="))
+            flags = dict(a.split(b"=", 1) for a in argv[1:] if a.startswith(b"--") and b"=" in a)
+            foreign = (flags.get(b"--foreign-cluster-name") or flags[b"--foreign-cluster-id"]).decode()
             rss_kib = int(re.search(r"VmRSS:\s+(\d+) kB", (proc / "status").read_text()).group(1))
-        except (OSError, StopIteration, AttributeError):
+        except (OSError, KeyError, AttributeError):
             continue
         out.append((foreign, rss_kib / 1024))
     return sorted(out)
