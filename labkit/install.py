@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import paths
+from labkit import host_services, paths
 
 #: Debian packages the kit needs, with the reason each is there.
 APT_PACKAGES: dict[str, str] = {
@@ -91,7 +91,10 @@ def missing_apt_packages(packages: Sequence[str]) -> list[str]:
 
 
 def apt_step(packages: dict[str, str]) -> Step:
-    """A step that installs the missing Debian ``packages`` (``apt-get update`` first)."""
+    """A step that installs the missing Debian ``packages`` (``apt-get update`` first).
+
+    The services those packages bring stay stopped and disabled (:func:`labkit.host_services.held`).
+    """
 
     def run(log: Log) -> None:
         missing = missing_apt_packages(list(packages))
@@ -99,7 +102,8 @@ def apt_step(packages: dict[str, str]) -> Step:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         lock = ["-o", "DPkg::Lock::Timeout=600"]  # wait for another apt/dpkg instead of failing
         _call(["apt-get", *lock, "update", "-q"], env=env)
-        _call(["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+        with host_services.held(log):  # the new packages' own daemons stay off: the kit runs its own in its VMs
+            _call(["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
 
     return Step(
         name="apt",
