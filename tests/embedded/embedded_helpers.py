@@ -30,7 +30,10 @@ def require_embedded() -> None:
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout``."""
+    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout`` (times ``$LABKIT_TIME_SCALE``)."""
+    from labkit import timescale
+
+    timeout = timescale.scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = probe()

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labkit import timescale
 from labkit.host import require_embedded, require_root
 from labkit.paths import cache_dir
 from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
@@ -246,7 +247,7 @@ class EmbeddedTestbed:
         Only one embedded testbed runs per machine: ``up()`` waits ``$LABKIT_EMBEDDED_WAIT``
         seconds (default 0) for another one to finish; in a process sharing a run's test bed
         (:mod:`.shared`) it stops that one first. ``timeout`` bounds the wait for every
-        node Ready (default: 120 s + 12 s per VM).
+        node Ready (default: 120 s + 12 s per VM), times ``$LABKIT_TIME_SCALE`` (:mod:`labkit.timescale`).
 
         Raises
         ------
@@ -264,6 +265,7 @@ class EmbeddedTestbed:
         binaries = self._binaries or find_binaries()
         if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
             timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
+        timeout = timescale.scaled(timeout)
         from labkit.testbed.embedded import shared
         shared.yield_machine(self._log)  # a run's shared test bed makes way for this one
         self._lock.acquire(wait_seconds(), self._log)

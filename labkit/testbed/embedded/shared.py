@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit import timescale
 from labkit.config import Env, validate_env
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import linux
@@ -149,6 +150,7 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
     with open(session / LOG, "ab") as out:
         proc = linux.spawn_detached([sys.executable, "-m", "labkit.testbed.embedded.shared", str(session)], out)
     log(f"[shared] server pid {proc.pid} brings up {env.name}; its log: {session / LOG}")
+    timeout = timescale.scaled(timeout)
     deadline, shown = time.monotonic() + timeout, _log_size(session)
     while True:
         shown = _forward(session, shown, log)

@@ -43,6 +43,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from labkit import timescale
 from labkit.testbed.embedded import cgroups, disk, linux
 
 PREFIX = "lkt"
@@ -464,7 +465,7 @@ def kill_cgroup(vm_cgroup: str, timeout: float = 10.0) -> None:
     VmError
         When processes survive ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
+    deadline = timescale.deadline(timeout)
     while True:
         pids = cgroup_pids(vm_cgroup)
         if not pids:
