@@ -58,7 +58,7 @@ def installed_packages(run: Runner = run_output) -> set[str]:
     """The Debian packages dpkg reports as installed."""
     out = run(["dpkg-query", "-W", "-f=${Package}\\t${Status}\\n"])
     return {name for name, _, status in (line.partition("\t") for line in out.splitlines())
-            if status.endswith("install ok installed")}
+            if status.split()[-1:] == ["installed"]}  # "install ok installed", also "hold ok installed"
 
 
 def service_name(unit: str) -> str:

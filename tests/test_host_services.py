@@ -160,8 +160,8 @@ def test_held_without_systemd_only_keeps_the_policy_during_the_install(tmp_path:
 
 
 def test_installed_packages_reads_only_installed_ones() -> None:
-    out = "a\tinstall ok installed\nb\tdeinstall ok config-files\nc\tinstall ok unpacked\n"
-    assert host_services.installed_packages(lambda argv: out) == {"a"}
+    out = "a\tinstall ok installed\nb\tdeinstall ok config-files\nc\tinstall ok unpacked\nd\thold ok installed\n"
+    assert host_services.installed_packages(lambda argv: out) == {"a", "d"}
 
 
 def test_setup_apt_step_installs_inside_held(monkeypatch: pytest.MonkeyPatch) -> None:
