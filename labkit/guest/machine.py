@@ -162,18 +162,25 @@ class Guest:
         Raw disks attached after the root disk (``/dev/vdb``, ...).
     overlay
         Boot from this kept overlay of an earlier boot (moved in, not copied) instead of a fresh
-        one: to go on from a failed run's state without repeating its first hour under TCG.
+        one: to go on from a failed run's state without repeating its first hour under TCG. A
+        fresh qcow2 overlay backed by a kept one (``qemu-img create -b kept -F qcow2``) boots
+        from that state and leaves it as it was.
+    keep_overlay
+        Where :meth:`close` moves this boot's overlay after the guest powered off (``None``:
+        it is deleted).
     log
         Where progress goes.
     """
 
     def __init__(self, image: Image, served: dict[str, Path], resources: Resources = Resources(),
-                 drives: Sequence[Path] = (), overlay: Path | None = None, log: Log = print) -> None:
+                 drives: Sequence[Path] = (), overlay: Path | None = None, log: Log = print,
+                 keep_overlay: Path | None = None) -> None:
         self.image = image
         self.served = served
         self.resources = resources
         self.drives = tuple(drives)
         self.kept_overlay = overlay
+        self.keep_overlay = keep_overlay
         self.log = log
         self.run_dir = RUN_DIR / f"boot-{os.getpid()}"
         self.console = self.run_dir / "console.log"
@@ -316,6 +323,9 @@ class Guest:
         self._qemu = self._http = None
         if NETNS in netns.listnetns():
             netns.remove(NETNS)
+        if self.keep_overlay is not None and (self.run_dir / "overlay.qcow2").exists():
+            shutil.move(self.run_dir / "overlay.qcow2", self.keep_overlay)
+            self.log(f"[guest] kept the overlay: {self.keep_overlay}")
         keep = RUN_DIR.parent / "lkt-guest-last"  # the console and logs of the last boot stay for a post-mortem
         if self.run_dir.is_dir():
             shutil.rmtree(keep, ignore_errors=True)

@@ -12,8 +12,9 @@ runs, as root in the checkout:
    unit tier and the embedded tests that bring up, peer, fault and tear down);
 3. ``invoke down``;
 
-and records around them what the guest's systemd ran and its cgroup tree, so the test can
-check that the kit disturbed neither. Every command's output goes to a log under ``logs``.
+and records around them what the guest's systemd ran and enabled and its cgroup tree, so the
+test can check that the kit disturbed none of them (the packages setup installs start no service
+of their own: :mod:`labkit.host_services`). Every command's output goes to a log under ``logs``.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ Log = Callable[[str], None]
 PIPELINE_ONLY = "00,20,40,50"
 #: The README's test command in the guest: these tiers and files (``invoke test --tier --args``).
 GUEST_TIERS = "unit,embedded"
-GUEST_TESTS = ("tests/test_host.py tests/test_config.py tests/embedded/test_cgroups_unit.py "
+GUEST_TESTS = ("tests/test_host.py tests/test_config.py tests/test_host_services.py tests/embedded/test_cgroups_unit.py "
                "tests/embedded/test_embedded_unit.py tests/embedded/test_preflight.py "
+               "tests/embedded/test_cgroups.py tests/embedded/test_private_dirs.py "
                "tests/embedded/test_cluster.py tests/embedded/test_lifecycle.py "
-               "tests/peering/test_thesis_peering.py")
+               "tests/peering/test_thesis_peering.py tests/embedded/test_thesis_env.py")
 #: Under qemu's emulator (TCG: this host's KVM cannot boot the guest's kernel) Kubernetes' timers
 #: (20 s grace periods, 144 s for two nodes to be Ready) do not hold: the tests without a cluster.
 GUEST_TESTS_TCG = ("tests/test_host.py tests/test_config.py tests/embedded/test_cgroups_unit.py "
@@ -129,6 +131,8 @@ class Report:
     facts: dict[str, str] = field(default_factory=dict)
     units_before: set[str] = field(default_factory=set)
     units_after: set[str] = field(default_factory=set)
+    enabled_before: set[str] = field(default_factory=set)
+    enabled_after: set[str] = field(default_factory=set)
     failed_units: list[str] = field(default_factory=list)
     cgroup_before: dict[str, str] = field(default_factory=dict)
     cgroup_after: dict[str, str] = field(default_factory=dict)
@@ -156,6 +160,7 @@ FACTS = {
     "system_state": "systemctl is-system-running || true",
 }
 RUNNING_UNITS = "systemctl list-units --state=running --no-legend --plain | awk '{print $1}'"
+ENABLED_UNITS = "systemctl list-unit-files --state=enabled --no-legend --no-pager | awk '{print $1}'"
 FAILED_UNITS = "systemctl list-units --state=failed --no-legend --plain | awk '{print $1}'"
 CGROUP_FILES = ("cgroup.subtree_control", "system.slice/cgroup.subtree_control")
 
@@ -176,6 +181,8 @@ def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float
     report = Report()
     report.facts = {k: guest.run(cmd, check=False).stdout.strip() for k, cmd in FACTS.items()}
     report.units_before = set(guest.run(RUNNING_UNITS).stdout.split())
+    report.enabled_before = set(guest.run(ENABLED_UNITS).stdout.split())
+    report.cgroup_before = _cgroup_state(guest)
     log(f"[guest] {report.facts['os']}, kernel {report.facts['kernel']}, {report.facts['cgroup_fs']}, "
         f"init {report.facts['init']}, {len(report.units_before)} running units")
 
@@ -199,10 +206,6 @@ def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float
         report.exit_codes[name] = proc.returncode
         report.tails[name] = proc.stdout[-4000:]
         log(f"[guest] {name}: exit {proc.returncode} after {report.seconds[name] / 60:.1f} min")
-        if name == "install_and_lab":
-            # after setup's packages: containerd.service (Delegate=yes) makes systemd itself enable
-            # cpuset, cpu and io in / and system.slice; the test beds of the second command follow
-            report.cgroup_before = _cgroup_state(guest)
     text = (logs / "test.log").read_text(errors="replace") + (logs / "install_and_lab.log").read_text(errors="replace")
     report.thesis_ready_s = [float(x) for x in re.findall(r"thesis env: Ready in ([0-9.]+) s", text)]
     report.thesis_ready_s += [float(x) for x in re.findall(r"\[embedded\] 5 nodes Ready in ([0-9.]+) s", text)]
@@ -211,6 +214,7 @@ def run(guest: Guest, root: Path, logs: Path, log: Log = print, timeout_s: float
                                  "leftovers; print(leftovers())'", check=False).stdout.strip()
     report.scope_after = guest.run("systemctl is-active lkt-embedded.scope || true").stdout.strip()
     report.units_after = set(guest.run(RUNNING_UNITS).stdout.split())
+    report.enabled_after = set(guest.run(ENABLED_UNITS).stdout.split())
     report.failed_units = guest.run(FAILED_UNITS).stdout.split()
     report.cgroup_after = _cgroup_state(guest)
     guest.run(f"cd {CHECKOUT} && tar -czf /root/runs.tgz data/*/manifest.json data/*/notebooks/*.log 2>/dev/null "

@@ -30,7 +30,10 @@ def require_embedded() -> None:
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout``."""
+    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout`` (times ``$LABKIT_TIME_SCALE``)."""
+    from labkit import timescale
+
+    timeout = timescale.scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -72,3 +75,24 @@ def node_ready(core: Any, name: str) -> bool:
     """Whether node ``name`` reports Ready=True."""
     node = core.read_node(name)
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+
+def host_private_dirs() -> dict[str, tuple[int, int, int, int, tuple[str, ...]] | None]:
+    """The host's side of every VM-private directory: mode, owner, group, mtime and entries (``None``: absent).
+
+    The kit covers these paths inside each VM's mount namespace only; a test compares this
+    before a bring-up and after the teardown (docs/hosts.md, "Packages' paths").
+    """
+    from pathlib import Path
+
+    from labkit.testbed.embedded.vm import PRIVATE_DIRS
+
+    state: dict[str, tuple[int, int, int, int, tuple[str, ...]] | None] = {}
+    for inside in PRIVATE_DIRS:
+        path = Path(inside)
+        if not path.is_dir():
+            state[inside] = None
+            continue
+        st = path.stat()
+        state[inside] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, tuple(sorted(os.listdir(path))))
+    return state

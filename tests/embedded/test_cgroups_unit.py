@@ -39,6 +39,13 @@ def test_v2_with_systemd_delegates_a_scope_and_keeps_cgroupfs() -> None:
     assert f"--unit={cgroups.SCOPE}" in argv and argv[-4:] == ["--", "python", "-m", "sup"]
 
 
+def test_only_systemd_v2_roots_a_cgroup_namespace_at_each_vm() -> None:
+    scoped = cgroups.plan("v2", systemd=True)
+    assert scoped.cgroupns and scoped.vm_root("/lkt-vm-a") == "/"  # the kubelet's cgroupRoot inside the VM
+    for layout in (cgroups.plan("v2", systemd=False), cgroups.plan("v1", systemd=False)):
+        assert not layout.cgroupns and layout.vm_root("/lkt-vm-a") == "/lkt-vm-a"
+
+
 def test_no_cgroup_filesystem_is_an_error() -> None:
     with pytest.raises(cgroups.CgroupError, match="no cgroup file system"):
         cgroups.plan("none", systemd=False)
@@ -67,6 +74,20 @@ def test_create_on_systemd_v2_writes_only_below_the_scope(tmp_path: Path, monkey
     assert (vm_dir / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
     assert (tmp_path / "cgroup.subtree_control").read_text() == ""  # systemd's root: untouched
     assert layout.dirs("/lkt-vm-a") == [vm_dir]
+
+
+def test_create_can_leave_the_controllers_for_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cgroup namespace's first process must sit in the VM's cgroup before it hands controllers down."""
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", tmp_path)
+    layout = cgroups.plan("v2", systemd=True)
+    vm_dir = _v2_tree(tmp_path, layout.base) / "lkt-vm-a"
+    vm_dir.mkdir()
+    (vm_dir / "cgroup.controllers").write_text("cpu memory\n")
+    (vm_dir / "cgroup.subtree_control").write_text("")
+    cgroups.create(layout, "/lkt-vm-a", leaves=("system",), enable=False)
+    assert (vm_dir / "system").is_dir() and (vm_dir / "cgroup.subtree_control").read_text() == ""
+    cgroups.enable(layout, "/lkt-vm-a")
+    assert (vm_dir / "cgroup.subtree_control").read_text() == "+cpu +memory"
 
 
 def test_create_on_v2_without_systemd_enables_the_roots_controllers(tmp_path: Path,

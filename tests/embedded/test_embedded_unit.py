@@ -219,3 +219,15 @@ def test_a_failed_start_keeps_the_vms_logs(tmp_path, monkeypatch) -> None:  # no
     assert len(list(kept_root.iterdir())) == vmlib.KEPT_LOGS
     monkeypatch.setattr(vmlib, "STATE_ROOT", tmp_path / "none")
     assert vmlib.keep_logs(kept_root) is None
+
+
+def test_missing_mount_points_shadow_the_nearest_directory_the_host_has(tmp_path) -> None:  # noqa: ANN001
+    from labkit.testbed.embedded.vm import missing_parents
+
+    (tmp_path / "etc" / "cni").mkdir(parents=True)
+    (tmp_path / "var" / "lib" / "etcd").mkdir(parents=True)
+    (tmp_path / "run").mkdir()
+    points = [tmp_path / "etc" / "kubernetes", tmp_path / "etc" / "cni" / "net.d", tmp_path / "var" / "lib" / "etcd",
+              tmp_path / "var" / "lib" / "kubelet", tmp_path / "var" / "lib" / "cni", tmp_path / "run" / "a" / "b"]
+    assert missing_parents(str(p) for p in points) == [str(tmp_path / d) for d in ("etc", "run", "etc/cni", "var/lib")]
+    assert missing_parents([str(tmp_path / "var" / "lib" / "etcd")]) == []  # present: covered inside the VM only

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from embedded_helpers import require_embedded
+from embedded_helpers import host_private_dirs, require_embedded
 
 from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec, disk, leftovers
 from labkit.testbed.embedded import vm as vmlib
@@ -25,6 +25,7 @@ def _one_node(name: str = "cyc") -> EmbeddedEnv:
 
 def test_three_up_down_cycles_leave_nothing() -> None:
     require_embedded()
+    before = host_private_dirs()  # the host's /var/lib/etcd, /etc/kubernetes, ...: covered only inside each VM
     for _ in range(3):
         tb = EmbeddedTestbed()
         try:
@@ -37,6 +38,7 @@ def test_three_up_down_cycles_leave_nothing() -> None:
         rest = leftovers()
         assert rest.empty(), rest
         assert not disk.IMAGE.exists()
+    assert host_private_dirs() == before
 
 
 def test_down_after_killed_up_leaves_nothing(tmp_path: Path) -> None:

@@ -79,5 +79,11 @@ def test_down_leaves_nothing_and_systemd_keeps_every_unit(report: Report) -> Non
     assert not report.failed_units
 
 
+def test_the_kits_packages_left_no_service_of_theirs_running_or_enabled(report: Report) -> None:
+    """containerd, etcd, MariaDB (and what they bring) stay off: the kit runs its own inside its VMs."""
+    assert report.units_after <= report.units_before, report.units_after - report.units_before
+    assert report.enabled_after <= report.enabled_before, report.enabled_after - report.enabled_before
+
+
 def test_no_systemd_owned_cgroup_changed(report: Report) -> None:
     assert report.cgroup_after == report.cgroup_before

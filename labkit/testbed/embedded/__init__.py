@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labkit import timescale
 from labkit.host import require_embedded, require_root
 from labkit.paths import cache_dir
 from labkit.setup_steps import Step
@@ -268,7 +269,8 @@ class EmbeddedTestbed:
         :class:`~.spec.EmbeddedEnv`. Then peers the env's pairs and offloads its namespaces.
         Only one embedded testbed runs per machine: ``up()`` waits ``$LABKIT_EMBEDDED_WAIT``
         seconds (default 0) for another one to finish. ``timeout`` bounds the wait for every
-        node Ready (default: 120 s + 12 s per VM). A driver brought down may be brought up again.
+        node Ready (default: 120 s + 12 s per VM), times ``$LABKIT_TIME_SCALE`` (:mod:`labkit.timescale`).
+        A driver brought down may be brought up again.
 
         Raises
         ------
@@ -287,6 +289,7 @@ class EmbeddedTestbed:
         liqo_programs = self._liqo_programs(env)  # before anything starts: a missing Liqo fails at once
         if timeout is None:  # 2 cores start ~1 VM every 8-10 s once a few clusters compete
             timeout = 120.0 + 12.0 * sum(len(c.vms) for c in env.clusters)
+        timeout = timescale.scaled(timeout)
         self.timings.clear()
         self._torn_down = False
         self._lock.acquire(wait_seconds(), self._log)

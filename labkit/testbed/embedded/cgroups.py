@@ -19,6 +19,13 @@ trees go depends on the host (:func:`plan` decides, :mod:`labkit.host` detects):
     controllers in the scope's ``cgroup.subtree_control``; the VMs' trees are made below the
     scope too. Nothing is written into a cgroup systemd manages. When the last process of the
     scope ends, systemd removes the scope and everything below it.
+    Each VM's processes also get a *cgroup namespace* rooted at the VM's cgroup, with the
+    unified hierarchy mounted again in the VM's mount namespace (:attr:`Layout.cgroupns`):
+    the kubelet and runc see ``/sys/fs/cgroup`` as the VM's tree. Without it both would write
+    into systemd's cgroups: runc's cgroupfs manager enables every controller of the root in the
+    ``cgroup.subtree_control`` of each ancestor of a cgroup it makes (``/`` and ``system.slice``
+    among them), and the kubelet refuses a ``cgroupRoot`` that lacks a controller the root has
+    (``hugetlb``, which systemd never delegates: "cgroup ... has some missing controllers").
 
 In every case the kubelet and containerd use the ``cgroupfs`` driver: the kit is the single
 manager of its subtree (the delegated scope on systemd hosts). The ``systemd`` driver would
@@ -73,6 +80,9 @@ class Layout:
         Hierarchies searched for the kit's processes and cgroups when tearing down.
     scope
         The delegated systemd scope (``None`` when the kit needs none).
+    cgroupns
+        Whether each VM's processes run in a cgroup namespace rooted at the VM's cgroup (see
+        the module doc): where the kit may write only below its own subtree.
     """
 
     mode: Literal["v1", "v2"]
@@ -80,6 +90,7 @@ class Layout:
     hierarchies: tuple[str, ...] = V1_CONTROLLERS
     teardown: tuple[str, ...] = (*V1_CONTROLLERS, "unified")
     scope: str | None = None
+    cgroupns: bool = False
 
     @property
     def driver(self) -> str:
@@ -87,8 +98,15 @@ class Layout:
         return DRIVER
 
     def path(self, cgroup: str) -> str:
-        """``cgroup`` (``/lkt-vm-a``) as a process sees it in the hierarchy: the kubelet's ``cgroupRoot``."""
+        """``cgroup`` (``/lkt-vm-a``) as a process of the host sees it in the hierarchy."""
         return "/" + "/".join(p for p in (self.base, cgroup.strip("/")) if p)
+
+    def vm_root(self, cgroup: str) -> str:
+        """A VM's cgroup ``cgroup`` as the VM's own processes see it: the kubelet's ``cgroupRoot``.
+
+        ``/`` in a cgroup namespace rooted there (:attr:`cgroupns`), else :meth:`path`.
+        """
+        return "/" if self.cgroupns else self.path(cgroup)
 
     def base_dirs(self, teardown: bool = False) -> list[Path]:
         """The directory holding the kit's trees in each hierarchy that exists."""
@@ -113,7 +131,7 @@ def plan(cgroup: str, systemd: bool) -> Layout:
     if cgroup in ("v1", "hybrid"):
         return Layout("v1")
     if cgroup == "v2" and systemd:
-        return Layout("v2", base=f"{SLICE}/{SCOPE}", hierarchies=("",), teardown=("",), scope=SCOPE)
+        return Layout("v2", base=f"{SLICE}/{SCOPE}", hierarchies=("",), teardown=("",), scope=SCOPE, cgroupns=True)
     if cgroup == "v2":
         return Layout("v2", hierarchies=("",), teardown=("",))
     raise CgroupError(f"no cgroup file system at {CGROUP_ROOT} (the embedded test bed needs one)")
@@ -127,12 +145,14 @@ def current() -> Layout:
 
 # --- making and joining cgroups ----------------------------------------------------------------
 
-def create(layout: Layout, cgroup: str, leaves: Sequence[str] = ()) -> None:
+def create(layout: Layout, cgroup: str, leaves: Sequence[str] = (), enable: bool = True) -> None:
     """Make ``cgroup`` and its ``leaves`` (``system``) in every hierarchy of ``layout``.
 
     v1: an empty cpuset admits no task, so ``cpuset.cpus``/``cpuset.mems`` are copied from the
     parent. v2: the controllers available to ``cgroup`` are enabled in its
-    ``cgroup.subtree_control`` (it holds no process itself, only its leaves do).
+    ``cgroup.subtree_control`` (it holds no process itself, only its leaves do); with
+    ``enable=False`` later, by :func:`enable` (a process must first sit in ``cgroup`` itself to
+    root a cgroup namespace there).
     """
     _enable_top(layout)
     for directory in layout.dirs(cgroup):
@@ -143,7 +163,14 @@ def create(layout: Layout, cgroup: str, leaves: Sequence[str] = ()) -> None:
                     target = sub / knob
                     if target.exists() and not target.read_text().strip():
                         target.write_text((sub.parent / knob).read_text())
-        if layout.mode == "v2" and leaves:
+        if layout.mode == "v2" and leaves and enable:
+            enable_controllers(directory)
+
+
+def enable(layout: Layout, cgroup: str) -> None:
+    """v2: enable the controllers ``cgroup`` has for its children (see :func:`create`'s ``enable``)."""
+    if layout.mode == "v2":
+        for directory in layout.dirs(cgroup):
             enable_controllers(directory)
 
 

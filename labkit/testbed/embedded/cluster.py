@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from labkit import timescale
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import cgroups, flannel, pki
 from labkit.testbed.embedded import vm as vmlib
@@ -365,12 +366,12 @@ def accepts(path: Path) -> bool:
 
 
 def _wait_for(cond: Callable[[], bool], timeout: float, what: str, check: Callable[[], None] | None = None) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = timescale.deadline(timeout)
     while not cond():
         if check:
             check()
         if time.monotonic() > deadline:
-            raise TestbedError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise TestbedError(f"timed out after {timescale.scaled(timeout):.0f} s waiting for {what}")
         time.sleep(0.1)
 
 

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labkit import timescale
 from labkit.config import Env, validate_env
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import linux
@@ -147,6 +148,7 @@ def _start(env: Env, wanted: str, session: Path, log: Log, timeout: float | None
     with open(session / LOG, "ab") as out:
         proc = linux.spawn_detached([sys.executable, "-m", "labkit.testbed.embedded.server", str(session)], out)
     log(f"[shared] server pid {proc.pid} brings up {env.name}; its log: {session / LOG}")
+    timeout = timescale.scaled(timeout)
     shown = _log_size(session)
 
     def ready() -> ServerState | None:

@@ -10,14 +10,20 @@ Layout (every name carries the kit's prefix ``lkt`` so :func:`sweep` finds lefto
 - its mount namespace is kept in ``/run/lkt/ns/<name>.mnt`` and gives the VM private
   ``/var/lib/kubelet``, ``/var/lib/containerd``, ``/run/containerd``, ``/var/log/pods``,
   ``/var/log/containers``, ``/etc/cni/net.d``, ``/var/lib/cni``, ``/etc/kubernetes``,
-  ``/var/lib/etcd`` and ``/run/netns`` (bound from ``/var/lib/lkt/<name>/``);
+  ``/var/lib/etcd`` and ``/run/netns`` (bound from ``/var/lib/lkt/<name>/``). The host's
+  paths are never created or changed: a path the host has is covered inside the VM's mount
+  namespace only; for one the host lacks, the nearest directory the host has is *shadowed*
+  there (:func:`shadow`: a tmpfs holding the host's entries bound back, and room for the new
+  mount point), so no empty ``/var/lib/etcd`` appears under a package that owns it later;
 - its cgroup root is ``/lkt-<name>`` (daemons in ``/lkt-<name>/system``, pods in
   ``/lkt-<name>/kubepods`` made by the kubelet), under every cgroup v1 controller or, on a
   cgroup v2 host, in the unified hierarchy (below the kit's delegated systemd scope where
-  systemd runs): :mod:`.cgroups` decides where.
+  systemd runs, in a cgroup namespace rooted at the VM's cgroup, kept in
+  ``/run/lkt/ns/<name>.cgroup``, with ``/sys/fs/cgroup`` mounted again in the VM's mount
+  namespace): :mod:`.cgroups` decides where.
 
-A process enters a VM with :func:`enter` (``setns`` into the network and mount namespaces,
-join the cgroups); ``/sys`` is never remounted, so the cgroup mounts stay visible.
+A process enters a VM with :func:`enter` (join the cgroups, ``setns`` into the network, cgroup
+and mount namespaces); ``/sys`` itself is never remounted.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +44,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from labkit import timescale
 from labkit.testbed.embedded import cgroups, disk, linux
 
 PREFIX = "lkt"
@@ -132,7 +140,7 @@ class Vm:
     @property
     def cgroup_path(self) -> str:
         """Cgroup root of the VM as its processes see it (the kubelet's ``cgroupRoot``)."""
-        return cgroups.current().path(self.cgroup)
+        return cgroups.current().vm_root(self.cgroup)
 
     @property
     def state_dir(self) -> Path:
@@ -143,6 +151,11 @@ class Vm:
     def mnt_file(self) -> Path:
         """File the VM's mount namespace is bound to."""
         return NS_DIR / f"{self.name}.mnt"
+
+    @property
+    def cgroupns_file(self) -> Path:
+        """File the VM's cgroup namespace is bound to (where the layout has them: :attr:`.cgroups.Layout.cgroupns`)."""
+        return NS_DIR / f"{self.name}.cgroup"
 
     def host_path(self, vm_path: str) -> Path:
         """Host path of a path inside the VM's private directories (for writing configs)."""
@@ -198,11 +211,16 @@ def ensure_disk(log: Callable[[str], None] = print) -> str:
 
 
 def create(vm: Vm) -> None:
-    """Create the VM: network namespace + veth + addresses, cgroup root, mount namespace."""
+    """Create the VM: network namespace + veth + addresses, cgroup root, mount (and cgroup) namespace."""
     ensure_lab_network()
     _create_netns(vm)
-    _create_cgroups(vm)
-    _create_mount_ns(vm)
+    layout = cgroups.current()
+    # a cgroup namespace is rooted where its first process sits: the VM's cgroup, before its
+    # controllers are handed down (then it may hold no process)
+    cgroups.create(layout, vm.cgroup, leaves=("system",), enable=not layout.cgroupns)
+    _create_mount_ns(vm, layout)
+    if layout.cgroupns:
+        cgroups.enable(layout, vm.cgroup)
 
 
 def _create_netns(vm: Vm) -> None:
@@ -254,10 +272,6 @@ def run_in_netns(name: str, func) -> None:  # noqa: ANN001 (a no-argument callab
         raise VmError(f"operation in network namespace {name} failed")
 
 
-def _create_cgroups(vm: Vm) -> None:
-    cgroups.create(cgroups.current(), vm.cgroup, leaves=("system",))
-
-
 def _ensure_private_ns_dir() -> None:
     NS_DIR.mkdir(parents=True, exist_ok=True)
     if not linux.is_mount_point(NS_DIR):
@@ -265,48 +279,122 @@ def _ensure_private_ns_dir() -> None:
         linux.mount(None, NS_DIR, flags=linux.MS_PRIVATE)
 
 
-def _create_mount_ns(vm: Vm) -> None:
-    """Create the VM's mount namespace and bind it to :attr:`Vm.mnt_file`."""
+def missing_parents(points: Iterable[str]) -> list[str]:
+    """For the mount points of ``points`` the host lacks, the nearest directory the host has.
+
+    Each is returned once, outermost first (an inner one is shadowed after the outer one,
+    through which it is then bound).
+    """
+    parents = set()
+    for point in points:
+        if os.path.lexists(point):
+            continue
+        parent = Path(point).parent
+        while not parent.is_dir():
+            parent = parent.parent
+        parents.add(str(parent))
+    return sorted(parents, key=lambda p: (p.count("/"), p))
+
+
+def shadow(directory: str) -> None:
+    """In this (private) mount namespace, cover ``directory`` with a tmpfs holding its entries bound back.
+
+    Every entry of the host's ``directory`` appears as before (a directory or file bound
+    recursively, so what the host changes inside them shows; a symbolic link copied), and a
+    new entry made inside lands in the tmpfs, never on the host. What the host adds to
+    ``directory`` itself later does not show here; a file the host replaces (a rename over
+    it) keeps its old content here.
+    """
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        host = f"/proc/self/fd/{fd}"  # the directory under the tmpfs, still reachable
+        entries = os.listdir(host)
+        linux.mount(f"{PREFIX}-shadow", directory, "tmpfs", 0,
+                    f"mode={st.st_mode & 0o7777:o},uid={st.st_uid},gid={st.st_gid},size=64m")
+        for name in entries:
+            source, target = f"{host}/{name}", os.path.join(directory, name)
+            try:
+                entry = os.lstat(source)
+            except FileNotFoundError:  # gone since the listing
+                continue
+            if stat.S_ISLNK(entry.st_mode):
+                os.symlink(os.readlink(source), target)
+                continue
+            if stat.S_ISDIR(entry.st_mode):
+                os.mkdir(target)
+            else:
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
+            linux.mount(source, target, flags=linux.MS_BIND | linux.MS_REC)
+    finally:
+        os.close(fd)
+
+
+def _create_mount_ns(vm: Vm, layout: cgroups.Layout) -> None:
+    """Create the VM's mount namespace (and cgroup namespace) and bind it to :attr:`Vm.mnt_file`.
+
+    The host's file system is not changed: see the module doc and :func:`shadow`.
+    """
     if vm.mnt_file.exists() and linux.is_mount_point(vm.mnt_file):
         return
     _ensure_private_ns_dir()
     vm.mnt_file.touch()
+    if layout.cgroupns:
+        vm.cgroupns_file.touch()
     binds = []
     for inside, sub in PRIVATE_DIRS.items():
         source = vm.state_dir / sub
         source.mkdir(parents=True, exist_ok=True)
-        Path(inside).mkdir(parents=True, exist_ok=True)
         binds.append((source, inside))
+    shadows = missing_parents(PRIVATE_DIRS)
     Path("/run/netns").mkdir(parents=True, exist_ok=True)
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: build the namespace, wait until the parent has bound it, exit
+    if pid == 0:  # child: build the namespaces, wait until the parent has bound them, exit
         code = 1
         try:
             os.close(ready_r)
             os.close(done_w)
-            linux.unshare(linux.CLONE_NEWNS)
+            if layout.cgroupns:
+                cgroups.join(layout, vm.cgroup)  # the namespace's root
+                linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWCGROUP)
+            else:
+                linux.unshare(linux.CLONE_NEWNS)
             linux.mount(None, "/", flags=linux.MS_REC | linux.MS_PRIVATE)
             for point in linux.mount_points("/run/netns") + linux.mount_points(str(NS_DIR.parent)):
                 try:
                     linux.umount(point)
                 except OSError:
                     pass
+            for directory in shadows:
+                shadow(directory)
             linux.mount(f"{PREFIX}-netns", "/run/netns", "tmpfs", 0, "mode=755,size=1m")
             for source, inside in binds:
+                os.makedirs(inside, exist_ok=True)  # only ever inside a shadow: the host has the others
                 linux.mount(source, inside, flags=linux.MS_BIND)
+            if layout.cgroupns:  # the namespace's view; the host's mount (the same super block) first goes
+                for point in linux.mount_points(str(cgroups.CGROUP_ROOT)):
+                    linux.umount(point)
+                linux.mount("cgroup2", cgroups.CGROUP_ROOT, "cgroup2",
+                            linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
             os.write(ready_w, b"1")
             os.read(done_r, 1)
             code = 0
+        except BaseException as exc:  # noqa: BLE001 (the parent reports it)
+            os.write(ready_w, f"0{type(exc).__name__}: {exc}".encode()[:500])
         finally:
             os._exit(code)
     os.close(ready_w)
     os.close(done_r)
     try:
-        if os.read(ready_r, 1) != b"1":
-            raise VmError(f"could not create the mount namespace of VM {vm.name}")
+        answer = os.read(ready_r, 512)
+        if answer != b"1":
+            raise VmError(f"could not create the mount namespace of VM {vm.name}: "
+                          f"{answer[1:].decode(errors='replace') or 'its child died'}")
         linux.mount(f"/proc/{pid}/ns/mnt", vm.mnt_file, flags=linux.MS_BIND)
+        if layout.cgroupns:
+            linux.mount(f"/proc/{pid}/ns/cgroup", vm.cgroupns_file, flags=linux.MS_BIND)
     finally:
         os.write(done_w, b"1")
         os.close(done_w)
@@ -320,10 +408,13 @@ def enter(vm_name: str, cgroup: str | None = None) -> None:
     """Move the calling (freshly forked, single-threaded) process into VM ``vm_name``.
 
     Joins the cgroup ``cgroup`` (default ``/lkt-<vm>/system``) in every hierarchy,
-    then the VM's network and mount namespaces; never remounts ``/sys``.
+    then the VM's network, cgroup (where the layout has one) and mount namespaces.
     """
-    cgroups.join(cgroups.current(), cgroup or f"{cgroup_name(vm_name)}/system")
+    layout = cgroups.current()
+    cgroups.join(layout, cgroup or f"{cgroup_name(vm_name)}/system")
     linux.setns(f"/run/netns/{netns_name(vm_name)}", linux.CLONE_NEWNET)
+    if layout.cgroupns:
+        linux.setns(NS_DIR / f"{vm_name}.cgroup", linux.CLONE_NEWCGROUP)
     linux.setns(NS_DIR / f"{vm_name}.mnt", linux.CLONE_NEWNS)
     os.chdir("/")
 
@@ -419,7 +510,7 @@ def kill_cgroup(vm_cgroup: str, timeout: float = 10.0) -> None:
     VmError
         When processes survive ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
+    deadline = timescale.deadline(timeout)
     while True:
         pids = cgroup_pids(vm_cgroup)
         if not pids:
@@ -486,7 +577,7 @@ def destroy(name: str, index: int | None = None) -> dict[str, float]:
         took[label] = round(time.monotonic() - start, 2)
 
     phase("kill", lambda: kill_cgroup(cg))
-    phase("mount ns", lambda: _unbind(mnt))
+    phase("mount ns", lambda: (_unbind(mnt), _unbind(NS_DIR / f"{name}.cgroup")))
     phase("netns", lambda: netns.remove(netns_name(name)) if netns_name(name) in netns.listnetns() else None)
     phase("links", lambda: _remove_links([f"{PREFIX}-h{index}"]) if index is not None else None)
     phase("cgroups", lambda: remove_cgroup(cg))

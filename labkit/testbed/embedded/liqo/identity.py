@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from labkit import timescale
 from labkit.testbed.embedded import pki
 
 TENANT_GROUP = "liqo.io/tenants"
@@ -107,7 +108,7 @@ def issue(api: client.ApiClient, consumer: str, provider: str, timeout: float = 
     body.status.conditions = [client.V1CertificateSigningRequestCondition(
         type="Approved", status="True", reason="LiqoPeering", message=f"peering {consumer} -> {provider}")]
     certs.replace_certificate_signing_request_approval(name, body)
-    deadline = time.monotonic() + timeout
+    deadline = timescale.deadline(timeout)
     while time.monotonic() < deadline:
         cert = certs.read_certificate_signing_request(name).status.certificate
         if cert:

@@ -39,6 +39,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from labkit import timescale
 from labkit.config import LiqoTuning
 from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import pki
@@ -195,7 +196,7 @@ class LookAlike:
         mark("identity")
         node = self._virtual_kubelet(consumer, provider, pair)
         mark("virtual kubelet")
-        self._wait_node_ready(consumer, node, start + timeout)
+        self._wait_node_ready(consumer, node, start + timescale.scaled(timeout))
         mark("node ready")
         peering = Peering(consumer, provider, node, round(time.monotonic() - start, 2), steps)
         with self._lock:
@@ -251,7 +252,7 @@ class LookAlike:
     @staticmethod
     def _wait_crds(api: client.ApiClient, timeout: float = 20.0) -> None:
         custom = client.CustomObjectsApi(api)
-        deadline = time.monotonic() + timeout
+        deadline = timescale.deadline(timeout)
         while True:
             try:
                 custom.list_cluster_custom_object(crds.TEP_GROUP, crds.TEP_VERSION, crds.TEP_PLURAL)

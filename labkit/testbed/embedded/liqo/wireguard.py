@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pyroute2 import NetNS
 
+from labkit import timescale
 from labkit.testbed.embedded import linux
 
 #: Liqo's gateway port; the n-th tunnel of a gateway listens on ``LIQO_PORT + n``.
@@ -167,7 +168,7 @@ class Tunnel:
 
     def _wait_socket(self, ifname: str, timeout: float) -> None:
         sock = SOCKET_DIR / f"{ifname}.sock"
-        deadline = time.monotonic() + timeout
+        deadline = timescale.deadline(timeout)
         while not sock.exists():
             dead = [p for p in self._procs if p.poll() is not None]
             if dead or time.monotonic() > deadline:
