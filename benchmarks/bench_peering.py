@@ -41,7 +41,7 @@ from labkit.experiments import latency
 from labkit.experiments.scalability import process_memory
 from labkit.testbed.embedded import EmbeddedTestbed
 from labkit.testbed.embedded import vm as vmlib
-from labkit.testbed.embedded.spec import PEERING_ENV
+from labkit.testbed.liqoctl import PEERING_ENV
 
 PEERING_TARGET_S = 120.0
 PSS_TARGET_MIB = 4096.0

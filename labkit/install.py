@@ -9,6 +9,7 @@ images' from :mod:`labkit.images`.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -73,25 +74,45 @@ def unmet_pins(pyproject: Path) -> list[str]:
 
 
 def kernel_step() -> Step:
-    """A step that registers the ``labkit`` Jupyter kernel for this Python."""
+    """A step that registers the ``labkit`` Jupyter kernel for this Python, inside its environment.
+
+    The kernel spec goes to ``sys.prefix`` (``.venv/share/jupyter/kernels/labkit``), so each
+    environment has its own and none overwrites another's. Jupyter reads a user's kernels first:
+    a user-level ``labkit`` kernel (older versions of the kit put it there) whose Python is not
+    this one would shadow it, so the step removes that one, saying so.
+    """
 
     def check() -> bool:
         from jupyter_client.kernelspec import KernelSpecManager
         spec = KernelSpecManager().find_kernel_specs().get(KERNEL_NAME)
-        if not spec:
-            return False
-        import json
-        argv = json.loads((Path(spec) / "kernel.json").read_text())["argv"]
-        # not resolved: a virtual environment's python is a symlink to the base interpreter, whose
-        # kernel would import another environment's packages (and labkit from another checkout)
-        return Path(argv[0]).absolute() == Path(sys.executable).absolute()
+        return bool(spec) and _kernel_python(Path(spec)) == Path(sys.executable).absolute()
 
     def run(log: Log) -> None:
-        log(f"python -m ipykernel install --user --name {KERNEL_NAME}")
-        call([sys.executable, "-m", "ipykernel", "install", "--user", "--name", KERNEL_NAME,
+        _remove_shadowing_user_kernel(log)
+        log(f"python -m ipykernel install --sys-prefix --name {KERNEL_NAME}")
+        call([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL_NAME,
               "--display-name", "Python (labkit)"])
 
     return Step(name="kernel", what=f"Jupyter kernel '{KERNEL_NAME}' for the notebooks", check=check, run=run)
+
+
+def _kernel_python(spec_dir: Path) -> Path | None:
+    """The Python a kernel spec starts (not resolved: a virtual environment's python is a symlink to
+    the base interpreter, whose kernel would import another environment's packages)."""
+    import json
+    try:
+        return Path(json.loads((spec_dir / "kernel.json").read_text())["argv"][0]).absolute()
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _remove_shadowing_user_kernel(log: Log) -> None:
+    """Remove a user-level ``labkit`` kernel spec that starts another Python than this one."""
+    from jupyter_core.paths import jupyter_data_dir
+    user = Path(jupyter_data_dir()) / "kernels" / KERNEL_NAME
+    if user.is_dir() and _kernel_python(user) != Path(sys.executable).absolute():
+        log(f"removing {user}: a user-level '{KERNEL_NAME}' kernel for {_kernel_python(user)} would shadow this one")
+        shutil.rmtree(user)
 
 
 def all_steps(root: Path | None = None) -> list[Step]:

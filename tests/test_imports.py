@@ -26,7 +26,8 @@ LEAVES_IN_BACKENDS = ("labkit.testbed.embedded.linux",)
 #: What a backend may import of the kit: the layers below the test beds (and the neutral parts of its own package).
 BELOW_TESTBEDS = ("labkit.config", "labkit.paths", "labkit.host", "labkit.setup_steps", "labkit.waiting",
                   "labkit.topology", "labkit.workloads", "labkit.images", "labkit.grid", "labkit.testbed.base",
-                  "labkit.testbed.signals", "labkit.testbed.kubeapi", "labkit.testbed.pods")
+                  "labkit.testbed.signals", "labkit.testbed.kubeapi", "labkit.testbed.pods", "labkit.testbed.liqoctl",
+                  "labkit.timescale", "labkit.gobuild")
 
 
 def _modules() -> dict[str, Path]:

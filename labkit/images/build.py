@@ -29,6 +29,7 @@ from pathlib import Path
 from labkit import __version__, paths
 from labkit.images import liqo as liqo_images
 from labkit.images import oci
+from labkit.images.spec import REGISTRY, RUNTIME_PACKAGES, ImageSpec
 from labkit.images.sources import (
     VENV,
     DebianRootfs,
@@ -46,52 +47,13 @@ from labkit.images.sources import (
 Log = Callable[[str], None]
 _logger = logging.getLogger("labkit.images")
 
-#: Registry part of every image reference. Nothing is ever pulled from it: images are
-#: imported, and pods use ``imagePullPolicy: Never`` (or ``IfNotPresent``).
-REGISTRY = "labkit.local"
 
-#: Packages of the runtime rootfs (Python, venv support, network tools for the tests).
-RUNTIME_PACKAGES = ("python3", "python3-venv", "iproute2", "iputils-ping", "ca-certificates")
 #: Packages of the Galera rootfs: MariaDB server with the Galera 4 provider, rsync for
 #: state transfers (SST), network tools.
 GALERA_PACKAGES = ("mariadb-server", "galera-4", "rsync", "iproute2", "iputils-ping")
 #: The galera image's entrypoint (bootstrap or join, see the script's header) and its path in the image.
 GALERA_ENTRYPOINT = Path(__file__).with_name("galera") / "entrypoint.sh"
 GALERA_ENTRYPOINT_DEST = "usr/local/bin/labkit-galera"
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What an image is made of.
-
-    Attributes
-    ----------
-    name
-        Short name (``pause``, ``runtime``, ``galera``) and repository under :data:`REGISTRY`.
-    tag
-        Tag of the reference.
-    layers
-        Layer sources, base first.
-    config
-        Entrypoint, cmd, env, workdir.
-    needs_root
-        Whether building needs root (mmdebstrap).
-    repository
-        The reference's repository when it is not ``<REGISTRY>/<name>``: an upstream image
-        built here under its own name (``ghcr.io/liqotech/liqonet``); nothing is pulled either way.
-    """
-
-    name: str
-    tag: str
-    layers: tuple[LayerSource, ...]
-    config: oci.ImageConfig
-    needs_root: bool = False
-    repository: str = ""
-
-    @property
-    def ref(self) -> str:
-        """The full image reference, e.g. ``labkit.local/pause:1``."""
-        return f"{self.repository or f'{REGISTRY}/{self.name}'}:{self.tag}"
 
 
 def _pause_spec() -> ImageSpec:

@@ -16,6 +16,7 @@ the two run the same Liqo with the same settings:
 
 from __future__ import annotations
 
+import os
 import shlex
 import uuid
 from collections.abc import Mapping, Sequence
@@ -23,12 +24,19 @@ from typing import Any
 
 import yaml
 
-from labkit.config import LiqoTuning
+from labkit.config import Env, LiqoTuning
 
 #: Namespace of the UUIDs labkit derives cluster IDs from (uuid5 of ``<env>/<cluster>``).
 CLUSTER_ID_NAMESPACE = uuid.UUID("6c1b5f8e-2d54-4f0a-9a43-6c61626b6974")
 #: Liqo's namespace (liqoctl's default).
 LIQO_NAMESPACE = "liqo"
+
+
+#: Who may peer the clusters, with what each is.
+PEERINGS = {"liqo": "the thesis' Liqo, built from its source by `invoke setup`",
+            "kit": "the kit's Liqo look-alike, the fallback without Liqo's source"}
+#: Overrides an env's ``backend.peering`` for a run (``liqo`` or ``kit``).
+PEERING_ENV = "LABKIT_PEERING"
 
 
 class PeerCommandError(ValueError):
@@ -155,10 +163,20 @@ def parse_peer_command(text: str) -> dict[str, str]:
     return {"cluster_name": name, **{field: flags[flag] for flag, field in wanted.items()}}
 
 
+def peering_setting(env: Env) -> str:
+    """Who peers ``env``'s clusters: ``$LABKIT_PEERING`` when set, else the env's ``backend.peering``."""
+    return os.environ.get(PEERING_ENV, "").strip() or getattr(env.backend, "peering", "liqo")
+
+
+def peering_label(peering: str, liqo_version: str) -> str:
+    """What a run manifest and a report say about the peering that ran."""
+    return f"Liqo {liqo_version} (built from its source, driven with liqoctl)" if peering == "liqo" else \
+        "the kit's Liqo look-alike (fallback: no Liqo source)"
+
+
 def peering_of(env: Any) -> str:
     """Who peers ``env``'s clusters, as a run manifest and a report say it (an :class:`labkit.config.Env`)."""
     backend = env.backend
     if backend.kind == "vms":
         return f"Liqo {backend.liqo_version} (liqoctl on the VMs)"
-    from labkit.testbed.embedded.spec import peering_label, peering_setting
     return peering_label(peering_setting(env), backend.liqo_version)

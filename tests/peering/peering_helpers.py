@@ -20,7 +20,7 @@ def require_liqo() -> None:
     from embedded_helpers import require_embedded
     require_embedded()
     from labkit.testbed.embedded.binaries import BinariesMissing
-    from labkit.testbed.embedded.liqo import source
+    from labkit.images.liqo import source
     try:
         source.find()
     except BinariesMissing as exc:
@@ -29,7 +29,7 @@ def require_liqo() -> None:
 
 def require_env_peering() -> None:
     """Skip unless what an env file peers with here (``backend.peering``, ``$LABKIT_PEERING``) is available."""
-    from labkit.testbed.embedded.spec import PEERING_ENV
+    from labkit.testbed.liqoctl import PEERING_ENV
     if os.environ.get(PEERING_ENV) == "kit":
         require_peering()
     else:

@@ -11,7 +11,7 @@ import pytest
 from labkit.config import LiqoTuning
 from labkit.testbed import liqoctl
 from labkit.testbed.embedded.liqo import LiqoCtl, LiqoError
-from labkit.testbed.embedded.liqo.source import LiqoPrograms
+from labkit.images.liqo.source import LiqoPrograms
 
 pytestmark = pytest.mark.unit
 

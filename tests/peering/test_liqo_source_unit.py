@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit import install
-from labkit.testbed.embedded import binaries
-from labkit.testbed.embedded.liqo import source
+from labkit import setup_steps
+from labkit import gobuild
+from labkit.images.liqo import source
 
 pytestmark = pytest.mark.unit
 
@@ -116,8 +116,8 @@ def test_a_missing_source_path_is_named(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_missing_go_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(binaries, "go_binary", lambda: None)
-    with pytest.raises(install.SetupError, match=r"Go is needed to build Liqo v0\.10\.2"):
+    monkeypatch.setattr(gobuild, "go_binary", lambda: None)
+    with pytest.raises(setup_steps.SetupError, match=r"Go is needed to build Liqo v0\.10\.2"):
         source.build("v0.10.2", log=lambda _: None)
 
 

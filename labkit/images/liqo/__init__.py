@@ -1,4 +1,4 @@
-"""Liqo's images, built here from the programs of :mod:`labkit.testbed.embedded.liqo.source`.
+"""Liqo's images, built here from the programs of :mod:`labkit.images.liqo.source`.
 
 Upstream images keep their own names and tags (``ghcr.io/liqotech/<name>:<version>``), so the
 chart deploys them unchanged; nothing is pulled (``pullPolicy: IfNotPresent``, the images are
@@ -42,7 +42,7 @@ from labkit.images import oci
 from labkit.images.sources import DebianRootfs, ImageError, StaticFile
 
 if TYPE_CHECKING:
-    from labkit.images.build import ImageSpec
+    from labkit.images.spec import ImageSpec
 
 #: Upstream's registry and organisation of Liqo's images.
 UPSTREAM = "ghcr.io/liqotech"
@@ -68,13 +68,13 @@ NAMES = (*COMMON, "liqo-liqonet", "liqo-cert-creator", *STAND_INS)
 
 def built() -> bool:
     """Whether Liqo's programs are built (then its images can be)."""
-    from labkit.testbed.embedded.liqo import source
+    from labkit.images.liqo import source
     return source.built(source.liqo_version())
 
 
 def _programs() -> tuple[Path, str]:
     """The directory of the built programs and the Liqo version (raises when not built)."""
-    from labkit.testbed.embedded.liqo import source
+    from labkit.images.liqo import source
     version = source.liqo_version()
     if not source.built(version):
         raise ImageError(f"Liqo {version} is not built in {source.bin_dir(version)}: run `invoke setup` "
@@ -83,12 +83,12 @@ def _programs() -> tuple[Path, str]:
 
 
 def _runtime_rootfs() -> DebianRootfs:
-    from labkit.images.build import RUNTIME_PACKAGES
+    from labkit.images.spec import RUNTIME_PACKAGES
     return DebianRootfs("runtime-rootfs", RUNTIME_PACKAGES)
 
 
 def _program_image(name: str, program: str, rootfs: DebianRootfs) -> ImageSpec:
-    from labkit.images.build import ImageSpec
+    from labkit.images.spec import ImageSpec
     bin_dir, version = _programs()
     dest = f"usr/bin/{program}"
     return ImageSpec(name=name, tag=version, repository=f"{UPSTREAM}/{program}",
@@ -105,7 +105,7 @@ def _liqonet() -> ImageSpec:
 
 
 def _cert_creator() -> ImageSpec:
-    from labkit.images.build import ImageSpec
+    from labkit.images.spec import ImageSpec
     _, version = _programs()
     return ImageSpec(name="liqo-cert-creator", tag=version, repository=f"{UPSTREAM}/cert-creator",
                      layers=(_runtime_rootfs(),), config=oci.ImageConfig(entrypoint=("openssl",)), needs_root=True)
@@ -113,8 +113,8 @@ def _cert_creator() -> ImageSpec:
 
 def _stand_in(name: str) -> Callable[[], ImageSpec]:
     def spec() -> ImageSpec:
-        from labkit.images.build import ImageSpec
-        from labkit.testbed.embedded.liqo import source
+        from labkit.images.spec import ImageSpec
+        from labkit.images.liqo import source
         repository, script = STAND_INS[name]
         dest = f"usr/local/bin/labkit-{name}"
         return ImageSpec(name=name, tag=source.liqo_version(), repository=repository,

@@ -33,7 +33,7 @@ from labkit.paths import cache_dir
 from labkit.setup_steps import Step
 from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
 from labkit.testbed.embedded import binaries
-from labkit.testbed.embedded.liqo import source as liqo_source
+from labkit.images.liqo import source as liqo_source
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
 from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node, NodeStore
@@ -43,7 +43,7 @@ from labkit.testbed.embedded.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from labkit.testbed.embedded.liqo import LiqoCtl, LookAlike
-    from labkit.testbed.embedded.liqo.source import LiqoPrograms
+    from labkit.images.liqo.source import LiqoPrograms
     from labkit.topology import Plan
 
 __all__ = ["APT_PACKAGES", "ClusterSpec", "EmbeddedEnv", "EmbeddedHost", "EmbeddedTestbed", "LabkitImages",
@@ -229,7 +229,7 @@ class EmbeddedTestbed:
     log
         Where progress lines go.
     liqo
-        The Liqo to peer with (default: :func:`.liqo.source.find` of the env's version).
+        The Liqo to peer with (default: :func:`labkit.images.liqo.source.find` of the env's version).
     """
 
     def __init__(self, images: ImageSource | None = None, binaries: Binaries | None = None,
@@ -251,7 +251,7 @@ class EmbeddedTestbed:
         self._torn_down = False  # down() completed and nothing was brought up since
         #: The peering: Liqo driven with liqoctl, or the kit's look-alike (``None`` until ``up()`` peers something).
         self.liqo: LiqoCtl | LookAlike | None = None
-        #: Which peering ``up()`` runs (or an attached view's holder ran): :func:`.spec.peering_label`.
+        #: Which peering ``up()`` runs (or an attached view's holder ran): :func:`labkit.testbed.liqoctl.peering_label`.
         self.peering: str = ""
         #: The topology plan when ``up()`` was given an env file's model.
         self.plan: Plan | None = None
@@ -358,7 +358,7 @@ class EmbeddedTestbed:
             env = from_plan(view.plan)
         view._model(env, view._binaries or find_binaries(), view._images, None, create=False)
         if env.peerings:
-            from labkit.testbed.embedded.spec import peering_label
+            from labkit.testbed.liqoctl import peering_label
             view.peering = peering_label(env.peering, env.liqo_version)
         view._attached = True
         view.timings.update(timings or {})
@@ -370,12 +370,12 @@ class EmbeddedTestbed:
             return None
         if self._liqo_programs_given is not None:
             return self._liqo_programs_given
-        from labkit.testbed.embedded.liqo import source
+        from labkit.images.liqo import source
         return source.find(env.liqo_version)
 
     def _peer(self, env: EmbeddedEnv, liqo_programs: LiqoPrograms | None = None) -> None:
         """Peer ``env.peerings`` and offload ``env.offloads``: with Liqo's liqoctl, or the kit's look-alike."""
-        from labkit.testbed.embedded.spec import peering_label
+        from labkit.testbed.liqoctl import peering_label
         self.peering = peering_label(env.peering, env.liqo_version)
         if not env.peerings:
             return

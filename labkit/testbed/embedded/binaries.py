@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import paths
+from labkit.gobuild import BinariesMissing, bin_root, go_binary, go_env, go_version, run_go
 from labkit.setup_steps import SetupError, Step, apt_step
 
 #: Kubernetes version of the thesis' k3s v1.24.17+k3s1.
@@ -61,10 +62,6 @@ APT_PACKAGES: dict[str, str] = {
 Log = Callable[[str], None]
 
 
-class BinariesMissing(FileNotFoundError):
-    """A binary the embedded testbed needs is not installed; the message says how to get it."""
-
-
 @dataclass(frozen=True)
 class Binaries:
     """Paths of every program the embedded testbed runs."""
@@ -85,29 +82,6 @@ class Binaries:
     def component(self, name: str) -> Path:
         """Path of a Kubernetes component by its command name (``kube-apiserver``, ...)."""
         return getattr(self, name.replace("-", "_"))
-
-
-def go_binary() -> Path | None:
-    """The Go toolchain: ``go`` on ``PATH``, else ``/usr/local/go/bin/go``; ``None`` if absent."""
-    found = shutil.which("go")
-    if found:
-        return Path(found)
-    default = Path("/usr/local/go/bin/go")
-    return default if default.exists() else None
-
-
-def go_version() -> str:
-    """Version of the Go toolchain (``go1.26.8``), ``nogo`` when there is none."""
-    go = go_binary()
-    if go is None:
-        return "nogo"
-    out = subprocess.run([str(go), "env", "GOVERSION"], capture_output=True, text=True, env=_go_env())
-    return out.stdout.strip() or "nogo"
-
-
-def bin_root() -> Path:
-    """``~/.cache/labkit/bin``: one directory per version key."""
-    return paths.cache_dir() / "bin"
 
 
 def kube_dir(go: str | None = None) -> Path:
@@ -210,48 +184,12 @@ def find_binaries() -> Binaries:
 
 # --- building -------------------------------------------------------------------------------
 
-def _go_env() -> dict[str, str]:
-    """Environment for the Go toolchain: local toolchain only, reproducible paths."""
-    env = dict(os.environ)
-    env.setdefault("GOTOOLCHAIN", "local")
-    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -trimpath").strip()
-    go = go_binary()
-    if go is not None:
-        env["PATH"] = f"{go.parent}:{env.get('PATH', '')}"
-    return env
-
-
 def _require_go() -> Path:
     go = go_binary()
     if go is None:
         raise SetupError("Go is needed to build Kubernetes and CoreDNS: install Go >= 1.22 "
                                  "(https://go.dev/dl) or put the v1.24.17 binaries on PATH")
     return go
-
-
-def _stream(argv: list[str], log: Log, cwd: Path | None = None, total: int = 0, label: str = "",
-            extra_env: dict[str, str] | None = None) -> None:
-    """Run ``argv``, logging progress every 10 % of ``total`` output lines (or every 200 lines).
-
-    Raises
-    ------
-    labkit.setup_steps.SetupError
-        With the last output lines when the command fails.
-    """
-    proc = subprocess.Popen(argv, cwd=cwd, env={**_go_env(), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    assert proc.stdout is not None
-    tail: list[str] = []
-    seen, next_mark, start = 0, 10, time.monotonic()
-    for line in proc.stdout:
-        seen += 1
-        tail = (tail + [line.rstrip()])[-20:]
-        pct = min(99, 100 * seen // total) if total else 0
-        if (total and pct >= next_mark) or (not total and seen % 200 == 0):
-            log(f"  {label}: {f'{pct} % ' if total else ''}({seen} packages, {time.monotonic() - start:.0f} s)")
-            next_mark = pct + 10
-    if proc.wait() != 0:
-        raise SetupError(f"`{' '.join(argv)}` exited {proc.returncode}:\n" + "\n".join(tail))
 
 
 def build_kube(log: Log = print) -> Path:
@@ -268,13 +206,13 @@ def build_kube(log: Log = print) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     log(f"  go mod download in {module} (Kubernetes {KUBERNETES_VERSION} and its staging modules)")
-    _stream([str(go), "mod", "download"], log, cwd=module, label="download")
-    deps = subprocess.run([str(go), "list", "-deps", "."], cwd=module, env=_go_env(), capture_output=True,
+    run_go([str(go), "mod", "download"], log, cwd=module, label="download")
+    deps = subprocess.run([str(go), "list", "-deps", "."], cwd=module, env=go_env(), capture_output=True,
                           text=True)
     total = len(deps.stdout.split()) if deps.returncode == 0 else 0
     log(f"  go build: {total or '?'} packages; about 12 min cold on 2 cores, seconds when cached")
     tmp = target / f"{MULTICALL}.tmp"
-    _stream([str(go), "build", "-v", "-ldflags", version_ldflags(), "-o", str(tmp), "."], log, cwd=module,
+    run_go([str(go), "build", "-v", "-ldflags", version_ldflags(), "-o", str(tmp), "."], log, cwd=module,
             total=total, label="build")
     tmp.replace(target / MULTICALL)
     link_components(target)
@@ -300,7 +238,7 @@ def build_coredns(log: Log = print) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     log(f"  go install github.com/coredns/coredns@{COREDNS_VERSION} (about 2.5 min cold)")
-    _stream([str(go), "install", "-v", "-ldflags", "-s -w", f"github.com/coredns/coredns@{COREDNS_VERSION}"],
+    run_go([str(go), "install", "-v", "-ldflags", "-s -w", f"github.com/coredns/coredns@{COREDNS_VERSION}"],
             log, label="coredns", extra_env={"GOBIN": str(target), "CGO_ENABLED": "0"})
     log(f"  built {target / 'coredns'} in {time.monotonic() - start:.0f} s")
     return target / "coredns"
@@ -376,4 +314,3 @@ def setup_steps(include_apt: bool = True) -> list[Step]:
 
 #: Public names for other Go builds of the kit (e.g. the virtual kubelet in ``liqo.build``).
 require_go = _require_go
-run_go = _stream

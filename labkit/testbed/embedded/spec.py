@@ -6,23 +6,16 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from dataclasses import dataclass, field
 
 from labkit.config import Env, Tuning
+from labkit.testbed.liqoctl import PEERINGS, peering_setting
 from labkit.topology import Plan
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 #: flannel backends the embedded test bed programs (k3s' ``--flannel-backend``; :mod:`.flannel`).
 FLANNEL_BACKENDS = ("vxlan", "host-gw")
-#: Who may peer the clusters, with what each is.
-PEERINGS = {"liqo": "the thesis' Liqo, built from its source by `invoke setup`",
-            "kit": "the kit's Liqo look-alike, the fallback without Liqo's source"}
-#: Overrides an env's ``backend.peering`` for a run (``liqo`` or ``kit``).
-PEERING_ENV = "LABKIT_PEERING"
-
-
 class SpecError(ValueError):
     """An embedded testbed spec is inconsistent; the message names the field."""
 
@@ -178,17 +171,6 @@ def validate(env: EmbeddedEnv) -> None:
     for off in env.offloads:
         if off.consumer not in names:
             raise SpecError(f"offloads[{off.namespace!r}].consumer {off.consumer!r} is not a cluster")
-
-
-def peering_setting(env: Env) -> str:
-    """Who peers ``env``'s clusters: ``$LABKIT_PEERING`` when set, else the env's ``backend.peering``."""
-    return os.environ.get(PEERING_ENV, "").strip() or getattr(env.backend, "peering", "liqo")
-
-
-def peering_label(peering: str, liqo_version: str) -> str:
-    """What a run manifest and a report say about the peering that ran."""
-    return f"Liqo {liqo_version} (built from its source, driven with liqoctl)" if peering == "liqo" else \
-        "the kit's Liqo look-alike (fallback: no Liqo source)"
 
 
 def from_env(env: Env) -> EmbeddedEnv:

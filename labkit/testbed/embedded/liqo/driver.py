@@ -40,7 +40,7 @@ from labkit.testbed.base import TestbedError
 from labkit.testbed.embedded import pki
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.liqo.peering import Peering, wait_node_ready
-from labkit.testbed.embedded.liqo.source import LiqoPrograms
+from labkit.images.liqo.source import LiqoPrograms
 from labkit.topology.labels import liqoctl_selectors
 
 Log = Callable[[str], None]

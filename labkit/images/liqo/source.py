@@ -38,7 +38,7 @@ from pathlib import Path
 
 from labkit import paths
 from labkit import setup_steps as steps
-from labkit.testbed.embedded import binaries
+from labkit import gobuild
 
 Log = Callable[[str], None]
 
@@ -299,7 +299,7 @@ def _clone(version: str, work: Path, log: Log) -> Path:
 
 def bin_dir(version: str | None = None, go: str | None = None) -> Path:
     """Cache directory of the programs of ``version`` built with the current (or ``go``) Go."""
-    return binaries.bin_root() / f"liqo-{version or liqo_version()}-{go or binaries.go_version()}"
+    return gobuild.bin_root() / f"liqo-{version or liqo_version()}-{go or gobuild.go_version()}"
 
 
 def built(version: str | None = None) -> bool:
@@ -318,7 +318,7 @@ def build(version: str | None = None, log: Log = print) -> Path:
 
     Raises
     ------
-    labkit.steps.SetupError
+    labkit.setup_steps.SetupError
         When Go is missing or a step fails (with the last output lines), or liqoctl does not
         report ``version``.
     """
@@ -326,14 +326,14 @@ def build(version: str | None = None, log: Log = print) -> Path:
     target = bin_dir(version)
     if built(version):
         return target
-    go = binaries.go_binary()
+    go = gobuild.go_binary()
     if go is None:
         raise steps.SetupError(f"Go is needed to build Liqo {version} from its source: install Go >= 1.22 "
                                  "(https://go.dev/dl; `go` on PATH or /usr/local/go/bin/go)")
     source = fetch(version, log)
     start = time.monotonic()
     log(f"  go mod download in {source} (Liqo {version}'s dependencies, from the Go module proxy)")
-    binaries.run_go([str(go), "mod", "download"], log, cwd=source, label="download")
+    gobuild.run_go([str(go), "mod", "download"], log, cwd=source, label="download")
     packages = [f"./cmd/{p}" for p in PROGRAMS]
     deps = subprocess.run([str(go), "list", "-deps", *packages], cwd=source, capture_output=True, text=True,
                           env={**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"})
@@ -342,7 +342,7 @@ def build(version: str | None = None, log: Log = print) -> Path:
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    binaries.run_go([str(go), "build", "-v", "-buildvcs=false", "-ldflags", ldflags(version), "-o", f"{tmp}/",
+    gobuild.run_go([str(go), "build", "-v", "-buildvcs=false", "-ldflags", ldflags(version), "-o", f"{tmp}/",
                      *packages], log, cwd=source, total=total, label="build",
                     extra_env={"CGO_ENABLED": "0"})
     _check_liqoctl(tmp / "liqoctl", version)
@@ -382,12 +382,12 @@ def find(version: str | None = None) -> LiqoPrograms:
 
     Raises
     ------
-    labkit.testbed.embedded.binaries.BinariesMissing
+    labkit.testbed.embedded.gobuild.BinariesMissing
         Saying how to build them, or how to choose the kit's look-alike instead.
     """
     version = version or liqo_version()
     if not built(version) or not source_ready(version):
-        raise binaries.BinariesMissing(
+        raise gobuild.BinariesMissing(
             f"Liqo {version} is not built in {bin_dir(version)}: run `invoke setup` with {SOURCE_ENV} pointing at "
             f"its source (a directory or a `git archive` tarball) or with access to {REPOSITORY}; or run the "
             "kit's Liqo look-alike instead (env `backend: {peering: kit}`, or LABKIT_PEERING=kit)")
