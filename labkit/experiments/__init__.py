@@ -23,7 +23,7 @@ from typing import Any, cast
 import pandas as pd
 from pydantic import ValidationError
 
-from labkit import bounds, reference, results
+from labkit import bounds, fidelity, reference, results
 from labkit.config import ConfigError, Env, Problem, load_env
 from labkit.experiments.base import ExperimentModule, Parameters, Tables
 from labkit.testbed import off_event_loop, own, running
@@ -132,7 +132,8 @@ def record(name: str, env: str | Env, run_dir: str | Path, params: Mapping[str, 
     Checks ``params`` against the experiment's model first, then: test beds up (or attached to
     the run's shared one, ``session``), :func:`measure`, every table written (``run_id`` and the
     experiment's ``scenario`` stamped), the comparison with the thesis
-    (``run_dir/comparison/<name>.parquet``, when the thesis published a number) and the headline
+    (``run_dir/comparison/<name>.parquet``, when the thesis published a number), the fidelity
+    checks and methods (``run_dir/fidelity/``, :func:`labkit.fidelity.write`) and the headline
     numbers for the env's bounds (``run_dir/metrics/<name>.json``).
     """
     exp = _experiment(name)
@@ -146,8 +147,24 @@ def record(name: str, env: str | Env, run_dir: str | Path, params: Mapping[str, 
     comparison = module.compare(tables)
     if not comparison.empty:
         reference.write_comparison(Path(run_dir), name, comparison)
+    fidelity.write(run_dir, name, *fidelity_of(exp, tables))
     bounds.record(run_dir, name, **module.headline(tables))
     return tables
+
+
+def fidelity_of(exp: Experiment, tables: Tables) -> tuple[list[fidelity.Check], list[fidelity.Method]]:
+    """``exp``'s fidelity checks and methods on ``tables``.
+
+    Raises
+    ------
+    RuntimeError
+        When a check or method names a figure that :data:`EXPERIMENTS` does not give ``exp``.
+    """
+    checks, methods = exp.module.fidelity(tables), exp.module.methods(tables)
+    strays = sorted({item.figure for item in [*checks, *methods]} - set(exp.figures))
+    if strays:
+        raise RuntimeError(f"{exp.module_name}: fidelity names figures {strays}; EXPERIMENTS says {list(exp.figures)}")
+    return checks, methods
 
 
 def read(name: str, run_dir: str | Path) -> Tables:
@@ -193,4 +210,8 @@ def plot(name: str, run_dir: str | Path, figures_dir: str | Path) -> Plotted:
     comparison = reference.read_comparisons(Path(run_dir)).query("experiment == @name")
     if not comparison.empty:
         shown["thesis vs labkit"] = comparison.dropna(axis=1, how="all")
+    checks = fidelity.read_checks(run_dir).query("experiment == @name")
+    if not checks.empty:
+        shown["fidelity checks"] = checks[["figure", "name", "thesis", "expected", "observed", "unit", "spread", "n",
+                                           "verdict", "reason"]]
     return Plotted(drawn, shown)

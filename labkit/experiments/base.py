@@ -13,6 +13,10 @@ An experiment module (``labkit/experiments/<name>.py``) has:
   returns :data:`Tables` (tidy tables by name);
 - ``headline(tables)``: the numbers an env's ``bounds:`` may limit (``labkit.bounds``);
 - ``compare(tables)``: the thesis' published numbers beside ours (:func:`labkit.reference.compare`);
+- ``fidelity(tables)``: checks that can fail, per figure: what we expect given the thesis' value
+  and the known differences, against what we measured (:class:`labkit.fidelity.Check`);
+- ``methods(tables)``: per figure, the thesis' method, ours, and the differences of environment
+  and implementation that remain (:class:`labkit.fidelity.Method`);
 - ``figures(tables, out_dir)``: draws its figures, returns ``{figure id: path}``;
 - ``summary(tables)``: the small tables a reader looks at under the figures.
 
@@ -32,6 +36,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from labkit.config import Env
+from labkit.fidelity import Check, Method
 from labkit.testbed import Testbed
 
 #: An experiment's tidy tables (``labkit.results``) by table name.
@@ -97,6 +102,10 @@ class ExperimentModule(Protocol):
     def headline(self, tables: Tables) -> dict[str, float]: ...
 
     def compare(self, tables: Tables) -> pd.DataFrame: ...
+
+    def fidelity(self, tables: Tables) -> list[Check]: ...
+
+    def methods(self, tables: Tables) -> list[Method]: ...
 
     def figures(self, tables: Tables, out_dir: Path) -> dict[str, Path]: ...
 

@@ -24,6 +24,7 @@ from labkit.config import Env
 from labkit.experiments.base import Tables, param
 from labkit.experiments.stream import colocated_env, island_table, kept, measure_island, plot_island
 from labkit.experiments.stream.common import StreamParameters
+from labkit.fidelity import Check, Method
 from labkit.testbed import Testbed
 
 #: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
@@ -62,6 +63,16 @@ def headline(tables: Tables) -> dict[str, float]:
 def compare(tables: Tables) -> pd.DataFrame:
     """Nothing: the thesis published no number for Fig. 6.2 (an empty comparison)."""
     return reference.compare([])
+
+
+def fidelity(tables: Tables) -> list[Check]:
+    """Fig. 6.2's fidelity checks: none yet."""
+    return []
+
+
+def methods(tables: Tables) -> list[Method]:
+    """Fig. 6.2's method beside the thesis': not yet recorded."""
+    return []
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:

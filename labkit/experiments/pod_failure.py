@@ -25,6 +25,7 @@ from labkit.experiments.base import Tables, param, thesis
 from labkit.experiments.stream import (compare_pod_failure, downtimes, kept, measure_pod_failure, phase_table,
                                        plot_downtime, table)
 from labkit.experiments.stream.common import StreamParameters
+from labkit.fidelity import Check, Method
 from labkit.testbed import Testbed
 
 #: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
@@ -77,6 +78,16 @@ def downtime_headline(rows: pd.DataFrame, longest: bool = False) -> dict[str, fl
 def compare(tables: Tables) -> pd.DataFrame:
     """The thesis' median downtime (Fig. 7.3, 16.41 s) beside ours at the low PDC."""
     return compare_pod_failure(tables[NAME])
+
+
+def fidelity(tables: Tables) -> list[Check]:
+    """Fig. 7.3's fidelity checks: none yet (issue #22 item 1 adds them)."""
+    return []
+
+
+def methods(tables: Tables) -> list[Method]:
+    """Fig. 7.3's method beside the thesis': not yet recorded (issue #22 item 1)."""
+    return []
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:

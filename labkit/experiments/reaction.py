@@ -42,6 +42,7 @@ from labkit import reference
 from labkit.config import Env
 from labkit.experiments.base import Parameters as BaseParameters
 from labkit.experiments.base import Tables, param, thesis
+from labkit.fidelity import Check, Method
 from labkit.faults import ClusterDisconnect, FaultLog, FaultSpec, injected
 from labkit.measure import collecting
 from labkit.measure.nodes import NodeReadyPoll, NodeReadyWatch, not_ready_delay, wait_node
@@ -239,6 +240,16 @@ def compare(tables: Tables) -> pd.DataFrame:
                                                                    ref.std, ref.n, ref.unit)
         pairs.append((key, float(row.median), None if np.isnan(row.std) else float(row.std), int(row.n)))
     return reference.compare(pairs)
+
+
+def fidelity(tables: Tables) -> list[Check]:
+    """Fig. 7.2's fidelity checks: none yet."""
+    return []
+
+
+def methods(tables: Tables) -> list[Method]:
+    """Fig. 7.2's method beside the thesis': not yet recorded."""
+    return []
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:

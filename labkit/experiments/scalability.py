@@ -43,6 +43,7 @@ from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.experiments.base import Parameters as BaseParameters
 from labkit.experiments.base import Tables, TestbedMode, param
+from labkit.fidelity import Check, Method
 from labkit.results import tidy
 from labkit.testbed import MachineBusy, Testbed, TestbedError
 from labkit.topology import examples
@@ -357,6 +358,16 @@ def per_cluster_cost(summary: pd.DataFrame, metric: str) -> tuple[float, float]:
         return float("nan"), float("nan")
     slope, intercept = np.polyfit(data["n"], data[metric], 1)
     return float(slope), float(intercept)
+
+
+def fidelity(tables: Tables) -> list[Check]:
+    """Eq. 5.1's fidelity checks: none yet."""
+    return []
+
+
+def methods(tables: Tables) -> list[Method]:
+    """Eq. 5.1's method beside the thesis': not yet recorded."""
+    return []
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
