@@ -63,11 +63,13 @@ def test_latency_replot_draws_tables_7_2_to_7_5(tmp_path: Path) -> None:
     assert "latency_ms.table_7_4_liqo_peered.avg" in comparison.index
 
 
-def _reaction_rows(delays: dict[str, list[float]]) -> pd.DataFrame:
+def _reaction_rows(delays: dict[str, list[float]], bed: str = reaction.BED) -> pd.DataFrame:
     fault = pd.Timestamp("2026-01-01", tz="UTC")
     rows = [{"t": fault + pd.Timedelta(minutes=i), "metric": "not_ready_delay", "unit": "s", "value": v,
-             "repetition": i, "method": method, "reason": "LiqoTunnelDisconnected" if v < 15 else "NodeStatusUnknown",
-             "path": "tunnel" if v < 15 else "api-lease", "node": "liqo-leaf-1"}
+             "repetition": i, "method": method, "reason": "KubeletNotReady" if v < 15 else "NodeStatusUnknown",
+             "path": "tunnel" if v < 15 else "api-lease", "node": "liqo-leaf-1", "bed": bed,
+             "peering": "Liqo v0.10.2 (built from its source, driven with liqoctl)", "ping_interval_s": 2.0,
+             "loss_threshold": 5}
             for method, values in delays.items() for i, v in enumerate(values)]
     return results.tidy(rows, run_id="t", scenario="reaction", step=reaction.STEP, cluster="root")
 
@@ -75,20 +77,23 @@ def _reaction_rows(delays: dict[str, list[float]]) -> pd.DataFrame:
 @pytest.mark.notebook
 def test_reaction_replot_draws_fig_7_2_with_median_and_paths(tmp_path: Path) -> None:
     delays = {"poll": [10.4, 11.2, 9.9, 10.8, 24.0], "watch": [10.1, 11.0, 9.6, 10.5, 23.7]}
-    rows = _reaction_rows(delays)
+    rows = pd.concat([_reaction_rows(delays, reaction.PAIR), _reaction_rows({"poll": [9.0, 9.5], "watch": [8.8, 9.3]})],
+                     ignore_index=True)
     results.write_table(tmp_path / "run", "reaction", rows)
     results.write_table(tmp_path / "run", "reaction-nodes", rows.head(0))
     reference.write_comparison(tmp_path / "run", "reaction", reaction.compare({"reaction": rows}))
     figures, text = _replot("30-reaction.ipynb", tmp_path)
     assert (figures / "fig-7-2-reaction.png").stat().st_size > 20_000
-    summary = reaction.table(rows).set_index("method")
-    assert summary.loc["poll", "median"] == pytest.approx(10.8)
-    assert summary.loc["watch", "iqr"] == pytest.approx(11.0 - 10.1)
-    assert summary.loc["poll", "paths"] == "tunnel: 4, api-lease: 1"
+    summary = reaction.table(rows).set_index(["bed", "method"])
+    assert summary.loc[("pair", "poll"), "median"] == pytest.approx(10.8)
+    assert summary.loc[("pair", "watch"), "iqr"] == pytest.approx(11.0 - 10.1)
+    assert summary.loc[("pair", "poll"), "paths"] == "tunnel: 4, api-lease: 1"
+    assert summary.loc[("bed", "poll"), "n"] == 2 and list(summary.index.get_level_values(0)) == ["pair"] * 2 + ["bed"] * 2
     assert "poll" in text and "10.8" in text
     comparison = reference.read_comparisons(tmp_path / "run").set_index("key")
     assert comparison.loc[reaction.REFERENCE_KEY, "labkit_mean"] == pytest.approx(10.8)
     assert comparison.loc[reaction.REFERENCE_KEY, "thesis_mean"] == 9.75
+    assert comparison.loc[f"{reaction.REFERENCE_KEY}.bed.poll", "labkit_mean"] == pytest.approx(9.25)
 
 
 @pytest.mark.unit
@@ -97,6 +102,8 @@ def test_reaction_table_counts_a_missed_detection() -> None:
     summary = reaction.table(rows).set_index("method")
     assert summary.loc["poll", "n"] == 2 and summary.loc["poll", "missed"] == 1
     assert summary.loc["poll", "median"] == pytest.approx(11.0)
+    old = rows.drop(columns=["bed", "peering", "ping_interval_s", "loss_threshold"])  # before the pair was measured
+    assert list(reaction.table(old)["bed"]) == ["bed", "bed"]
 
 
 def _scalability_rows(star: bool = False) -> pd.DataFrame:
@@ -275,8 +282,12 @@ def test_headlines_are_the_numbers_bounds_limit(tmp_path: Path) -> None:
     assert set(lat) == {"vm_to_vm_rtt_ms", "pod_same_cluster_rtt_ms", "pod_peered_rtt_ms"}
     assert 0.30 < lat["pod_peered_rtt_ms"] < 0.40  # base 0.30 + gamma(2, 0.01)
     rea = reaction.headline({"reaction": _reaction_rows({"poll": [10.0, 11.0, 30.0], "watch": [9.5, 10.5, 29.0]})})
-    assert rea == {"not_ready_s_median_poll": 11.0, "missed_poll": 0.0,
-                   "not_ready_s_median_watch": 10.5, "missed_watch": 0.0}
+    assert rea == {"not_ready_s_median_poll": 11.0, "missed_poll": 0.0, "bed_not_ready_s_median_poll": 11.0,
+                   "bed_missed_poll": 0.0, "not_ready_s_median_watch": 10.5, "missed_watch": 0.0,
+                   "bed_not_ready_s_median_watch": 10.5, "bed_missed_watch": 0.0}
+    both = pd.concat([_reaction_rows({"poll": [12.0, float("nan")]}, reaction.PAIR), _reaction_rows({"poll": [9.0]})])
+    assert {k: v for k, v in reaction.headline({"reaction": both}).items() if not k.startswith(("pair", "bed"))} \
+        == {"not_ready_s_median_poll": 12.0, "missed_poll": 1.0}  # the larger median, every missed cut
     sca = scalability.headline({"scalability": _scalability_rows()})
     assert sca == {"sizes_failed": 0.0, "largest_n": 6.0, "links_missing": 0.0, "setup_s_largest_n": 15 + 4 * 6 + 3 + 0.8 * 15}
     for experiment, values in (("latency", lat), ("reaction", rea), ("scalability", sca)):
@@ -306,3 +317,64 @@ def test_latency_measures_tables_7_2_and_7_3_on_the_single_cluster_and_7_4_on_th
     beds = latency.beds(env, latency.Parameters(leaves=2))
     assert [len(b.clusters) for b in beds] == [1, len(env.clusters)]
     assert latency.beds(env, latency.Parameters(leaves=2, peered=False)) == beds[:1]
+
+
+@pytest.mark.unit
+def test_reaction_measures_the_thesis_pair_then_the_env_bed() -> None:
+    env = load_env("thesis")
+    pair, bed = reaction.beds(env, reaction.Parameters())
+    assert [c.name for c in pair.clusters] == ["root", "leaf-1"] and bed == env
+    assert [(v.consumer, v.provider) for v in plan(pair).virtual_nodes] == [("root", "leaf-1")]
+    assert (reaction.bed_of(pair), reaction.bed_of(bed)) == (reaction.PAIR, reaction.BED)
+    assert reaction.beds(env, reaction.Parameters(bed=False)) == [pair]
+    assert reaction.beds(env, reaction.Parameters(pair=False)) == [env]
+    assert [c.name for c in reaction.beds(env, reaction.Parameters(provider="leaf-3"))[0].clusters] == ["root", "leaf-3"]
+    assert len(reaction.beds(pair, reaction.Parameters())) == 1  # a pair env is measured once
+    with pytest.raises(ValueError, match="no test bed"):
+        reaction.Parameters(pair=False, bed=False)
+
+
+@pytest.mark.unit
+def test_reaction_window_is_liqos_tunnel_check() -> None:
+    assert reaction.tunnel_window() == (8.0, 11.0)
+    assert reaction.tunnel_window(1.0, 3) == (2.0, 3.3)
+
+
+def _verdicts(rows: pd.DataFrame) -> dict[str, str]:
+    return {c.name: c.verdict for c in reaction.fidelity({"reaction": rows})}
+
+
+@pytest.mark.unit
+def test_reaction_fidelity_passes_medians_in_liqos_window_and_fails_outside() -> None:
+    good = pd.concat([_reaction_rows({"poll": [9.4, 9.9, 10.6], "watch": [9.1, 9.6, 10.3]}, reaction.PAIR),
+                      _reaction_rows({"poll": [9.8, 10.2, 10.9], "watch": [9.5, 9.9, 10.6]})], ignore_index=True)
+    verdicts = _verdicts(good)
+    assert len(verdicts) == 9 and set(verdicts.values()) == {"pass"}
+    late = _verdicts(_reaction_rows({"poll": [11.8, 12.1, 12.4], "watch": [11.5, 11.8, 12.1]}, reaction.PAIR))
+    assert late["NotReady delay, median, the pair, a 0.4 s poll (the thesis')"] == "fail"  # 12.1 > 11 + 0.5 + 0.4
+    assert late["NotReady delay, median, the pair, a watch"] == "fail"
+    early = _verdicts(_reaction_rows({"poll": [7.0, 7.2], "watch": [6.9, 7.1]}, reaction.PAIR))
+    assert set(early.values()) == {"pass", "fail"} and early["NotReady delay, median, the pair, a watch"] == "fail"
+
+
+@pytest.mark.unit
+def test_reaction_fidelity_fails_on_the_api_path_a_missed_cut_and_beds_apart() -> None:
+    lease = _verdicts(_reaction_rows({"poll": [9.5, 10.0, 24.0]}, reaction.PAIR))
+    assert lease["every NotReady from the tunnel check, the pair, a 0.4 s poll (the thesis')"] == "fail"
+    missed = _verdicts(_reaction_rows({"poll": [9.5, float("nan"), 10.0]}))
+    assert missed["every NotReady from the tunnel check, the env bed, a 0.4 s poll (the thesis')"] == "fail"
+    apart = pd.concat([_reaction_rows({"poll": [8.2, 8.4]}, reaction.PAIR), _reaction_rows({"poll": [10.8, 10.9]})])
+    assert _verdicts(apart)["pair vs env bed: difference of the poll medians"] == "fail"
+    slower = reaction.fidelity({"reaction": _reaction_rows({"poll": [9.5, 10.0]}).assign(ping_interval_s=1.0)})
+    assert slower[0].expected == "4–6.4 s" and slower[0].verdict == "fail"  # the window follows the run's timers
+
+
+@pytest.mark.unit
+def test_reaction_methods_say_which_peering_ran() -> None:
+    rows = _reaction_rows({"poll": [9.5, 10.0]}, reaction.PAIR)
+    real = reaction.methods({"reaction": rows})[0]
+    assert "Liqo v0.10.2" in real.ours and real.implementation.startswith("none for the timers")
+    fake = reaction.methods({"reaction": rows.assign(peering="the kit's Liqo look-alike (fallback: no Liqo source)")})
+    assert "look-alike" in fake[0].implementation
+    unknown = reaction.methods({"reaction": rows.drop(columns=["peering"])})[0]
+    assert unknown.implementation.startswith("unknown")

@@ -74,6 +74,7 @@ def test_a_check_naming_a_figure_the_experiment_does_not_draw_is_refused(monkeyp
     exp = EXPERIMENTS["reaction"]
     stray = fidelity.holds("Fig. 7.9", "x", True, expected="e", reason="r")
     monkeypatch.setattr(exp.module, "fidelity", lambda tables: [stray])
+    monkeypatch.setattr(exp.module, "methods", lambda tables: [])
     with pytest.raises(RuntimeError, match=r"names figures \['Fig. 7.9'\]"):
         fidelity_of(exp, {})
 

@@ -101,8 +101,11 @@ def test_reaction_fig_7_2(run: Path) -> None:
     delays = results.read_table(run, "reaction")
     assert set(delays["method"]) == {"poll", "watch"} and delays["value"].notna().all()
     assert delays["value"].between(7.0, 35.0).all(), delays[["repetition", "method", "value", "reason"]]
-    table = reaction.table(delays).set_index("method")
-    assert table.loc["watch", "median"] <= table.loc["poll", "median"] + 0.5  # the watch sees it first
+    assert set(delays["bed"]) == {reaction.PAIR, reaction.BED}  # the thesis' pair, then the env's bed
+    assert not delays["peering"].str.startswith("not recorded").any()  # the test bed said which peering ran
+    table = reaction.table(delays).set_index(["bed", "method"])
+    for bed in (reaction.PAIR, reaction.BED):
+        assert table.loc[(bed, "watch"), "median"] <= table.loc[(bed, "poll"), "median"] + 0.5  # the watch sees it first
 
 
 def quick_parameters(notebook: str) -> dict[str, Any]:
