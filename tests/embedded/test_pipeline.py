@@ -21,7 +21,7 @@ from embedded_helpers import require_embedded
 
 from labkit import bounds, reference, results
 from labkit.config import load_env
-from labkit.experiments import reaction, scalability, stream
+from labkit.experiments import latency, reaction, scalability, stream
 from labkit.manifest import Manifest
 from labkit.runner import PipelineError, load_pipeline, run_pipeline
 from labkit.testbed.embedded import leftovers
@@ -95,6 +95,11 @@ def test_latency_tables_7_2_to_7_5(run: Path) -> None:
     assert rtt.groupby(["step", "leaf"]).size().min() >= 45  # at most 5 of 50 probes lost
     means = rtt.groupby("step")["value"].mean()
     assert means["pod-peered"] > means["pod-same-cluster"]  # the tunnel costs something
+    stats = latency.table(results.read_table(run, "latency")).query("leaf != 'avg'")
+    assert stats["protocol"].str.endswith("(faster than the thesis' protocol)").all()  # quick says so
+    same = stats[stats["step"] == "pod-same-cluster"]
+    assert same["path"].str.startswith("flannel VXLAN").all(), same  # measured on flannel.1's counters
+    assert not stats.loc[stats["step"] == "pod-peered", "path"].str.startswith("not recorded").any()
 
 
 def test_reaction_fig_7_2(run: Path) -> None:
