@@ -22,15 +22,24 @@ import pandas as pd
 from labkit import reference
 from labkit.config import Env
 from labkit.experiments.base import Tables, param
+from labkit.experiments.reaction import tunnel_window
 from labkit.experiments.stream import colocated_env, island_table, kept, measure_island, plot_island
 from labkit.experiments.stream.common import StreamParameters
-from labkit.fidelity import Check, Method
+from labkit.fidelity import Check, Method, within
 from labkit.testbed import Testbed
 
 #: The experiment's name (its module's): its tables, headline metrics and comparison are filed under it.
 NAME = __name__.rsplit(".", 1)[-1]
 #: The tables :func:`measure` returns.
 TABLES = (NAME,)
+#: The figure id of :data:`labkit.experiments.EXPERIMENTS`.
+FIGURE = "Fig. 6.2"
+#: Share of the isolated source's frames the high PDC must have lost (%).
+HIGH_LOSS_MIN_PCT = 95.0
+#: The eviction wait of Table 7.1 (s), and the longest a root takes to give a cut-off leaf up: Liqo's tunnel check
+#: (NotReady at most 11 s after the cut, reaction.tunnel_window) plus that wait.
+EVICTION_S = 5.0
+GIVE_UP_S = tunnel_window()[1] + EVICTION_S
 
 
 class Parameters(StreamParameters):
@@ -66,13 +75,49 @@ def compare(tables: Tables) -> pd.DataFrame:
 
 
 def fidelity(tables: Tables) -> list[Check]:
-    """Fig. 6.2's fidelity checks: none yet."""
-    return []
+    """Fig. 6.2's checks: the isolated low PDC lost no frame, the high PDC lost (almost) all of the isolated
+    source's, and the isolation outlasted NotReady and eviction (so the root had given the leaf up)."""
+    rows = tables[NAME]
+    lost = island_table(rows)
+    per = lost.groupby("stream")[["expected", "lost"]].sum()
+    isolation = rows.loc[rows["metric"] == "frames_lost"]
+    isolated_s = float((isolation["end"] - isolation["start"]).max()) if len(isolation) else None
+    low = per.loc["low"] if "low" in per.index else None
+    high = per.loc["high"] if "high" in per.index else None
+    return [
+        within(FIGURE, "low PDC (isolated with its PMU): frames lost during the isolation",
+               float(low["lost"]) if low is not None else None, high=0, unit="frames", thesis="keeps receiving",
+               n=int(low["expected"]) if low is not None else None,
+               reason="thesis 6.1: the isolated lower PDC continues to receive data from its sources"),
+        within(FIGURE, "high PDC (in the root): share of the isolated source's frames lost",
+               100 * float(high["lost"] / high["expected"]) if high is not None and high["expected"] else None,
+               low=HIGH_LOSS_MIN_PCT, high=100, unit="%", thesis="stops receiving",
+               n=int(high["expected"]) if high is not None else None,
+               reason="thesis 6.1: the higher PDC stops receiving the isolated source's stream; a frame or two "
+                      "in flight at the cut may still arrive"),
+        within(FIGURE, "isolation long enough for the root to give the leaf up", isolated_s, low=GIVE_UP_S,
+               unit="s", basis="software",
+               reason=f"NotReady within {GIVE_UP_S - EVICTION_S:g} s (Liqo's tunnel check) plus the {EVICTION_S:g} s "
+                      "eviction wait of Table 7.1: a shorter cut ends before the root acts, and island operation "
+                      "is not what is shown"),
+    ]
 
 
 def methods(tables: Tables) -> list[Method]:
-    """Fig. 6.2's method beside the thesis': not yet recorded."""
-    return []
+    """Fig. 6.2: the thesis' disconnection of the low PDC's cluster, ours."""
+    rows = tables[NAME]
+    isolation = rows.loc[rows["metric"] == "frames_lost"]
+    isolated_s = float((isolation["end"] - isolation["start"]).max()) if len(isolation) else float("nan")
+    return [Method(
+        FIGURE,
+        thesis="the cluster hosting the lower PDC and its data sources disconnected from the network; the data "
+               "stream seen by the lower PDC and by the higher PDC shortly before and after (duration not given)",
+        ours=f"the leaf running the low PDC and its PMU (both required there) cut off the lab network for "
+             f"{isolated_s:.0f} s; a recorder inside the leaf beside the low PDC, one in the root for the high PDC; "
+             "frames per second at both and the frames lost during the cut",
+        environment="network namespaces on one 2-core machine; the cut is the leaf VM's veth",
+        implementation="the kit's PMU and PDCs (C37.118 in Python) instead of openPDC v2.4; the kit's Galera image "
+                       "instead of the Percona operator")]
 
 
 def figures(tables: Tables, out_dir: Path) -> dict[str, Path]:
