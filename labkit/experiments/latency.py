@@ -427,7 +427,7 @@ def fidelity(tables: Tables) -> list[Check]:
                  reason="the thesis pinged about 1000 times per test from each leaf in turn, at ping's default 1 s "
                         f"(it gives no interval); this run: {'; '.join(dict.fromkeys(per_leaf['protocol']))}")]
     band = BANDS["vm-to-vm"]
-    out.append(within(figure, "Table 7.2: VM -> root RTT, mean of the leaves", mean("vm-to-vm"), low=band[0],
+    out.append(within(figure, "Table 7.2: VM → root RTT, mean of the leaves", mean("vm-to-vm"), low=band[0],
                       high=band[1], unit="ms", thesis=_published("table_7_2_network.avg"), **_spread(avg, "vm-to-vm"),
                       reason=BAND_REASONS["vm-to-vm"]))
     kube = overhead(stats, "vm-to-vm", "pod-same-cluster")
