@@ -88,8 +88,9 @@ BAND_REASONS = {
     "kubernetes": "above 0: the pod path adds the pods' veths and flannel's VXLAN encapsulation at both ends; at most "
                   "the thesis' 0.167 ms, which also paid the hypervisor's per-packet cost of the larger packets",
     "liqo": "above 0: the peering adds Liqo's gateways, NAT and WireGuard; at most 1.5 ms: userspace WireGuard "
-            "(wireguard-go, as Liqo runs here) costs 0.45-1.2 ms per round trip between two namespaces of this "
-            "machine (docs/experiments.md, Latency), the thesis' kernel WireGuard part of its 0.458 ms",
+            "(wireguard-go, as Liqo runs here) alone adds 1.0 ms per round trip on average between two namespaces "
+            "of this machine (median 0.35 ms, rare stalls of tens of ms; benchmarks/bench_wireguard_rtt.py), and "
+            "the rest of Liqo's path costs at most the thesis' whole overhead, 0.458 ms with kernel WireGuard",
 }
 
 
