@@ -50,6 +50,7 @@ from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.experiments.base import Parameters as BaseParameters
 from labkit.experiments.base import Tables, param, thesis
+from labkit.experiments.reaction import peering_of
 from labkit.fidelity import Check, Method, holds, within
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
@@ -309,8 +310,7 @@ def measure_peered(testbed: Testbed, env: Env, *, leaves: int, count: int, inter
         for leaf in names:
             legs[leaf].append(("pod-peered", provider_pod(testbed, leaf, f"probe-{leaf}"), root_pod.address))
         rows = ping_leaves(legs, count=count, interval=interval, concurrent=concurrent, **keys)
-        peering = str(getattr(testbed, "peering", "") or "not recorded by the test bed")
-        return rows.assign(path=np.where(rows["step"] == "pod-peered", peering, None), bed="peered")
+        return rows.assign(path=np.where(rows["step"] == "pod-peered", peering_of(testbed), None), bed="peered")
     finally:
         stop_pods(api, namespace, [h["metadata"]["name"] for h in homes])
         stop_pods(api, NAMESPACE, [f"probe-{root}"])
