@@ -317,27 +317,31 @@ def measure_peered(testbed: Testbed, env: Env, *, leaves: int, count: int, inter
 
 
 def table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of RTT per step and leaf, plus an ``avg`` row per step; with the loss, protocol and path.
+    """Mean ± std of RTT per step and leaf, plus an ``avg`` row per step; with the median and 95th percentile (the
+    probes' tails are long on a shared machine), the loss, the protocol and the path.
 
     The ``avg`` row is the mean of the leaves' means (as the thesis averages its tables) and the
     root mean square of the leaves' standard deviations (which is how the thesis' Tables 7.2 and
     7.4 compute their Avg spread: 0.581 and 0.821 ms; Table 7.3's 0.267 ms is not, see
-    docs/experiments.md).
+    docs/experiments.md); its median is the median of the leaves' medians, its p95 their largest.
     """
     rtt = rows[rows["metric"] == "rtt"]
-    per_leaf = rtt.groupby(["step", "leaf"])["value"].agg(mean="mean", std="std", n="count").reset_index()
+    per_leaf = rtt.groupby(["step", "leaf"])["value"].agg(mean="mean", std="std", n="count", median="median",
+                                                          p95=lambda v: v.quantile(0.95)).reset_index()
     loss = rows[rows["metric"] == "loss"].groupby(["step", "leaf"])["value"].max().rename("loss")
     per_leaf = per_leaf.join(loss, on=["step", "leaf"])
     per_leaf["protocol"] = [protocol(g) for _, g in rtt.groupby(["step", "leaf"])]
     per_leaf["path"] = [_path(g) for _, g in rtt.groupby(["step", "leaf"])]
     avg = per_leaf.groupby("step").apply(
         lambda g: pd.Series({"mean": g["mean"].mean(), "std": float(np.sqrt((g["std"] ** 2).mean())),
-                             "n": int(g["n"].sum()), "loss": g["loss"].max(),
+                             "n": int(g["n"].sum()), "median": g["median"].median(), "p95": g["p95"].max(),
+                             "loss": g["loss"].max(),
                              "protocol": "; ".join(dict.fromkeys(g["protocol"])),
                              "path": "; ".join(dict.fromkeys(g["path"]))}),
         include_groups=False).reset_index().assign(leaf="avg")
     order = {step: i for i, step in enumerate(THESIS_TABLES)}
-    out = pd.concat([per_leaf, avg], ignore_index=True)[["step", "leaf", "mean", "std", "n", "loss", "protocol", "path"]]
+    columns = ["step", "leaf", "mean", "std", "n", "median", "p95", "loss", "protocol", "path"]
+    out = pd.concat([per_leaf, avg], ignore_index=True)[columns]
     return out.sort_values("step", key=lambda c: c.map(order), kind="stable", ignore_index=True)
 
 
@@ -508,6 +512,12 @@ def summary(tables: Tables) -> dict[str, pd.DataFrame]:
     return {"RTT per step and leaf (ms)": table(tables[NAME])}
 
 
+def _above_zero(means: Sequence[float], stds: Sequence[float]) -> np.ndarray:
+    """Error bars of ± std that stop at 0 (an RTT is positive; a long tail makes std exceed the mean)."""
+    m, s = np.asarray(means, dtype=float), np.asarray(stds, dtype=float)
+    return np.vstack([np.minimum(s, m), s])
+
+
 def plot(stats: pd.DataFrame, rows: pd.DataFrame, path: Path) -> Path:
     """Bars of mean ± std per leaf, ours beside the thesis', one panel per table (7.2-7.4, and 7.5 when
     both 7.3 and 7.4 were measured); ECDF of every probe."""
@@ -526,8 +536,10 @@ def plot(stats: pd.DataFrame, rows: pd.DataFrame, path: Path) -> Path:
         x = np.arange(len(ours))
         published = reference.lookup(f"latency_ms.{THESIS_TABLES[step]}")
         theirs = [published.get(leaf, [np.nan, np.nan]) for leaf in ours.index]
-        ax.bar(x - 0.2, ours["mean"], 0.4, yerr=ours["std"], capsize=3, label="labkit")
-        ax.bar(x + 0.2, [t[0] for t in theirs], 0.4, yerr=[t[1] for t in theirs], capsize=3, label="thesis")
+        ax.bar(x - 0.2, ours["mean"], 0.4, yerr=_above_zero(ours["mean"], ours["std"]), capsize=3, label="labkit")
+        ax.plot(x - 0.2, ours["median"], "k_", ms=12, label="labkit median")
+        ax.bar(x + 0.2, [t[0] for t in theirs], 0.4,
+               yerr=_above_zero([t[0] for t in theirs], [t[1] for t in theirs]), capsize=3, label="thesis")
         ax.set_xticks(x, ours.index)
         ax.set(title=f"Table 7.{THESIS_TABLES[step].split('_')[2]}: {step}", ylabel="RTT (ms)")
         ax.legend(fontsize=8)
