@@ -42,6 +42,7 @@ TITLES: dict[str, str] = {
     "Tables 7.2-7.5": "Round-trip time leaf → root: VM to VM, pod to pod in one cluster, across a Liqo peering",
     "Fig. 7.2": "Reaction: a provider cut off, its virtual node NotReady in the consumer",
     "Fig. 7.3": "Stream downtime after a PDC pod failure",
+    "Fig. 7.3 sweep": "How the pod-failure downtime moves with the timers that dominate it",
     "Fig. 7.4": "Stream downtime after the failure of the PDC's cluster",
     "multi-level pod failure": "Pod failure on two-level logical domains (6.2; not run by the thesis)",
 }
@@ -204,21 +205,22 @@ def overview(run_dir: Path) -> str:
 # --------------------------------------------------------------------------- figures
 
 
-_FIGURE_FILE = re.compile(r"^(fig|tab|eq)-(\d+)-(\d+)(?:-(\d+)-(\d+))?")
+_FIGURE_FILE = re.compile(r"^(fig|tab|eq)-(\d+)-(\d+)(?:-(\d+)-(\d+))?(-sweep$)?")
 
 
 def figure_of(path: Path) -> str | None:
-    """The figure id a figure file draws (``fig-7-2-reaction.png`` -> ``Fig. 7.2``), ``None`` for another figure."""
+    """The figure id a figure file draws (``fig-7-2-reaction.png`` -> ``Fig. 7.2``, ``fig-7-3-sweep.png`` ->
+    ``Fig. 7.3 sweep``), ``None`` for another figure."""
     stem = Path(path).stem
     if stem.startswith("multilevel"):
         return "multi-level pod failure"
     m = _FIGURE_FILE.match(stem)
     if m is None:
         return None
-    kind, a, b, c, d = m.groups()
+    kind, a, b, c, d, sweep = m.groups()
     if kind == "tab":
         return f"Tables {a}.{b}-{c}.{d}" if c else f"Table {a}.{b}"
-    return f"eq. {a}.{b}" if kind == "eq" else f"Fig. {a}.{b}"
+    return f"eq. {a}.{b}" if kind == "eq" else f"Fig. {a}.{b}{' sweep' if sweep else ''}"
 
 
 def _order(path: Path) -> tuple[int, float, float, str]:

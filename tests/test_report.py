@@ -123,6 +123,8 @@ def test_figures_are_titled_and_ordered_as_the_thesis(tmp_path: Path) -> None:
         "tab-7-2-7-5-latency", "multilevel-pod-failure"]
     assert report.figure_title(tmp_path / "tab-7-2-7-5-latency.png").startswith("Tables 7.2-7.5: Round-trip time")
     assert report.figure_of(tmp_path / "fig-5-1-links-vs-n.png") == "Fig. 5.1"
+    assert report.figure_of(tmp_path / "fig-7-3-sweep.png") == "Fig. 7.3 sweep"
+    assert report.figure_of(tmp_path / "fig-7-3-pod-failure.png") == "Fig. 7.3"
     assert [p.stem for p in report.other_figures(tmp_path)] == ["env-pacing", "fig-5-1-links-vs-n"]
 
 
