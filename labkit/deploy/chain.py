@@ -17,6 +17,7 @@ from labkit.testbed.pods import provider_of_node
 from labkit.topology import Plan, plan as make_plan
 from labkit.waiting import wait_until
 from labkit.workloads.render import Images, Manifest, grid, owner as namespace_owner
+from labkit.workloads.timers import FAST, Timers
 
 
 @dataclass(frozen=True)
@@ -159,14 +160,16 @@ def _reuse_database(testbed: Testbed, chain: Chain, name: str) -> bool:
     return True
 
 
-def deploy_chain(testbed: Testbed, chain: Chain, image: str, with_db: bool, estimator: bool = False) -> list[Manifest]:
+def deploy_chain(testbed: Testbed, chain: Chain, image: str, with_db: bool, estimator: bool = False,
+                 timers: Timers = FAST) -> list[Manifest]:
     """Apply the env's PMUs and PDCs (and the state estimator if ``estimator``) to their owners.
 
     ``with_db``: the PDCs fetch their configuration from their DB domain (deployed first by
-    :func:`deploy_databases`); otherwise they read their ConfigMap file. Returns what was applied.
+    :func:`deploy_databases`); otherwise they read their ConfigMap file. ``timers``: the pods'
+    probes and grace period, the PDCs' reconnect (:mod:`labkit.workloads.timers`). Returns what was applied.
     """
     images = Images(runtime=image, galera=Images.kit().galera)
-    manifests = [m for m in grid(chain.plan, images, with_db=with_db)
+    manifests = [m for m in grid(chain.plan, images, with_db=with_db, timers=timers)
                  if estimator or m.obj["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "se"]
     for m in manifests:
         apply_object(testbed.kube(m.cluster), m.obj)
@@ -263,13 +266,13 @@ def core_api(testbed: Testbed, cluster: str) -> Any:
     return client.CoreV1Api(testbed.kube(cluster))
 
 
-def prepare(testbed: Testbed, chain: Chain, with_db: bool) -> str:
+def prepare(testbed: Testbed, chain: Chain, with_db: bool, timers: Timers = FAST) -> str:
     """Load the runtime image where the chain and its recorders run, deploy the chain, wait until it is ready.
 
     What a previous experiment left of a chain on this test bed (a shared one) goes first
     (:func:`remove_chain`; on a fresh test bed that finds nothing). ``with_db``: first the PDCs'
     DB domains (:func:`deploy_databases`); the runtime image is imported while they form (they
-    mostly wait: for their pods, for the state transfers), not after.
+    mostly wait: for their pods, for the state transfers), not after. ``timers``: as :func:`deploy_chain`.
     """
     remove_chain(testbed, chain)
     clusters = sorted({*grid_clusters(chain), chain.owner(chain.high)})
@@ -284,6 +287,6 @@ def prepare(testbed: Testbed, chain: Chain, with_db: bool) -> str:
         else:
             load()
         image = runtime[0].result()
-    deploy_chain(testbed, chain, image, with_db)
+    deploy_chain(testbed, chain, image, with_db, timers=timers)
     wait_ready(testbed, chain, [*chain.pmus, chain.low, chain.high])
     return image

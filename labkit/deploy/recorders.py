@@ -23,8 +23,12 @@ from labkit.testbed import Testbed
 from labkit.testbed.pods import PodHost, start_pods
 from labkit.waiting import poll, wait_until
 from labkit.workloads.render import C37118_PORT
+from labkit.workloads.timers import FAST, Timers
 
 
+#: Seconds between a recorder's reconnect attempts (fixed): an observer retries fast, so a downtime it
+#: measures is the PDC's, not its own (it adds at most this much to the low PDC's).
+RECORDER_RECONNECT_S = 0.1
 #: Files of a recorder pod (an emptyDir at /data).
 REC_OUT, REC_STOP, REC_STATUS = "/data/frames.csv", "/data/stop", "/data/status.json"
 
@@ -53,8 +57,8 @@ def recorder_manifest(name: str, image: str, node: str, target: str, idcode: int
     """A pod on ``node`` recording stream ``idcode`` at ``target``:4712 until ``/data/stop`` exists, then idling
     (for the fetch). ``idcode`` is the PDC's: a C37.118 server obeys only commands addressed to its IDCODE."""
     cmd = (f"python -m labkit.grid.recorder --host {target} --port {C37118_PORT} --idcode {idcode} "
-           f"--out {REC_OUT} --stop-file {REC_STOP} --status-file {REC_STATUS} --backoff-max 0.5 "
-           f"--gap {DOWNTIME_THRESHOLD_S} "
+           f"--out {REC_OUT} --stop-file {REC_STOP} --status-file {REC_STATUS} "
+           f"--backoff-max {RECORDER_RECONNECT_S} --gap {DOWNTIME_THRESHOLD_S} "
            f"--flush-every 0.5; touch /data/done; sleep infinity")
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "labkit-recorder",
@@ -141,9 +145,9 @@ def start_recorders(testbed: Testbed, chain: Chain, image: str, low_cluster: str
     return recorders
 
 
-def record_chain(testbed: Testbed, chain: Chain, with_db: bool) -> dict[str, RecorderPod]:
-    """:func:`prepare` then :func:`start_recorders` with their defaults."""
-    return start_recorders(testbed, chain, prepare(testbed, chain, with_db))
+def record_chain(testbed: Testbed, chain: Chain, with_db: bool, timers: Timers = FAST) -> dict[str, RecorderPod]:
+    """:func:`prepare` (with ``timers``) then :func:`start_recorders` with their defaults."""
+    return start_recorders(testbed, chain, prepare(testbed, chain, with_db, timers))
 
 
 def stop_recorders(recorders: Mapping[str, RecorderPod]) -> pd.DataFrame:

@@ -4,7 +4,8 @@ For every offloaded namespace: the Namespace and Liqo's NamespaceOffloading, in 
 For the grid (``env.grid``): per PMU and per PDC a ConfigMap (the component's config, read by
 ``python -m labkit.grid.<component> --config /etc/labkit/config.yaml``), a Deployment with
 nodeAffinity from the topology, a liveness probe (fails when ``/tmp/labkit-unhealthy`` exists) and a
-TCP readiness probe, and a Service on the C37.118 port; a
+TCP readiness probe timed by a timer profile (:mod:`labkit.workloads.timers`), and a Service on the
+C37.118 port; a
 state estimator (GSE) reading the high-level PDCs. For every DB domain: a Galera StatefulSet
 spread over the domain's clusters, its headless Service (peer discovery), a client Service
 and a ConfigMap. The same objects serve both backends.
@@ -22,6 +23,7 @@ import labkit
 from labkit.config import DbDomain, Env, PdcSpec, Placement, PmuSpec
 from labkit.topology import Plan
 from labkit.topology.labels import CLUSTER, db_key
+from labkit.workloads.timers import FAST, Timers
 
 C37118_PORT = 4712
 MYSQL_PORT = 3306
@@ -90,7 +92,7 @@ class Images:
         return cls(runtime=images.image_ref("runtime"), galera=images.image_ref("galera"))
 
 
-def render(plan: Plan, images: Images | None = None) -> list[Manifest]:
+def render(plan: Plan, images: Images | None = None, timers: Timers = FAST) -> list[Manifest]:
     """Every object of an env's workload, namespaces first.
 
     Parameters
@@ -99,6 +101,8 @@ def render(plan: Plan, images: Images | None = None) -> list[Manifest]:
         The topology plan (``labkit.topology.plan(env)``).
     images
         Images to run; :meth:`Images.kit` (the images the kit builds) by default.
+    timers
+        The chain's probes, grace period and PDC reconnect (:mod:`labkit.workloads.timers`).
 
     Returns
     -------
@@ -109,7 +113,7 @@ def render(plan: Plan, images: Images | None = None) -> list[Manifest]:
     out = namespaces(plan)
     for domain in plan.env.db_domains:
         out += database(plan, domain, images)
-    out += grid(plan, images)
+    out += grid(plan, images, timers=timers)
     return out
 
 
@@ -184,10 +188,9 @@ def service(name: str, namespace: str, component: str, ports: Mapping[str, int],
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace, component), "spec": spec}
 
 
-def _probe(port: int, initial: int = 5, period: int = 2, failures: int = 3) -> dict[str, Any]:
-    """A TCP (readiness) probe on ``port``."""
-    return {"tcpSocket": {"port": port}, "initialDelaySeconds": initial, "periodSeconds": period,
-            "timeoutSeconds": 1, "failureThreshold": failures}
+def readiness_probe(port: int, timing: Mapping[str, Any]) -> dict[str, Any]:
+    """A TCP readiness probe on ``port`` with ``timing`` (:meth:`Timers.readiness`)."""
+    return {"tcpSocket": {"port": port}, **timing}
 
 
 def liveness_probe(initial: int = 5, period: int = 2, failures: int = 3, timeout: int = 1) -> dict[str, Any]:
@@ -196,10 +199,16 @@ def liveness_probe(initial: int = 5, period: int = 2, failures: int = 3, timeout
             "periodSeconds": period, "timeoutSeconds": timeout, "failureThreshold": failures}
 
 
+def timed_liveness_probe(timers: Timers) -> dict[str, Any]:
+    """:func:`liveness_probe`'s handler with the timing of ``timers`` (:meth:`Timers.liveness`)."""
+    return {"exec": liveness_probe()["exec"], **timers.liveness()}
+
+
 def pod_spec(plan: Plan, placement: Placement | None, containers: list[dict[str, Any]],
-             volumes: list[dict[str, Any]], anti_affinity: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A pod spec placed by the topology: nodeAffinity, Liqo's toleration, optional spreading."""
-    spec: dict[str, Any] = {"containers": containers, "volumes": volumes, "terminationGracePeriodSeconds": 5,
+             volumes: list[dict[str, Any]], anti_affinity: Mapping[str, str] | None = None,
+             grace_s: int = 5) -> dict[str, Any]:
+    """A pod spec placed by the topology: nodeAffinity, Liqo's toleration, optional spreading, ``grace_s``."""
+    spec: dict[str, Any] = {"containers": containers, "volumes": volumes, "terminationGracePeriodSeconds": grace_s,
                             "tolerations": [{"key": VIRTUAL_NODE_TAINT, "operator": "Exists", "effect": "NoExecute"}]}
     affinity = dict(plan.affinity(placement) or {}) if placement is not None else {}
     if anti_affinity:
@@ -212,11 +221,11 @@ def pod_spec(plan: Plan, placement: Placement | None, containers: list[dict[str,
 
 
 def runtime_container(name: str, module: str, image: str, port: int | None,
-                      args: Sequence[str] | None = None) -> dict[str, Any]:
+                      args: Sequence[str] | None = None, timers: Timers = FAST) -> dict[str, Any]:
     """A container running ``python -m <module>`` with ``args`` (default ``--config /etc/labkit/config.yaml``).
 
-    ``port`` is the C37.118 port it serves (TCP readiness probe on it); ``None`` for a pure
-    client (the state estimator), which gets no port and no readiness probe.
+    ``port`` is the C37.118 port it serves (TCP readiness probe on it, when ``timers`` has one);
+    ``None`` for a pure client (the state estimator), which gets no port and no readiness probe.
     """
     container: dict[str, Any] = {
         "name": name, "image": image, "imagePullPolicy": "IfNotPresent", "command": ["python", "-m", module],
@@ -224,26 +233,28 @@ def runtime_container(name: str, module: str, image: str, port: int | None,
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                 {"name": "PYTHONUNBUFFERED", "value": "1"}],
-        "livenessProbe": liveness_probe(), "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        "livenessProbe": timed_liveness_probe(timers), "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]}
     if port is not None:
         container["ports"] = [{"name": "c37118", "containerPort": port, "protocol": "TCP"}]
-        container["readinessProbe"] = _probe(port, initial=1, period=1)
+        readiness = timers.readiness()
+        if readiness is not None:
+            container["readinessProbe"] = readiness_probe(port, readiness)
     return container
 
 
 def deployment(plan: Plan, name: str, namespace: str, component: str, module: str, image: str,
                placement: Placement, config: Mapping[str, Any], args: Sequence[str] | None = None,
-               serves: bool = True) -> list[dict[str, Any]]:
+               serves: bool = True, timers: Timers = FAST) -> list[dict[str, Any]]:
     """ConfigMap + Deployment (one replica, recreated elsewhere by Kubernetes) + Service of a component.
 
     ``args`` replace the default ``--config`` arguments; a component that ``serves`` nothing
-    (a pure client) gets no Service and no readiness probe.
+    (a pure client) gets no Service and no readiness probe. ``timers``: its probes and grace period.
     """
     volume = {"name": "config", "configMap": {"name": f"{name}-config"}}
-    container = runtime_container(component, module, image, C37118_PORT if serves else None, args)
+    container = runtime_container(component, module, image, C37118_PORT if serves else None, args, timers)
     template = {"metadata": {"labels": {**_part_of(), **_labels(component, name)}},
-                "spec": pod_spec(plan, placement, [container], [volume])}
+                "spec": pod_spec(plan, placement, [container], [volume], grace_s=timers.termination_grace_s)}
     body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, namespace, component),
             "spec": {"replicas": 1, "selector": {"matchLabels": _labels(component, name)},
                      "strategy": {"type": "Recreate"}, "template": template}}
@@ -291,28 +302,26 @@ def pmu_args(config: Mapping[str, Any]) -> list[str]:
             "--seed", str(config["seed"])]
 
 
-#: Reconnect backoff of the PDCs' inputs (seconds, doubling from min to max).
-PDC_BACKOFF = (0.1, 1.0)
-
-
-def pdc_config(env: Env, pdc: PdcSpec, with_db: bool = True) -> dict[str, Any]:
+def pdc_config(env: Env, pdc: PdcSpec, with_db: bool = True, timers: Timers = FAST) -> dict[str, Any]:
     """Configuration file of ``python -m labkit.grid.pdc`` (low and high level are the same program).
 
     The keys are :class:`labkit.grid.config.PdcConfig`'s, plus ``level`` and ``db`` (the
     database of the PDC's namespace, where it fetches this configuration from; ``None``
-    without ``with_db``: the PDC then reads this file alone).
+    without ``with_db``: the PDC then reads this file alone). Its inputs reconnect as ``timers``
+    says (``backoff_min``/``backoff_max``: the file's, not the database's).
     """
     return {"name": pdc.name, "idcode": pdc.idcode, "level": pdc.level, "rate": env.grid.fps,
             "wait_window_ms": pdc.wait_window_ms, "output_host": "0.0.0.0", "output_port": C37118_PORT,
-            "backoff_min": PDC_BACKOFF[0], "backoff_max": PDC_BACKOFF[1],
+            "backoff_min": timers.pdc_reconnect_s, "backoff_max": timers.pdc_reconnect_max_s,
             "inputs": [_address(env, i) for i in pdc.inputs],
             "db": _db_for(env, grid_namespace(env, pdc)) if with_db else None}
 
 
-def grid(plan: Plan, images: Images, with_db: bool = True) -> list[Manifest]:
+def grid(plan: Plan, images: Images, with_db: bool = True, timers: Timers = FAST) -> list[Manifest]:
     """PMUs, PDCs and the state estimator, each in its namespace's owner cluster.
 
-    ``with_db=False``: the PDCs read their ConfigMap file instead of their DB domain.
+    ``with_db=False``: the PDCs read their ConfigMap file instead of their DB domain. ``timers``:
+    every pod's probes and grace period, and the PDCs' reconnect (:mod:`labkit.workloads.timers`).
     """
     env = plan.env
     out: list[Manifest] = []
@@ -320,16 +329,16 @@ def grid(plan: Plan, images: Images, with_db: bool = True) -> list[Manifest]:
         ns = grid_namespace(env, pmu)
         config = pmu_config(env, pmu)
         out += _owned(plan, ns, deployment(plan, pmu.name, ns, "pmu", "labkit.grid.pmu", images.runtime,
-                                           pmu.placement, config, args=pmu_args(config)))
+                                           pmu.placement, config, args=pmu_args(config), timers=timers))
     for pdc in env.grid.pdcs:
         ns = grid_namespace(env, pdc)
         out += _owned(plan, ns, deployment(plan, pdc.name, ns, "pdc", "labkit.grid.pdc", images.runtime,
-                                           pdc.placement, pdc_config(env, pdc, with_db)))
-    out += estimators(plan, images)
+                                           pdc.placement, pdc_config(env, pdc, with_db, timers), timers=timers))
+    out += estimators(plan, images, timers)
     return out
 
 
-def estimators(plan: Plan, images: Images) -> list[Manifest]:
+def estimators(plan: Plan, images: Images, timers: Timers = FAST) -> list[Manifest]:
     """One GSE per namespace holding high-level PDCs, reading them, placed like the first of them."""
     env = plan.env
     highs: dict[str, list[PdcSpec]] = {}
@@ -345,7 +354,7 @@ def estimators(plan: Plan, images: Images) -> list[Manifest]:
         args = ["--host", source["host"], "--port", str(source["port"]), "--idcode", str(source["idcode"]),
                 "--network", env.grid.network]
         out += _owned(plan, ns, deployment(plan, "se", ns, "se", "labkit.grid.se", images.runtime,
-                                           pdcs[0].placement, config, args=args, serves=False))
+                                           pdcs[0].placement, config, args=args, serves=False, timers=timers))
     return out
 
 

@@ -11,7 +11,7 @@ import yaml
 from labkit import images
 from labkit.config import load_env
 from labkit.topology import Plan, plan
-from labkit.workloads import Images, ManifestError, by_cluster, check, check_all, render, to_yaml
+from labkit.workloads import Images, ManifestError, by_cluster, check, check_all, render, timers, to_yaml
 
 pytestmark = pytest.mark.unit
 
@@ -180,3 +180,64 @@ def test_state_estimator_addresses_its_commands_to_the_high_pdc_stream(thesis: P
     args = container["args"]
     high = next(p for p in thesis.env.grid.pdcs if p.level == "high")
     assert args[args.index("--idcode") + 1] == str(high.idcode)
+
+
+# --------------------------------------------------------------------------- timer profiles
+
+
+def _pdc_low(manifests: list[Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The low PDC's pod spec, container and rendered config file."""
+    pod = _find(manifests, "Deployment", "pdc-low")["spec"]["template"]["spec"]
+    config = yaml.safe_load(_find(manifests, "ConfigMap", "pdc-low-config")["data"]["config.yaml"])
+    return pod, pod["containers"][0], config
+
+
+def test_the_thesis_profile_renders_kubernetes_1_24_defaults(thesis: Plan) -> None:
+    pod, container, config = _pdc_low(render(thesis, timers=timers.THESIS))
+    defaults = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
+                "failureThreshold": 3}
+    assert {k: container["livenessProbe"][k] for k in defaults} == defaults
+    assert {k: container["readinessProbe"][k] for k in defaults} == defaults
+    assert pod["terminationGracePeriodSeconds"] == 30
+    assert (config["backoff_min"], config["backoff_max"]) == (1.5, 1.5)      # openPDC's fixed 1.5 s
+
+
+def test_the_fast_profile_renders_the_kits_timers_on_every_grid_pod(thesis: Plan) -> None:
+    manifests = render(thesis, timers=timers.FAST)
+    pod, container, config = _pdc_low(manifests)
+    assert container["readinessProbe"]["periodSeconds"] == 1 and container["readinessProbe"]["initialDelaySeconds"] == 0
+    assert container["livenessProbe"]["periodSeconds"] == 2
+    assert pod["terminationGracePeriodSeconds"] == 5
+    assert (config["backoff_min"], config["backoff_max"]) == (0.1, 0.1)
+    for name in ("pmu-1", "pdc-high", "se"):   # the same timers on every pod of the chain
+        spec = _find(manifests, "Deployment", name)["spec"]["template"]["spec"]
+        assert spec["containers"][0]["livenessProbe"]["periodSeconds"] == 2
+        assert spec["terminationGracePeriodSeconds"] == 5
+    galera = _find(manifests, "StatefulSet", "pdc-config-galera")["spec"]["template"]["spec"]
+    assert galera["containers"][0]["livenessProbe"]["periodSeconds"] == 5   # the database keeps its own
+
+
+def test_no_readiness_probe_when_a_profile_drops_it(thesis: Plan) -> None:
+    _, container, _ = _pdc_low(render(thesis, timers=timers.Timers(readiness_probe=False)))
+    assert "readinessProbe" not in container
+    assert check_all(render(thesis, timers=timers.Timers(readiness_probe=False))) > 10
+
+
+def test_every_profile_field_says_why_and_where_from() -> None:
+    table = timers.profiles_table()
+    assert set(table["thesis source"]) == {"software default", "kit"}   # the thesis names none of these timers
+    k8s = table[table["thesis source"] == "software default"]
+    assert k8s.index.str.startswith(("liveness", "readiness", "termination", "pdc")).all()
+    assert k8s["thesis why"].str.contains(r"\.(?:go|cs)[:\s(]", regex=True).all(), "each default cites its source file"
+    assert (table["fast source"] == "kit").sum() >= 6
+
+
+@pytest.mark.parametrize("cycle_s, restarts", [(5.0, 2), (13.0, 3), (35.0, 4), (85.0, 6), (200.0, 7)])
+def test_restarts_without_backoff_follows_the_kubelets_doubling(cycle_s: float, restarts: int) -> None:
+    assert timers.restarts_without_backoff(cycle_s) == restarts
+
+
+def test_a_cycle_beyond_the_cap_never_meets_the_backoff() -> None:
+    assert timers.restarts_without_backoff(300.0) == float("inf")
+    with pytest.raises(ValueError, match="cycle_s"):
+        timers.restarts_without_backoff(0.0)
