@@ -335,11 +335,17 @@ class PmuServer:
 async def serve_until_signal(start: Callable[[], object], close: Callable[[], object], host: str, port: int,
                              label: str, port_file: str | None = None) -> None:
     """Start a server, print ``listening <host> <port>`` (and write the port to ``port_file``),
-    run until SIGINT/SIGTERM, close."""
+    run until SIGINT/SIGTERM, close. The signal and the end of the close are logged (``stopping on
+    SIGTERM``, ``stopped``): the downtime experiments time a container's termination by them."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping(sig: signal.Signals) -> None:
+        log.info("%s stopping on %s", label, sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
     bound = await start(host, port)  # type: ignore[operator]
     if port_file:
         tmp = Path(f"{port_file}.tmp")
@@ -349,6 +355,7 @@ async def serve_until_signal(start: Callable[[], object], close: Callable[[], ob
     log.info("%s listening on %s:%d", label, host, bound)
     await stop.wait()
     await close()  # type: ignore[operator]
+    log.info("%s stopped", label)
 
 
 async def wait_port_file(path: str, timeout: float = 300.0) -> int:
