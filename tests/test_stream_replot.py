@@ -34,30 +34,91 @@ def _frames(stream_name: str, start: float, end: float, gaps: list[tuple[float, 
     return pd.DataFrame({"pmu_idcode": pmu, "frame_time": t, "arrival": t + 0.02, "stat": 0, "stream": stream_name})
 
 
-def _logs(*milestones: tuple[float, str]) -> pd.DataFrame:
-    return pd.DataFrame([{"t": t, "event": e, "input": "pmu-1" if e == "input connected" else "", "seconds": np.nan,
-                          "message": e} for t, e in milestones])
+def _logs(*milestones: tuple[float, str], input_name: str = "pmu-1") -> pd.DataFrame:
+    """PDC log milestones as :func:`stream.parse_log` returns them (``(t, "config fetched <s>")`` for a fetch)."""
+    rows = []
+    for t, e in milestones:
+        if e.startswith("config fetched"):
+            rows.append({"t": t, "event": "config fetched", "input": "db", "seconds": float(e.split()[-1]),
+                         "message": e})
+        else:
+            rows.append({"t": t, "event": e, "input": input_name if e == "input connected" else "",
+                         "seconds": np.nan, "message": e})
+    return pd.DataFrame(rows, columns=["t", "event", "input", "seconds", "message"])
 
 
-def _downtime_rows(scenario: str, cluster_failure: bool, reps: int = 3) -> pd.DataFrame:
-    """A run's table: ``reps`` repetitions, each a gap of a few seconds with its milestones."""
-    rows: list[dict] = []
-    gaps, logs = [], []
-    for rep in range(1, reps + 1):
-        fault = T0 + 60.0 * rep
-        last_old = fault + (0.0 if cluster_failure else 5.0)
-        first_new = last_old + 10.0 + rep
-        gaps.append((last_old, first_new))
-        before = [("detection", last_old + 9.5), ("eviction", last_old + 9.5 + 5.0)] if cluster_failure else []
-        restart_at = (last_old + 14.6) if cluster_failure else last_old + 3.0
-        logs.append((rep, fault, before, _logs((restart_at, "process started"), (restart_at + 1.5, "listening"),
-                                              (restart_at + 1.9, "input connected"))))
-    frames = pd.concat([_frames(s, T0, T0 + 60.0 * (reps + 1), gaps) for s in ("low", "high")], ignore_index=True)
-    for rep, fault, before, log in logs:
-        rows += stream.repetition_rows(rep=rep, t_fault=fault, frames=frames, logs=log, milestones_before=before,
-                                       cluster=f"leaf-{rep + 1}", detection_before_downtime=not cluster_failure,
-                                       run_id="t", scenario=scenario)
-    return stream.experiment_table(rows, frames, FaultLog(), {"run_id": "t", "scenario": scenario})
+#: The synthetic repetition's phases (s) after the last old frame: termination, restart (kill -> process
+#: started), startup, config fetch, reconnect, readiness, first frame at the low recorder; then at the high
+#: PDC its reconnect and first frame.
+PHASE_S = {"termination": 0.2, "restart": 0.8, "startup": 0.3, "config fetch": 0.1, "reconnect": 0.1,
+           "readiness": 2.0, "first frame": 0.5}
+HIGH_S = {"high reconnect": 1.0, "first frame": 0.3}
+
+
+def _repetition(fault: float, cluster_failure: bool, extra_restart: float = 0.0, observed: bool = True
+                ) -> tuple[float, float, float, list, pd.DataFrame, pd.DataFrame, float | None]:
+    """One synthetic repetition: (last old, first new low, first new high, scenario milestones, low PDC log,
+    high PDC log, Ready). ``observed=False`` drops the old container's "stopped" line and the Ready."""
+    if cluster_failure:
+        last_old = fault
+        before = [("detection", last_old + 9.5), ("eviction", last_old + 14.5)]
+        t = last_old + 14.5
+    else:
+        last_old = fault + 5.0
+        before = []
+        t = last_old
+    lines = [] if cluster_failure else [(last_old + 0.05, "stopping")]
+    t += PHASE_S["termination"]
+    if observed and not cluster_failure:
+        lines.append((t, "stopped"))
+    t += PHASE_S["restart"] + extra_restart
+    lines.append((t, "process started"))
+    t += PHASE_S["startup"] + PHASE_S["config fetch"]
+    lines.append((t, f"config fetched {PHASE_S['config fetch']}"))
+    t += PHASE_S["reconnect"]
+    lines.append((t, "input connected"))
+    ready = t + PHASE_S["readiness"]
+    first_low = ready + PHASE_S["first frame"]
+    high_connected = ready + HIGH_S["high reconnect"]
+    first_high = high_connected + HIGH_S["first frame"]
+    return (last_old, first_low, first_high, before, _logs(*lines),
+            _logs((high_connected, "input connected"), input_name="pdc-low"), ready if observed else None)
+
+
+def _downtime_rows(scenario: str, cluster_failure: bool, reps: int = 3, profiles: tuple[str, ...] = ("",),
+                   unobserved: int | None = None) -> pd.DataFrame:
+    """A run's table: per profile ``reps`` repetitions, each a gap at both PDCs with every milestone.
+
+    Repetition ``rep`` restarts ``rep`` - 1 s later than the first (a growing back-off); repetition
+    ``unobserved`` lacks the old container's "stopped" line and the Ready.
+    """
+    parts = []
+    for k, profile in enumerate(profiles):
+        reps_ = [(rep, T0 + 600.0 * k + 60.0 * rep) for rep in range(1, reps + 1)]
+        made = {rep: _repetition(fault, cluster_failure, extra_restart=rep - 1.0, observed=rep != unobserved)
+                for rep, fault in reps_}
+        gaps = {"low": [(m[0] + 0.01, m[1] - 0.01) for m in made.values()],
+                "high": [(m[0] + 0.01, m[2] - 0.01) for m in made.values()]}
+        start, end = T0 + 600.0 * k, T0 + 600.0 * k + 60.0 * (reps + 2)
+        frames = pd.concat([_frames(s, start, end, gaps[s]) for s in ("low", "high")], ignore_index=True)
+        keys = {"run_id": "t", "scenario": scenario, **({"profile": profile} if profile else {})}
+        rows: list[dict] = []
+        for rep, fault in reps_:
+            _, _, _, before, logs, high_logs, ready = made[rep]
+            rows += stream.repetition_rows(rep=rep, t_fault=fault, frames=frames, logs=logs, milestones_before=before,
+                                           cluster=f"leaf-{rep + 1}", detection_before_downtime=not cluster_failure,
+                                           ready_at=ready, high_logs=high_logs, high_input="pdc-low",
+                                           terminated=not cluster_failure, **keys)
+        parts.append(stream.experiment_table(rows, frames, FaultLog(), keys))
+    return stream.concat(parts)
+
+
+def _timers_rows() -> pd.DataFrame:
+    from labkit.workloads.timers import FAST, THESIS
+
+    rows = stream.timer_rows(THESIS, profile="thesis") + stream.timer_rows(FAST, profile="fast")
+    return results.tidy(pd.DataFrame(rows).assign(t=pd.Timestamp(T0, unit="s", tz="UTC")), run_id="t",
+                        scenario="pod-failure", step="measure", cluster="")
 
 
 def _island_rows() -> pd.DataFrame:
@@ -96,26 +157,105 @@ def test_pdc_log_milestones_are_parsed_with_milliseconds() -> None:
                             "2026-11-29 10:22:06,200 labkit.grid.pmu INFO PDC pdc-low listening on 0.0.0.0:4712\n"
                             "2026-11-29 10:22:06,300 labkit.grid.pdc INFO input pmu-1 connected\n"
                             "2026-11-29 10:22:06,100 labkit.grid.pdc INFO config-fetch name=pdc-low source=db "
-                            "address=pdc-config-db.test.svc:3306/labkit seconds=0.123400 attempts=2\n")
-    assert list(logs["event"]) == ["process started", "listening", "input connected", "config fetched"]
+                            "address=pdc-config-db.test.svc:3306/labkit seconds=0.123400 attempts=2\n"
+                            "2026-11-29 10:23:06,000 labkit.grid.pmu INFO PDC pdc-low stopping on SIGTERM\n"
+                            "2026-11-29 10:23:06,042 labkit.grid.pmu INFO PDC pdc-low stopped\n")
+    assert list(logs["event"]) == ["process started", "listening", "input connected", "config fetched", "stopping",
+                                   "stopped"]
     assert logs["t"].iloc[1] - logs["t"].iloc[0] == pytest.approx(1.077)
+    assert logs["t"].iloc[5] - logs["t"].iloc[4] == pytest.approx(0.042, abs=1e-6)
     assert logs.set_index("event").loc["config fetched", "seconds"] == pytest.approx(0.1234)
     assert logs.set_index("event").loc["config fetched", "input"] == "db"
     assert logs.set_index("event").loc["input connected", "input"] == "pmu-1"
 
 
 @pytest.mark.unit
-def test_repetition_rows_measure_downtime_and_name_the_phases() -> None:
+def test_repetition_rows_measure_each_phase_at_both_pdcs() -> None:
     rows = _downtime_rows("pod-failure", cluster_failure=False)
-    d = stream.downtimes(rows)
-    assert list(d["downtime_s"].round(2)) == pytest.approx([11.03, 12.03, 13.03], abs=0.05)
-    wide = stream.phase_table(rows)
-    assert list(wide.columns) == ["detection", "restart", "startup", "reconnect", "first frame"]
-    inside = wide.drop(columns="detection").sum(axis=1)
-    assert np.allclose(inside.to_numpy(), d["downtime_s"].to_numpy())
-    assert (wide["detection"] > 4.9).all() and (wide["restart"] - 3.0).abs().max() < 0.05
+    for stream_name, tail in (("low", {}), ("high", HIGH_S)):
+        wide = stream.phase_table(rows, stream_name)
+        d = stream.downtimes(rows, stream_name)
+        expected = {**PHASE_S, **tail} if tail else PHASE_S
+        assert list(wide.columns) == ["detection", *[p for p in stream.PHASES if p in expected]]
+        inside = wide.drop(columns="detection").sum(axis=1)
+        assert np.allclose(inside.to_numpy(), d["downtime_s"].to_numpy())           # the phases add up
+        for phase, seconds in expected.items():
+            if phase == "restart":   # repetition k restarted k - 1 s later (a growing back-off)
+                assert list(wide[phase].round(2)) == pytest.approx([0.8, 1.8, 2.8], abs=0.05)
+            elif phase == "readiness" and stream_name == "high":
+                continue                         # the high stream's readiness ends with its own first frame
+            else:
+                assert wide[phase].median() == pytest.approx(seconds, abs=0.05), (stream_name, phase)
+        assert (wide["detection"] - 5.05).abs().max() < 0.01   # fault -> SIGTERM, before the downtime
+    assert stream.missing_table(rows).empty
     cmp = stream.compare_pod_failure(rows)
-    assert cmp.iloc[0]["thesis_mean"] == 16.41 and cmp.iloc[0]["labkit_n"] == 3
+    assert list(cmp["stream"]) == ["low", "high"] and (cmp["thesis_mean"] == 16.41).all()
+    assert (cmp["labkit_n"] == 3).all()
+
+
+@pytest.mark.unit
+def test_a_milestone_not_observed_is_named_and_its_time_goes_to_the_next_phase() -> None:
+    rows = _downtime_rows("pod-failure", cluster_failure=False, unobserved=2)
+    missing = stream.missing_table(rows)
+    assert list(missing["repetition"]) == [2, 2] and set(missing["stream"]) == {"low", "high"}
+    assert (missing["missing"] == "termination,readiness").all()
+    assert "pod watch" in missing["what"].iloc[0] and "stopped" in missing["what"].iloc[0]
+    wide = stream.phase_table(rows, "low")
+    assert np.isnan(wide.loc[2, "termination"]) and np.isnan(wide.loc[2, "readiness"])
+    assert wide.loc[2, "restart"] == pytest.approx(PHASE_S["termination"] + PHASE_S["restart"] + 1.0, abs=0.05)
+    assert wide.loc[2, "first frame"] == pytest.approx(PHASE_S["readiness"] + PHASE_S["first frame"], abs=0.05)
+
+
+@pytest.mark.unit
+def test_the_decomposition_gives_each_profiles_median_phases() -> None:
+    rows = _downtime_rows("pod-failure", cluster_failure=False, profiles=("thesis", "fast"))
+    dec = stream.decomposition(rows, "high")
+    assert list(dec.index) == ["thesis", "fast"]
+    assert dec.loc["thesis", "high reconnect"] == pytest.approx(HIGH_S["high reconnect"], abs=0.05)
+    assert dec.loc["fast", "restart"] == pytest.approx(1.8, abs=0.05)
+    assert dec.loc["thesis", "sum of medians"] == pytest.approx(dec.loc["thesis", "downtime median"], abs=0.1)
+    assert list(stream.table(rows)["profile"].unique()) == ["thesis", "fast"]
+    reps = stream.repetitions_table(rows)
+    assert len(reps) == 6 and {"downtime low (s)", "downtime high (s)"} <= set(reps.columns)
+
+
+@pytest.mark.unit
+def test_the_sweep_table_puts_the_base_under_every_swept_setting() -> None:
+    rows = []
+    for setting, value, extra in (("base", None, 0.0), ("readiness_period_s", 1.0, -1.5),
+                                  ("pdc_reconnect_s", 0.1, -1.0)):
+        part = _downtime_rows("pod-failure", cluster_failure=False, reps=2)
+        shift = part["metric"] == "stream_downtime"
+        rows.append(part.assign(profile="sweep", sweep_parameter=setting, sweep_value=value,
+                                value=part["value"].where(~shift, part["value"] + extra)))
+    from labkit.workloads.timers import THESIS
+
+    timers = pd.DataFrame(stream.timer_rows(THESIS, profile="sweep", sweep_parameter="base"))
+    sweep = stream.sweep_table(stream.concat(rows), timers)
+    assert list(zip(sweep["setting"], sweep["value"])) == [("readiness_period_s", 1.0), ("readiness_period_s", 10.0),
+                                                           ("pdc_reconnect_s", 0.1), ("pdc_reconnect_s", 1.5)]
+    assert list(sweep["base"]) == [False, True, False, True]
+    by = sweep.set_index(["setting", "value"])
+    assert by.loc[("readiness_period_s", 10.0), "high median (s)"] - by.loc[("readiness_period_s", 1.0),
+                                                                             "high median (s)"] == pytest.approx(1.5)
+    assert (sweep["n"] == 2).all()
+
+
+@pytest.mark.unit
+def test_the_cluster_failure_terms_and_the_composed_thesis_total() -> None:
+    rows = _downtime_rows("cluster-failure", cluster_failure=True, profiles=("thesis", "fast"))
+    comp = stream.composition(rows, "high", "thesis").median()
+    assert comp["not_ready_detection"] == pytest.approx(9.5, abs=0.05)
+    assert comp["eviction_wait"] == pytest.approx(5.0, abs=0.05)
+    # eviction -> process started (0.2 + 0.8, + the median repetition's extra 1 s), startup, fetch, reconnect,
+    # readiness, then the high PDC's reconnect and first frame
+    assert comp["pod_restart"] == pytest.approx(0.2 + 0.8 + 1.0 + 0.3 + 0.1 + 0.1 + 2.0 + 1.0 + 0.3, abs=0.05)
+    assert "termination" not in stream.phase_table(rows, "high").columns   # its cluster is cut off: not expected
+    assert stream.missing_table(rows).empty
+    cmp = stream.compare_cluster_failure(rows)
+    total = cmp[cmp["key"].str.endswith(".total")]
+    assert list(total["thesis_mean"]) == pytest.approx([31.16] * 4)   # 2 profiles x 2 PDCs, composed
+    assert stream.composed_total() == pytest.approx(9.75 + 5 + 16.41)
 
 
 @pytest.mark.unit
@@ -139,21 +279,31 @@ def test_reduced_multilevel_env_keeps_one_branch_of_each_level() -> None:
 @pytest.mark.notebook
 def test_40_pod_failure_replots_from_tables(tmp_path: Path) -> None:
     run_dir, figures = tmp_path / "run", tmp_path / "fig"
-    results.write_table(run_dir, "pod_failure", _downtime_rows("pod-failure", cluster_failure=False))
+    rows = _downtime_rows("pod-failure", cluster_failure=False, profiles=("thesis", "fast"))
+    sweep = _downtime_rows("pod-failure", cluster_failure=False, reps=2).assign(
+        profile="sweep", sweep_parameter="readiness_period_s", sweep_value=1.0)
+    results.write_table(run_dir, "pod_failure", stream.concat([rows, sweep]))
+    results.write_table(run_dir, "pod_failure_timers", _timers_rows())
     _replot("40-pod-failure.ipynb", run_dir, figures, tmp_path / "40.ipynb")
-    assert (figures / "fig-7-3-pod-failure.png").stat().st_size > 10_000
-    assert "phase: restart" in (tmp_path / "40.ipynb").read_text()
+    assert (figures / "fig-7-3-pod-failure.png").stat().st_size > 20_000
+    assert (figures / "fig-7-3-sweep.png").stat().st_size > 10_000
+    text = (tmp_path / "40.ipynb").read_text()
+    for shown in ("phase: restart (high PDC)", "high reconnect", "readiness_period_s", "software default",
+                  "timer sweep"):
+        assert shown in text, shown
 
 
 @pytest.mark.notebook
 def test_50_cluster_failure_replots_from_tables(tmp_path: Path) -> None:
     run_dir, figures = tmp_path / "run", tmp_path / "fig"
-    rows = _downtime_rows("cluster-failure", cluster_failure=True)
-    assert set(stream.phase_table(rows).columns) >= {"detection", "eviction", "restart", "first frame"}
+    rows = _downtime_rows("cluster-failure", cluster_failure=True, profiles=("thesis", "fast"))
+    assert set(stream.phase_table(rows, "high").columns) >= {"detection", "eviction", "restart", "first frame"}
     results.write_table(run_dir, "cluster_failure", rows)
+    results.write_table(run_dir, "cluster_failure_timers", _timers_rows())
     _replot("50-cluster-failure.ipynb", run_dir, figures, tmp_path / "50.ipynb")
-    assert (figures / "fig-7-4-cluster-failure.png").stat().st_size > 10_000
-    assert "not_ready_detection" in (tmp_path / "50.ipynb").read_text()
+    assert (figures / "fig-7-4-cluster-failure.png").stat().st_size > 20_000
+    text = (tmp_path / "50.ipynb").read_text()
+    assert "not_ready_detection" in text and "pod_restart" in text
 
 
 @pytest.mark.notebook

@@ -87,7 +87,7 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("latency", "20-latency.ipynb", "latency", ("Tables 7.2-7.5",)),
     Experiment("reaction", "30-reaction.ipynb", "reaction", ("Fig. 7.2",)),
-    Experiment("pod_failure", "40-pod-failure.ipynb", "pod-failure", ("Fig. 7.3",)),
+    Experiment("pod_failure", "40-pod-failure.ipynb", "pod-failure", ("Fig. 7.3", "Fig. 7.3 sweep")),
     Experiment("cluster_failure", "50-cluster-failure.ipynb", "cluster-failure", ("Fig. 7.4",)),
     Experiment("island", "60-island.ipynb", "island", ("Fig. 6.2",)),
     Experiment("scalability", "70-scalability.ipynb", "scalability", ("eq. 5.1",)),

@@ -1,6 +1,6 @@
-"""The downtime and its phases: milestones from the PDC's logs (parsed, read from its pods in the
+"""The downtime and its phases: milestones from the PDCs' logs (parsed, read from their pods in the
 clusters concerned), the split of a downtime into consecutive phases at measured milestones,
-and the tidy rows of one repetition (downtime per stream, phases of the low stream).
+and the tidy rows of one repetition (downtime and phases per stream, missing milestones named).
 """
 
 from __future__ import annotations
@@ -21,8 +21,24 @@ from labkit.measure.stream import DOWNTIME_THRESHOLD_S, stream_downtime
 from labkit.testbed import Testbed
 
 
-#: Order of the phases in tables and figures.
-PHASES = ("detection", "eviction", "restart", "startup", "config fetch", "reconnect", "first frame")
+#: Order of the phases in tables and figures (each ends at the milestone of :data:`MILESTONES`).
+PHASES = ("detection", "eviction", "termination", "restart", "startup", "config fetch", "reconnect", "readiness",
+          "high reconnect", "first frame")
+#: What ends each phase, and where it is observed.
+MILESTONES = {
+    "detection": "pod failure: the old PDC logs SIGTERM (the kubelet kills it after the liveness probe's failures; "
+                 "starts at the fault, before the downtime); cluster failure: the owner sees the virtual node "
+                 "NotReady (node watch)",
+    "eviction": "cluster failure: the replacement pod appears in the owner (pod watch)",
+    "termination": "the old PDC logs 'stopped' (its container exits; from the last old frame)",
+    "restart": "the new PDC process logs 'process started' (includes the kubelet's restart back-off)",
+    "startup": "the configuration fetch starts (its 'config-fetch' line minus the duration it measured)",
+    "config fetch": "the PDC logs 'config-fetch ... seconds=<s>' (from its DB domain, or its ConfigMap file)",
+    "reconnect": "the new PDC logs 'input <pmu> connected' (CFG-2 of its PMU received)",
+    "readiness": "the owner sees the new pod Ready (pod watch; its Service sends clients to it from then on)",
+    "high reconnect": "high stream only: the high PDC logs 'input <low PDC> connected'",
+    "first frame": "the stream's recorder receives the first frame of the new stream (its timestamp)",
+}
 
 
 # --------------------------------------------------------------------------- PDC logs
@@ -32,6 +48,8 @@ _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\S+) (\w+) (.*
 #: Log messages of the PDC that mark a milestone: (event, pattern).
 LOG_EVENTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("process started", re.compile(r"^process started")),
+    ("stopping", re.compile(r" stopping on SIG\w+$")),
+    ("stopped", re.compile(r" stopped$")),
     ("listening", re.compile(r"listening on ")),
     ("input connected", re.compile(r"^input (?P<input>\S+) connected")),
     ("first forward", re.compile(r"^first frame forwarded after (?P<kind>\w+) of (?P<input>\S+)")),
@@ -162,12 +180,17 @@ def downtime_after(frames: pd.DataFrame, t_fault: float, stream: str, window_s: 
 
 def repetition_rows(*, rep: int, t_fault: float, frames: pd.DataFrame, logs: pd.DataFrame,
                     milestones_before: Sequence[tuple[str, float | None]], cluster: str,
-                    detection_before_downtime: bool, **keys: Any) -> list[dict[str, Any]]:
-    """Tidy rows of one repetition: ``stream_downtime`` per stream and ``phase`` of the low stream.
+                    detection_before_downtime: bool, ready_at: float | None = None,
+                    high_logs: pd.DataFrame | None = None, high_input: str = "", terminated: bool = True,
+                    **keys: Any) -> list[dict[str, Any]]:
+    """Tidy rows of one repetition: ``stream_downtime`` and the ``phase`` rows of each stream.
 
     ``milestones_before`` are the scenario's own milestones preceding the PDC's log milestones
-    (cluster failure: NotReady, replacement pod); the log milestones are taken after the last
-    old frame of the low stream.
+    (cluster failure: NotReady, replacement pod). ``logs`` are the low PDC's milestones (old and
+    new container), ``ready_at`` when the owner saw the new pod Ready, ``high_logs`` the high
+    PDC's milestones (its input ``high_input``, the low PDC, reconnecting). ``terminated``: the old
+    container's end is observable (pod failure; not when its cluster is cut off). Every phase row
+    names, in ``missing``, the milestones expected but not observed in this repetition.
     """
     rows: list[dict[str, Any]] = []
     base = {"repetition": rep, "cluster": cluster, **keys}
@@ -181,26 +204,66 @@ def repetition_rows(*, rep: int, t_fault: float, frames: pd.DataFrame, logs: pd.
                      "stream": stream, "recovered": True, "last_old": float(d["last_old"]),
                      "first_new": float(d["first_new"]), "missing_frames": int(d["missing_frames"]),
                      "pmu_idcode": int(d["pmu_idcode"])})
-    low = downtime_after(frames, t_fault, "low")
-    if low is None:
-        return rows
-    last_old, first_new = float(low["last_old"]), float(low["first_new"])
-    after = logs[logs["t"] >= last_old - 0.5] if not logs.empty else logs
+        last_old, first_new = float(d["last_old"]), float(d["first_new"])
+        milestones = stream_milestones(logs, last_old, first_new, t_fault, milestones_before, ready_at,
+                                       high_logs if stream == "high" else None, high_input, terminated)
+        missing = ",".join(name for name, t in milestones if t is None)
+        source = config_source(logs, last_old)
+        for name, start, end in phase_split(last_old, first_new, milestones):
+            rows.append({**base, "metric": "phase", "unit": "s", "t": pd.Timestamp(end, unit="s", tz="UTC"),
+                         "value": end - start, "stream": stream, "phase": name, "start": start, "end": end,
+                         "config_source": source, "missing": missing})
+        if detection_before_downtime:
+            kill = _first(logs, t_fault, first_new, "stopping") if terminated else None
+            end = kill if kill is not None else last_old
+            rows.append({**base, "metric": "phase", "unit": "s", "t": pd.Timestamp(end, unit="s", tz="UTC"),
+                         "value": max(0.0, end - t_fault), "stream": stream, "phase": "detection",
+                         "start": t_fault, "end": end, "config_source": source, "missing": missing})
+    return rows
+
+
+def _first(logs: pd.DataFrame | None, since: float, until: float, event: str, **equal: Any) -> float | None:
+    """Time of the first ``event`` in ``logs`` within ``[since, until]`` matching ``equal`` (None: none)."""
+    if logs is None or logs.empty:
+        return None
+    t = first_at(logs[logs["t"] <= until], since, event=event, **equal)
+    return t
+
+
+def config_source(logs: pd.DataFrame, last_old: float) -> str:
+    """Where the new PDC fetched its configuration from (``db``/``file``; empty: no fetch line)."""
+    if logs.empty:
+        return ""
+    fetched = logs[(logs["t"] >= last_old - 0.5) & (logs["event"] == "config fetched")]
+    return str(fetched["input"].iloc[0]) if len(fetched) else ""
+
+
+def stream_milestones(logs: pd.DataFrame, last_old: float, first_new: float, t_fault: float,
+                      before: Sequence[tuple[str, float | None]], ready_at: float | None,
+                      high_logs: pd.DataFrame | None, high_input: str,
+                      terminated: bool) -> list[tuple[str, float | None]]:
+    """The milestones of one stream's downtime, in order (``None``: expected, not observed).
+
+    From the low PDC's log: its old container's ``stopped`` (when ``terminated``), the new one's
+    ``process started``, the configuration fetch (start = its line minus the duration it
+    measured), ``input ... connected``; the owner's Ready; for the high stream (``high_logs``
+    given) the high PDC's ``input <high_input> connected``. Log lines of the new container count
+    from half a second before the last old frame (clocks of one machine, milliseconds).
+    """
+    since = last_old - 0.5
+    after = logs[logs["t"] >= since] if not logs.empty else logs
+    out = list(before)
+    if terminated:
+        out.append(("termination", _first(logs, t_fault, first_new, "stopped")))
+    out.append(("restart", first_at(after, since, event="process started") if not after.empty else None))
     fetched = after[after["event"] == "config fetched"] if not after.empty else after
-    source = str(fetched["input"].iloc[0]) if len(fetched) else ""
     if len(fetched):  # the fetch ends at its log line and lasted what the PDC measured
         fetch_end = float(fetched["t"].iloc[0])
-        startup = [("startup", fetch_end - float(fetched["seconds"].iloc[0])), ("config fetch", fetch_end)]
+        out += [("startup", fetch_end - float(fetched["seconds"].iloc[0])), ("config fetch", fetch_end)]
     else:
-        startup = [("startup", first_at(after, last_old - 0.5, event="listening"))]
-    milestones = [*milestones_before, ("restart", first_at(after, last_old - 0.5, event="process started")),
-                  *startup, ("reconnect", first_at(after, last_old - 0.5, event="input connected"))]
-    for name, start, end in phase_split(last_old, first_new, milestones):
-        rows.append({**base, "metric": "phase", "unit": "s", "t": pd.Timestamp(end, unit="s", tz="UTC"),
-                     "value": end - start, "stream": "low", "phase": name, "start": start, "end": end,
-                     "config_source": source})
-    if detection_before_downtime:
-        rows.append({**base, "metric": "phase", "unit": "s", "t": pd.Timestamp(last_old, unit="s", tz="UTC"),
-                     "value": max(0.0, last_old - t_fault), "stream": "low", "phase": "detection",
-                     "start": t_fault, "end": last_old})
-    return rows
+        out.append(("startup", first_at(after, since, event="listening") if not after.empty else None))
+    out.append(("reconnect", first_at(after, since, event="input connected") if not after.empty else None))
+    out.append(("readiness", ready_at if ready_at is not None and ready_at >= since else None))
+    if high_logs is not None:
+        out.append(("high reconnect", _first(high_logs, since, first_new + 1.0, "input connected", input=high_input)))
+    return out

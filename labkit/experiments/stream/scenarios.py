@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from labkit.deploy.chain import (Chain, chain_of, core_api, home_pods, hosting_c
                                  wait_databases)
 from labkit.deploy.recorders import RecorderPod, record_chain, start_recorders, stop_recorders, wait_recovered
 from labkit.experiments.stream.common import StreamError
-from labkit.experiments.stream.phases import first_at, repetition_rows, restart_logs, unix_seconds
+from labkit.experiments.stream.phases import first_at, pdc_logs, repetition_rows, restart_logs, unix_seconds
 from labkit.faults import ClusterDisconnect, FaultLog, FaultSpec, LivenessFail, injected
 from labkit.measure import collecting
 from labkit.measure.nodes import NodeReadyWatch, wait_node
@@ -27,6 +28,7 @@ from labkit.measure.stream import valid_frames
 from labkit.results import tidy
 from labkit.testbed import Testbed
 from labkit.waiting import wait_until
+from labkit.workloads.timers import FAST, Timers
 
 
 # --------------------------------------------------------------------------- one repetition
@@ -122,67 +124,144 @@ def wait_single_pod(testbed: Testbed, chain: Chain, name: str, timeout: float) -
 # --------------------------------------------------------------------------- experiments
 
 
+@dataclass
+class Observed:
+    """What one repetition observed besides the recorders' frames (tidied once the frames are in)."""
+
+    rep: int
+    t_fault: float
+    cluster: str
+    logs: pd.DataFrame
+    high_logs: pd.DataFrame
+    ready_at: float | None
+    before: list[tuple[str, float | None]] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+def owner_pod_watch(testbed: Testbed, chain: Chain, name: str) -> PodEvents:
+    """A watch on component ``name``'s pods in its owner (what the owner's Service and Liqo see)."""
+    keys = {"run_id": "", "scenario": "", "step": "measure"}  # the experiment's table sets its own
+    return PodEvents(core_api(testbed, chain.owner(name)), cluster=chain.owner(name), namespace=chain.namespace(name),
+                     label_selector=f"{INSTANCE}={name}", **keys)
+
+
+def ready_again(pods: pd.DataFrame, since: float, new_only: bool = False) -> float | None:
+    """When a pod watch (:class:`~labkit.measure.pods.PodEvents` rows) saw the pod Ready again after ``since``.
+
+    ``new_only``: the first Ready of a pod created after ``since`` (column ``new``, the cluster
+    failure's replacement); otherwise the first Ready after the pod was seen not Ready (a restart).
+    """
+    if pods.empty:
+        return None
+    sel = pods.assign(t=unix_seconds(pods["t"]))
+    sel = sel[sel["t"] >= since]
+    if new_only:
+        return first_at(sel, since, new=True, value=1.0)
+    down = sel[sel["value"] == 0.0]
+    if down.empty:
+        return None
+    return first_at(sel, float(down["t"].min()), value=1.0)
+
+
+def container_restarts(testbed: Testbed, chain: Chain, name: str, cluster: str) -> dict[str, Any]:
+    """Restart count of ``name``'s container in ``cluster`` and the wait between its last exit and start (s).
+
+    From the pod's status (whole seconds): a wait of 10 s or more is the kubelet's restart back-off.
+    """
+    try:
+        pods = core_api(testbed, cluster).list_namespaced_pod(
+            pod_namespace(chain, name, cluster), label_selector=f"{INSTANCE}={name}", _request_timeout=10).items
+    except Exception:  # a status read is a label of the row, not worth failing the run for
+        return {"restarts": np.nan, "restart_wait_s": np.nan}
+    for pod in pods:
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            running = cs.state.running if cs.state else None
+            exited = cs.last_state.terminated if cs.last_state else None
+            if running is None:
+                continue
+            wait = np.nan
+            if exited is not None and exited.finished_at is not None:
+                wait = (running.started_at - exited.finished_at).total_seconds()
+            return {"restarts": int(cs.restart_count or 0), "restart_wait_s": float(wait)}
+    return {"restarts": np.nan, "restart_wait_s": np.nan}
+
+
 def measure_pod_failure(testbed: Testbed, env: Env, *, repetitions: int, after_s: float, with_db: bool = True,
-                        settle_s: float = 5.0, timeout_s: float = 120.0, **keys: str) -> pd.DataFrame:
+                        settle_s: float = 5.0, timeout_s: float = 120.0, timers: Timers = FAST, fresh_pod: bool = True,
+                        **keys: Any) -> pd.DataFrame:
     """Fig. 7.3 on a running test bed: ``repetitions`` liveness failures of the low PDC; tidy rows.
 
-    ``with_db``: the PDCs fetch their configuration from the DB domain at every start (the
-    thesis); otherwise from their ConfigMap file. Every repetition fails a pod whose container
-    never restarted (:func:`replace_pod` between repetitions): the kubelet's restart back-off of
-    one container doubles with each restart (10 s up to 300 s) and counts from the previous
-    instance's exit, so on one pod failing every ~70 s the 6th restart would wait for it and a
-    7th would not stream again within the 120 s timeout.
+    The chain runs with ``timers`` (:mod:`labkit.workloads.timers`). ``with_db``: the PDCs fetch
+    their configuration from the DB domain at every start (the thesis); otherwise from their
+    ConfigMap file. ``fresh_pod``: the low PDC's pod is replaced before every repetition but the
+    first, so each failure restarts a container for the first time; otherwise (the thesis'
+    protocol) one pod fails again and again and the kubelet's restart back-off applies once it
+    exceeds the time between two failures (:func:`labkit.workloads.timers.restarts_without_backoff`).
+    Besides the recorders: the owner's pod watch (Ready), both PDCs' logs and the container's
+    restart count per repetition. ``keys`` label every row (``profile``, ...).
     """
     chain = chain_of(env)
-    recorders = record_chain(testbed, chain, with_db)
+    recorders = record_chain(testbed, chain, with_db, timers)
+    high_cluster = hosting_cluster(testbed, chain, chain.high)
     log = FaultLog()
-    done: list[tuple[int, float, str, pd.DataFrame]] = []
+    seen: list[Observed] = []
     try:
         for rep in range(1, repetitions + 1):
-            if rep > 1:
+            if fresh_pod and rep > 1:
                 replace_pod(testbed, chain, recorders, chain.low, timeout_s)
-            t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
-            time.sleep(settle_s)
-            done.append((rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault)))
+            watch = owner_pod_watch(testbed, chain, chain.low)
+            with collecting([watch]):
+                t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
+                time.sleep(settle_s)
+            seen.append(Observed(rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault),
+                                 pdc_logs(testbed, chain, chain.high, [high_cluster]),
+                                 ready_again(watch.collect(), t_fault),
+                                 labels=container_restarts(testbed, chain, chain.low, cluster)))
     finally:
         frames = stop_recorders(recorders)
+    return _tidy(seen, frames, log, chain, keys, detection_before_downtime=True, terminated=True)
+
+
+def _tidy(seen: list[Observed], frames: pd.DataFrame, log: FaultLog, chain: Chain, keys: Mapping[str, Any], *,
+          detection_before_downtime: bool, terminated: bool) -> pd.DataFrame:
+    """The experiment's table from every repetition's observations and the recorders' frames."""
     rows: list[dict[str, Any]] = []
-    for rep, t_fault, cluster, logs in done:
-        rows += repetition_rows(rep=rep, t_fault=t_fault, frames=frames, logs=logs, milestones_before=[],
-                                cluster=cluster, detection_before_downtime=True, **keys)
+    for o in seen:
+        rows += repetition_rows(rep=o.rep, t_fault=o.t_fault, frames=frames, logs=o.logs, milestones_before=o.before,
+                                cluster=o.cluster, detection_before_downtime=detection_before_downtime,
+                                ready_at=o.ready_at, high_logs=o.high_logs, high_input=chain.low,
+                                terminated=terminated, **o.labels, **keys)
     return experiment_table(rows, frames, log, keys)
 
 
 def measure_cluster_failure(testbed: Testbed, env: Env, *, repetitions: int, with_db: bool = True, settle_s: float = 5.0,
-                            timeout_s: float = 180.0, **keys: str) -> pd.DataFrame:
+                            timeout_s: float = 180.0, timers: Timers = FAST, **keys: Any) -> pd.DataFrame:
     """Fig. 7.4 on a running test bed: ``repetitions`` disconnections of the low PDC's cluster; tidy rows.
 
-    ``with_db`` as in :func:`measure_pod_failure`; every repetition after the first starts once
-    the DB domains are complete again (:func:`~.chain.wait_databases`).
+    ``with_db`` and ``timers`` as in :func:`measure_pod_failure`; every repetition after the
+    first starts once the DB domains are complete again (:func:`~.chain.wait_databases`).
     """
     chain = chain_of(env)
-    recorders = record_chain(testbed, chain, with_db)
+    recorders = record_chain(testbed, chain, with_db, timers)
+    high_cluster = hosting_cluster(testbed, chain, chain.high)
     log = FaultLog()
-    done = []
+    seen: list[Observed] = []
     try:
         for rep in range(1, repetitions + 1):
             if with_db and rep > 1:
                 wait_databases(testbed, chain)
             t_fault, cluster, nodes, pods = cluster_failure_once(testbed, chain, recorders, rep, timeout_s, log)
             time.sleep(settle_s)
-            done.append((rep, t_fault, cluster, nodes, pods, restart_logs(testbed, chain, cluster, t_fault)))
+            node_t = nodes.assign(t=unix_seconds(nodes["t"])) if not nodes.empty else nodes
+            pod_t = pods.assign(t=unix_seconds(pods["t"])) if not pods.empty else pods
+            before = [("detection", first_at(node_t, t_fault, value=0.0) if not node_t.empty else None),
+                      ("eviction", first_at(pod_t, t_fault, new=True) if not pod_t.empty else None)]
+            seen.append(Observed(rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault),
+                                 pdc_logs(testbed, chain, chain.high, [high_cluster]),
+                                 ready_again(pods, t_fault, new_only=True), before=before))
     finally:
         frames = stop_recorders(recorders)
-    rows: list[dict[str, Any]] = []
-    for rep, t_fault, cluster, nodes, pods, logs in done:
-        node_t = nodes.assign(t=unix_seconds(nodes["t"])) if not nodes.empty else nodes
-        pod_t = pods.assign(t=unix_seconds(pods["t"])) if not pods.empty else pods
-        not_ready = first_at(node_t, t_fault, value=0.0) if not node_t.empty else None
-        replaced = first_at(pod_t, t_fault, new=True) if not pod_t.empty else None
-        rows += repetition_rows(rep=rep, t_fault=t_fault, frames=frames, logs=logs,
-                                milestones_before=[("detection", not_ready), ("eviction", replaced)],
-                                cluster=cluster, detection_before_downtime=False, **keys)
-    return experiment_table(rows, frames, log, keys)
+    return _tidy(seen, frames, log, chain, keys, detection_before_downtime=False, terminated=False)
 
 
 def measure_island(testbed: Testbed, env: Env, *, isolation_s: float, before_s: float, after_s: float,
