@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from embedded_helpers import require_embedded
 
-from labkit import bounds, reference, results
+from labkit import bounds, fidelity, reference, results
 from labkit.config import load_env
 from labkit.experiments import latency, reaction, scalability, stream
 from labkit.manifest import Manifest
@@ -37,7 +37,8 @@ COMPARED = ("latency_ms.table_7_2_network.avg", "latency_ms.table_7_3_same_clust
 #: Every figure of the thesis the pipeline redraws, plus the kit's own (pacing, multi-level run).
 FIGURES = ("env-pacing.png", "fig-5-1-links-vs-n.png", "fig-5-2-independent-groups.png", "fig-5-3-dependent-groups.png",
            "fig-6-1-logical-domains.png", "fig-6-2-island.png", "fig-6-3-two-level-domains.png", "fig-7-1-testbed.png",
-           "tab-7-2-7-5-latency.png", "fig-7-2-reaction.png", "fig-7-3-pod-failure.png", "fig-7-4-cluster-failure.png",
+           "tab-7-2-7-5-latency.png", "fig-7-2-reaction.png", "fig-7-3-pod-failure.png", "fig-7-3-sweep.png",
+           "fig-7-4-cluster-failure.png",
            "eq-5-1-scalability.png", "multilevel-pod-failure.png")
 
 
@@ -131,26 +132,43 @@ def test_scalability_matches_eq_5_1(run: Path) -> None:
     assert summary["memory_pss"].is_monotonic_increasing
 
 
-def _downtimes_add_up(rows, phases: set[str]) -> None:  # noqa: ANN001
-    d = stream.downtimes(rows)
-    assert len(d) >= 1 and np.isfinite(d["downtime_s"]).all()
-    assert d["downtime_s"].between(0.1, 120).all()
-    wide = stream.phase_table(rows)
-    assert phases <= set(wide.columns), wide
+def _downtimes_add_up(rows, phases: set[str], high_phases: set[str] = frozenset()) -> None:  # noqa: ANN001
+    for stream_name, expected in (("low", phases), ("high", phases | high_phases)):
+        d = stream.downtimes(rows, stream_name)
+        assert len(d) >= 1 and np.isfinite(d["downtime_s"]).all()
+        assert d["downtime_s"].between(0.1, 400).all()
+        for profile in stream.profiles(rows, sweep=True):
+            wide = stream.phase_table(rows, stream_name, profile)
+            assert expected <= set(wide.columns), (stream_name, profile, wide)
+            inside = wide.drop(columns=["detection"] if "eviction" not in wide else []).sum(axis=1)
+            mine = stream.downtimes(rows, stream_name, profile).set_index("repetition")["downtime_s"]
+            assert np.allclose(inside.to_numpy(), mine.reindex(inside.index).to_numpy()), (stream_name, profile)
 
 
 def test_pod_failure_fig_7_3(run: Path) -> None:
     rows = results.read_table(run, "pod_failure")
-    _downtimes_add_up(rows, {"detection", "restart", "config fetch", "reconnect", "first frame"})
+    _downtimes_add_up(rows, {"detection", "termination", "restart", "config fetch", "reconnect", "readiness",
+                             "first frame"}, {"high reconnect"})
     assert (rows[rows["metric"] == "phase"]["config_source"].dropna() == "db").any()  # the PDC read the DB
+    quick = quick_parameters("40-pod-failure.ipynb")
+    reps = stream.repetitions_table(rows).set_index("profile")
+    assert list(reps.loc["thesis", "restarts"]) == list(range(1, quick["repetitions"]["thesis"] + 1))  # one pod
+    assert (reps.loc["fast", "restarts"] == 1).all()                                                    # fresh pods
+    assert set(rows.query("profile == 'sweep'")["sweep_parameter"]) == {"base", "readiness_period_s"}
+    timers = results.read_table(run, "pod_failure_timers").query("setting == 'readiness_period_s'")
+    assert list(timers["value"]) == [10, 1, 10, 1]   # thesis, fast, the sweep's base and its point
+    checks = fidelity.read_checks(run).query("experiment == 'pod_failure'")
+    assert len(checks) >= 8 and set(checks["verdict"]) <= {"pass", "fail"}
 
 
 def test_cluster_failure_fig_7_4(run: Path) -> None:
     rows = results.read_table(run, "cluster_failure")
-    _downtimes_add_up(rows, {"detection", "eviction", "restart", "first frame"})
-    comp = stream.composition(rows).median()
-    assert 5 < comp["not_ready_detection"] < 30   # the gateway's 5 lost pings, 2 s apart
-    assert 0 < comp["eviction_wait"] < 20         # the 5 s toleration of Table 7.1
+    _downtimes_add_up(rows, {"detection", "eviction", "restart", "readiness", "first frame"}, {"high reconnect"})
+    for profile in ("thesis", "fast"):
+        comp = stream.composition(rows, "high", profile).median()
+        assert 5 < comp["not_ready_detection"] < 30   # the gateway's 5 lost pings, 2 s apart
+        assert 0 < comp["eviction_wait"] < 20         # the 5 s toleration of Table 7.1
+    assert len(fidelity.read_checks(run).query("experiment == 'cluster_failure'")) >= 7
 
 
 def test_island_fig_6_2(run: Path) -> None:
