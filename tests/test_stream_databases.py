@@ -98,7 +98,7 @@ def test_prepare_imports_the_runtime_image_while_the_domains_form(monkeypatch: p
     for name, fake in [("remove_chain", lambda testbed, chain: events.append("removed")),
                        ("grid_clusters", lambda chain: ["p-1", "s-1-1"]),
                        ("deploy_databases", deploy_databases), ("load_runtime", load_runtime),
-                       ("deploy_chain", lambda testbed, chain, image, db: events.append(f"chain with {image}")),
+                       ("deploy_chain", lambda testbed, chain, image, db, timers: events.append(f"chain with {image}")),
                        ("wait_ready", lambda testbed, chain, names: events.append("ready"))]:
         monkeypatch.setattr(chainmod, name, fake)
     chain = SimpleNamespace(pmus=("pmu-1",), low="pdc-low", high="pdc-high", owner=lambda name: "acc")
