@@ -14,116 +14,17 @@ import pandas as pd
 import papermill as pm
 import pytest
 
+from stream_helpers import FPS, HIGH_S, PHASE_S, T0, downtime_rows, frames_at, timers_rows
+
 from labkit import paths, results
 from labkit.deploy.chain import chain_of, grid_clusters
 from labkit.experiments import stream
 from labkit.faults import FaultLog
 
-FPS = 30
-T0 = 1_800_000_000.0  # an arbitrary UNIX time
-
-
-def _frames(stream_name: str, start: float, end: float, gaps: list[tuple[float, float]], pmu: int = 1) -> pd.DataFrame:
-    """Frames at FPS from ``start`` to ``end`` without those inside each ``(a, b)`` gap."""
-    k = np.arange(int(start * FPS), int(end * FPS))
-    t = k / FPS
-    keep = np.ones(len(t), bool)
-    for a, b in gaps:
-        keep &= ~((t > a) & (t < b))
-    t = t[keep]
-    return pd.DataFrame({"pmu_idcode": pmu, "frame_time": t, "arrival": t + 0.02, "stat": 0, "stream": stream_name})
-
-
-def _logs(*milestones: tuple[float, str], input_name: str = "pmu-1") -> pd.DataFrame:
-    """PDC log milestones as :func:`stream.parse_log` returns them (``(t, "config fetched <s>")`` for a fetch)."""
-    rows = []
-    for t, e in milestones:
-        if e.startswith("config fetched"):
-            rows.append({"t": t, "event": "config fetched", "input": "db", "seconds": float(e.split()[-1]),
-                         "message": e})
-        else:
-            rows.append({"t": t, "event": e, "input": input_name if e == "input connected" else "",
-                         "seconds": np.nan, "message": e})
-    return pd.DataFrame(rows, columns=["t", "event", "input", "seconds", "message"])
-
-
-#: The synthetic repetition's phases (s) after the last old frame: termination, restart (kill -> process
-#: started), startup, config fetch, reconnect, readiness, first frame at the low recorder; then at the high
-#: PDC its reconnect and first frame.
-PHASE_S = {"termination": 0.2, "restart": 0.8, "startup": 0.3, "config fetch": 0.1, "reconnect": 0.1,
-           "readiness": 2.0, "first frame": 0.5}
-HIGH_S = {"high reconnect": 1.0, "first frame": 0.3}
-
-
-def _repetition(fault: float, cluster_failure: bool, extra_restart: float = 0.0, observed: bool = True
-                ) -> tuple[float, float, float, list, pd.DataFrame, pd.DataFrame, float | None]:
-    """One synthetic repetition: (last old, first new low, first new high, scenario milestones, low PDC log,
-    high PDC log, Ready). ``observed=False`` drops the old container's "stopped" line and the Ready."""
-    if cluster_failure:
-        last_old = fault
-        before = [("detection", last_old + 9.5), ("eviction", last_old + 14.5)]
-        t = last_old + 14.5
-    else:
-        last_old = fault + 5.0
-        before = []
-        t = last_old
-    lines = [] if cluster_failure else [(last_old + 0.05, "stopping")]
-    t += PHASE_S["termination"]
-    if observed and not cluster_failure:
-        lines.append((t, "stopped"))
-    t += PHASE_S["restart"] + extra_restart
-    lines.append((t, "process started"))
-    t += PHASE_S["startup"] + PHASE_S["config fetch"]
-    lines.append((t, f"config fetched {PHASE_S['config fetch']}"))
-    t += PHASE_S["reconnect"]
-    lines.append((t, "input connected"))
-    ready = t + PHASE_S["readiness"]
-    first_low = ready + PHASE_S["first frame"]
-    high_connected = ready + HIGH_S["high reconnect"]
-    first_high = high_connected + HIGH_S["first frame"]
-    return (last_old, first_low, first_high, before, _logs(*lines),
-            _logs((high_connected, "input connected"), input_name="pdc-low"), ready if observed else None)
-
-
-def _downtime_rows(scenario: str, cluster_failure: bool, reps: int = 3, profiles: tuple[str, ...] = ("",),
-                   unobserved: int | None = None) -> pd.DataFrame:
-    """A run's table: per profile ``reps`` repetitions, each a gap at both PDCs with every milestone.
-
-    Repetition ``rep`` restarts ``rep`` - 1 s later than the first (a growing back-off); repetition
-    ``unobserved`` lacks the old container's "stopped" line and the Ready.
-    """
-    parts = []
-    for k, profile in enumerate(profiles):
-        reps_ = [(rep, T0 + 600.0 * k + 60.0 * rep) for rep in range(1, reps + 1)]
-        made = {rep: _repetition(fault, cluster_failure, extra_restart=rep - 1.0, observed=rep != unobserved)
-                for rep, fault in reps_}
-        gaps = {"low": [(m[0] + 0.01, m[1] - 0.01) for m in made.values()],
-                "high": [(m[0] + 0.01, m[2] - 0.01) for m in made.values()]}
-        start, end = T0 + 600.0 * k, T0 + 600.0 * k + 60.0 * (reps + 2)
-        frames = pd.concat([_frames(s, start, end, gaps[s]) for s in ("low", "high")], ignore_index=True)
-        keys = {"run_id": "t", "scenario": scenario, **({"profile": profile} if profile else {})}
-        rows: list[dict] = []
-        for rep, fault in reps_:
-            _, _, _, before, logs, high_logs, ready = made[rep]
-            rows += stream.repetition_rows(rep=rep, t_fault=fault, frames=frames, logs=logs, milestones_before=before,
-                                           cluster=f"leaf-{rep + 1}", detection_before_downtime=not cluster_failure,
-                                           ready_at=ready, high_logs=high_logs, high_input="pdc-low",
-                                           terminated=not cluster_failure, **keys)
-        parts.append(stream.experiment_table(rows, frames, FaultLog(), keys))
-    return stream.concat(parts)
-
-
-def _timers_rows() -> pd.DataFrame:
-    from labkit.workloads.timers import FAST, THESIS
-
-    rows = stream.timer_rows(THESIS, profile="thesis") + stream.timer_rows(FAST, profile="fast")
-    return results.tidy(pd.DataFrame(rows).assign(t=pd.Timestamp(T0, unit="s", tz="UTC")), run_id="t",
-                        scenario="pod-failure", step="measure", cluster="")
-
-
 def _island_rows() -> pd.DataFrame:
     cut, back = T0 + 10.0, T0 + 40.0
-    frames = pd.concat([_frames("low", T0, T0 + 60.0, []), _frames("high", T0, T0 + 60.0, [(cut - 0.01, back + 2.0)])],
+    frames = pd.concat([frames_at("low", T0, T0 + 60.0, []),
+                        frames_at("high", T0, T0 + 60.0, [(cut - 0.01, back + 2.0)])],
                        ignore_index=True)
     rows = stream.island_rows(frames, cut, back, FPS, cluster="leaf-2", colocated=True, run_id="t", scenario="island")
     return stream.experiment_table(rows, frames, FaultLog(), {"run_id": "t", "scenario": "island"})
@@ -171,7 +72,7 @@ def test_pdc_log_milestones_are_parsed_with_milliseconds() -> None:
 
 @pytest.mark.unit
 def test_repetition_rows_measure_each_phase_at_both_pdcs() -> None:
-    rows = _downtime_rows("pod-failure", cluster_failure=False)
+    rows = downtime_rows("pod-failure", cluster_failure=False)
     for stream_name, tail in (("low", {}), ("high", HIGH_S)):
         wide = stream.phase_table(rows, stream_name)
         d = stream.downtimes(rows, stream_name)
@@ -195,7 +96,7 @@ def test_repetition_rows_measure_each_phase_at_both_pdcs() -> None:
 
 @pytest.mark.unit
 def test_a_milestone_not_observed_is_named_and_its_time_goes_to_the_next_phase() -> None:
-    rows = _downtime_rows("pod-failure", cluster_failure=False, unobserved=2)
+    rows = downtime_rows("pod-failure", cluster_failure=False, unobserved=2)
     missing = stream.missing_table(rows)
     assert list(missing["repetition"]) == [2, 2] and set(missing["stream"]) == {"low", "high"}
     assert (missing["missing"] == "termination,readiness").all()
@@ -208,7 +109,7 @@ def test_a_milestone_not_observed_is_named_and_its_time_goes_to_the_next_phase()
 
 @pytest.mark.unit
 def test_the_decomposition_gives_each_profiles_median_phases() -> None:
-    rows = _downtime_rows("pod-failure", cluster_failure=False, profiles=("thesis", "fast"))
+    rows = downtime_rows("pod-failure", cluster_failure=False, profiles=("thesis", "fast"))
     dec = stream.decomposition(rows, "high")
     assert list(dec.index) == ["thesis", "fast"]
     assert dec.loc["thesis", "high reconnect"] == pytest.approx(HIGH_S["high reconnect"], abs=0.05)
@@ -224,7 +125,7 @@ def test_the_sweep_table_puts_the_base_under_every_swept_setting() -> None:
     rows = []
     for setting, value, extra in (("base", None, 0.0), ("readiness_period_s", 1.0, -1.5),
                                   ("pdc_reconnect_s", 0.1, -1.0)):
-        part = _downtime_rows("pod-failure", cluster_failure=False, reps=2)
+        part = downtime_rows("pod-failure", cluster_failure=False, reps=2)
         shift = part["metric"] == "stream_downtime"
         rows.append(part.assign(profile="sweep", sweep_parameter=setting, sweep_value=value,
                                 value=part["value"].where(~shift, part["value"] + extra)))
@@ -243,7 +144,7 @@ def test_the_sweep_table_puts_the_base_under_every_swept_setting() -> None:
 
 @pytest.mark.unit
 def test_the_cluster_failure_terms_and_the_composed_thesis_total() -> None:
-    rows = _downtime_rows("cluster-failure", cluster_failure=True, profiles=("thesis", "fast"))
+    rows = downtime_rows("cluster-failure", cluster_failure=True, profiles=("thesis", "fast"))
     comp = stream.composition(rows, "high", "thesis").median()
     assert comp["not_ready_detection"] == pytest.approx(9.5, abs=0.05)
     assert comp["eviction_wait"] == pytest.approx(5.0, abs=0.05)
@@ -279,11 +180,11 @@ def test_reduced_multilevel_env_keeps_one_branch_of_each_level() -> None:
 @pytest.mark.notebook
 def test_40_pod_failure_replots_from_tables(tmp_path: Path) -> None:
     run_dir, figures = tmp_path / "run", tmp_path / "fig"
-    rows = _downtime_rows("pod-failure", cluster_failure=False, profiles=("thesis", "fast"))
-    sweep = _downtime_rows("pod-failure", cluster_failure=False, reps=2).assign(
+    rows = downtime_rows("pod-failure", cluster_failure=False, profiles=("thesis", "fast"))
+    sweep = downtime_rows("pod-failure", cluster_failure=False, reps=2).assign(
         profile="sweep", sweep_parameter="readiness_period_s", sweep_value=1.0)
     results.write_table(run_dir, "pod_failure", stream.concat([rows, sweep]))
-    results.write_table(run_dir, "pod_failure_timers", _timers_rows())
+    results.write_table(run_dir, "pod_failure_timers", timers_rows())
     _replot("40-pod-failure.ipynb", run_dir, figures, tmp_path / "40.ipynb")
     assert (figures / "fig-7-3-pod-failure.png").stat().st_size > 20_000
     assert (figures / "fig-7-3-sweep.png").stat().st_size > 10_000
@@ -296,10 +197,10 @@ def test_40_pod_failure_replots_from_tables(tmp_path: Path) -> None:
 @pytest.mark.notebook
 def test_50_cluster_failure_replots_from_tables(tmp_path: Path) -> None:
     run_dir, figures = tmp_path / "run", tmp_path / "fig"
-    rows = _downtime_rows("cluster-failure", cluster_failure=True, profiles=("thesis", "fast"))
+    rows = downtime_rows("cluster-failure", cluster_failure=True, profiles=("thesis", "fast"))
     assert set(stream.phase_table(rows, "high").columns) >= {"detection", "eviction", "restart", "first frame"}
     results.write_table(run_dir, "cluster_failure", rows)
-    results.write_table(run_dir, "cluster_failure_timers", _timers_rows())
+    results.write_table(run_dir, "cluster_failure_timers", timers_rows())
     _replot("50-cluster-failure.ipynb", run_dir, figures, tmp_path / "50.ipynb")
     assert (figures / "fig-7-4-cluster-failure.png").stat().st_size > 20_000
     text = (tmp_path / "50.ipynb").read_text()
@@ -318,7 +219,7 @@ def test_60_island_replots_from_tables(tmp_path: Path) -> None:
 @pytest.mark.notebook
 def test_80_multilevel_replots_from_tables(tmp_path: Path) -> None:
     run_dir, figures = tmp_path / "run", tmp_path / "fig"
-    results.write_table(run_dir, "multilevel", _downtime_rows("multilevel-pod-failure", cluster_failure=False, reps=2))
+    results.write_table(run_dir, "multilevel", downtime_rows("multilevel-pod-failure", cluster_failure=False, reps=2))
     _replot("80-multilevel.ipynb", run_dir, figures, tmp_path / "80.ipynb")
     assert (figures / "multilevel-pod-failure.png").stat().st_size > 10_000
 

@@ -22,13 +22,15 @@ says when it applies to one pod failing again and again, as in the thesis' proto
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["FAST", "KUBELET_BACKOFF_INITIAL_S", "KUBELET_BACKOFF_MAX_S", "KUBELET_BACKOFF_RESET_S", "PROFILES",
-           "THESIS", "FastTimers", "ProfileName", "Timers", "profile", "profiles_table", "restarts_without_backoff"]
+           "THESIS", "FastTimers", "ProfileName", "Timers", "expected_backoffs", "profile", "profiles_table",
+           "restarts_without_backoff"]
 
 #: Where a setting's value comes from (as :data:`labkit.experiments.base.Source`).
 Source = Literal["thesis", "software default", "kit"]
@@ -194,23 +196,44 @@ def profiles_table(profiles: dict[str, Timers] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("setting")
 
 
+def expected_backoffs(cycles_s: Sequence[float], initial_s: float = KUBELET_BACKOFF_INITIAL_S,
+                      max_s: float = KUBELET_BACKOFF_MAX_S) -> list[bool]:
+    """Which restarts of one container the kubelet delays, given the seconds between consecutive exits.
+
+    ``cycles_s[0]`` is ignored (the first restart has no previous instance); ``cycles_s[k]`` is
+    the time from exit ``k - 1`` to exit ``k``. The kubelet (v1.24, ``doBackOff``,
+    pkg/kubelet/kuberuntime/kuberuntime_manager.go:944-973) kills a container that failed its
+    liveness probe and starts it again in the same sync, unless the previous instance exited less
+    than the current back-off ago: the first restart finds no previous instance; the second
+    creates the back-off at ``initial_s``; each later one doubles it up to ``max_s``
+    (client-go util/flowcontrol/backoff.go:93-106), and an entry not advanced for twice the cap
+    starts over (backoff.go:179-181).
+    """
+    out, backoff = [], None
+    for k, cycle in enumerate(cycles_s):
+        if k == 0:
+            out.append(False)
+            continue
+        if backoff is None or cycle > KUBELET_BACKOFF_RESET_S:
+            out.append(False)
+            backoff = initial_s
+            continue
+        out.append(cycle < backoff)
+        backoff = min(backoff * 2, max_s)
+    return out
+
+
 def restarts_without_backoff(cycle_s: float, initial_s: float = KUBELET_BACKOFF_INITIAL_S,
                              max_s: float = KUBELET_BACKOFF_MAX_S) -> float:
     """How many restarts of one container, each ``cycle_s`` after the previous exit, the kubelet starts at once.
 
-    The kubelet (v1.24, ``doBackOff``, pkg/kubelet/kuberuntime/kuberuntime_manager.go:944-973)
-    kills a container that failed its liveness probe and starts it again in the same sync, unless
-    the previous instance exited less than the current back-off ago. The first restart finds no
-    previous instance; the second creates the back-off at ``initial_s``; each later one doubles
-    it, up to ``max_s`` (client-go util/flowcontrol/backoff.go:93-106). So restart ``k >= 3``
-    waits when ``min(initial_s * 2**(k-3), max_s) > cycle_s``. ``math.inf``: never (a cycle of
-    at least the cap, or longer than :data:`KUBELET_BACKOFF_RESET_S`, which starts the back-off over).
+    :func:`expected_backoffs` with equal cycles: restart ``k >= 3`` waits when
+    ``min(initial_s * 2**(k-3), max_s) > cycle_s``. ``math.inf``: never (a cycle of at least the
+    cap, or longer than :data:`KUBELET_BACKOFF_RESET_S`, which starts the back-off over).
     """
     if cycle_s <= 0:
         raise ValueError(f"cycle_s must be > 0, got {cycle_s!r}")
     if cycle_s >= max_s or cycle_s > KUBELET_BACKOFF_RESET_S:
         return math.inf
-    backoff, restart = initial_s, 3
-    while backoff <= cycle_s:
-        backoff, restart = min(backoff * 2, max_s), restart + 1
-    return restart - 1
+    flags = expected_backoffs([cycle_s] * 64, initial_s, max_s)
+    return flags.index(True)

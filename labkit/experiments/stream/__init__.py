@@ -66,8 +66,9 @@ from labkit.experiments.stream.scenarios import (cluster_failure_once, experimen
                                                  running_address, wait_single_pod)
 from labkit.experiments.stream.summary import (COMPOSITION, STREAMS, compare_cluster_failure, compare_pod_failure,
                                                composed_total, composition, concat, decomposition, downtimes,
-                                               island_table, missing_table, phase_table, profiles,
-                                               repetitions_table, sweep_table, table, timer_rows, timers_table)
+                                               iqr_text, island_table, median_of, missing_table, phase_table,
+                                               profiles, repetitions_table, sweep_table, table, timer_rows,
+                                               timers_table)
 
 __all__ = [
     "ProfiledParameters", "StreamError",
@@ -84,6 +85,6 @@ __all__ = [
     "wait_single_pod",
     # summary
     "COMPOSITION", "STREAMS", "compare_cluster_failure", "compare_pod_failure", "composed_total", "composition",
-    "concat", "decomposition", "downtimes", "island_table", "missing_table", "phase_table", "profiles",
-    "repetitions_table", "sweep_table", "table", "timer_rows", "timers_table",
+    "concat", "decomposition", "downtimes", "iqr_text", "island_table", "median_of", "missing_table", "phase_table",
+    "profiles", "repetitions_table", "sweep_table", "table", "timer_rows", "timers_table",
 ]

@@ -108,6 +108,18 @@ def _stats(values: pd.Series, what: str, **labels: Any) -> dict[str, Any]:
             "min": v.min(), "max": v.max(), "n": int(v.count())}
 
 
+def median_of(values: pd.Series) -> float | None:
+    """The median of ``values`` (``None`` when there is none: a figure's check then says "not measured")."""
+    values = values.dropna()
+    return float(values.median()) if len(values) else None
+
+
+def iqr_text(values: pd.Series) -> str:
+    """The interquartile range of ``values`` as it reads (``"IQR 9.41–10.12"``; empty when there is none)."""
+    values = values.dropna()
+    return f"IQR {values.quantile(0.25):.2f}–{values.quantile(0.75):.2f}" if len(values) else ""
+
+
 def table(rows: pd.DataFrame) -> pd.DataFrame:
     """Median, quartiles, mean, std, min, max and n of each stream's downtime and of every phase, per profile."""
     parts = []
