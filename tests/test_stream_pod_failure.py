@@ -34,7 +34,7 @@ def _fake_bed(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> None:
     monkeypatch.setattr(scenarios, "hosting_cluster", lambda testbed, chain, name: "leaf-1")
     monkeypatch.setattr(scenarios, "replace_pod", lambda testbed, chain, recorders, name, timeout:
                         calls.append(f"replace {name}"))
-    monkeypatch.setattr(scenarios, "owner_pod_watch", lambda testbed, chain, name: _Watch())
+    monkeypatch.setattr(scenarios, "pod_watch", lambda testbed, chain, name, cluster=None: _Watch())
     monkeypatch.setattr(scenarios, "restart_logs", lambda testbed, chain, cluster, t: calls.append(f"logs {t:.0f}"))
     monkeypatch.setattr(scenarios, "pdc_logs", lambda *args: pd.DataFrame())
     monkeypatch.setattr(scenarios, "container_restarts", lambda *args: {"restarts": 1})
@@ -84,7 +84,17 @@ def test_the_sweep_refuses_points_the_kubelets_back_off_would_delay() -> None:
     pod_failure.Parameters(sweep={"readiness_period_s": (1,)}, fresh_after_s=15.0, sweep_repetitions=3)
 
 
+def test_the_sweep_base_moves_every_point_and_a_reconnect_point_is_a_fixed_interval() -> None:
+    params = pod_failure.Parameters(sweep_base={"pdc_start_delay_s": 5.0},
+                                    sweep={"pdc_start_delay_s": (0.0, 5.0), "pdc_reconnect_s": (0.1,)})
+    points = [(s, v, t.pdc_start_delay_s, t.pdc_reconnect_s, t.pdc_reconnect_max_s) for s, v, t in params.sweep_points()]
+    assert points == [("base", None, 5.0, 1.5, 1.5), ("pdc_start_delay_s", 0.0, 0.0, 1.5, 1.5),   # 5.0 is the base
+                      ("pdc_reconnect_s", 0.1, 5.0, 0.1, 0.1)]
+    assert params.sweep_points()[0][2].liveness_period_s == FAST.liveness_period_s   # the fast liveness probe
+
+
 @pytest.mark.parametrize("bad, words", [({"sweep": {"readiness_probe": (0,)}}, "cannot sweep"),
+                                        ({"sweep_base": {"profiles": 1}}, "cannot sweep"),
                                         ({"sweep": {"readiness_period_s": ()}}, "lists no value"),
                                         ({"repetitions": {"thesis": 2}}, "no count for profile"),
                                         ({"profiles": ("fast", "fast")}, "named twice"),

@@ -75,8 +75,11 @@ class Parameters(ProfiledParameters):
     fresh_after_s: float = param(15.0, "seconds a fresh pod runs before its probe fails (fresh pods and the sweep): "
                                        "no part of the downtime depends on it while no back-off applies", gt=0)
     sweep: dict[str, tuple[float, ...]] = param(
-        {}, "settings of the sweep's base (SWEEP_BASE: the thesis' timers, the fast liveness probe) varied one at "
-            "a time, and their values; each point runs on a fresh deployment")
+        {}, "settings of the sweep's base varied one at a time, and their values; each point runs on a fresh "
+            "deployment")
+    sweep_base: dict[str, float] = param(
+        {}, "settings changed in SWEEP_BASE (the thesis' timers with the fast liveness probe) for every point of "
+            "the sweep, e.g. a slower PDC start under which the readiness period shows")
     sweep_repetitions: int = param(3, "failures per sweep point, on that point's pod (as many as the kubelet "
                                       "restarts without back-off)", ge=1)
     settle_s: float = param(3.0, "seconds after the stream is back before the PDCs' logs are read", ge=0)
@@ -84,13 +87,13 @@ class Parameters(ProfiledParameters):
                                     "back-off cap (300 s, pkg/kubelet/kubelet.go:132) and its pod worker's retry "
                                     "(<= 15 s, pkg/kubelet/pod_workers.go:1180-1181) fit", gt=0)
 
-    @field_validator("sweep")
+    @field_validator("sweep", "sweep_base")
     @classmethod
-    def _sweepable(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+    def _sweepable(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - set(SWEEPABLE))
         if unknown:
             raise ValueError(f"cannot sweep {unknown}; sweepable settings: {list(SWEEPABLE)}")
-        empty = [k for k, v in value.items() if not v]
+        empty = [k for k, v in value.items() if isinstance(v, tuple) and not v]
         if empty:
             raise ValueError(f"sweep of {empty} lists no value")
         return value
@@ -111,17 +114,20 @@ class Parameters(ProfiledParameters):
         values other than the base's, as (setting, value, timers). Empty without a sweep."""
         if not self.sweep:
             return []
-        points: list[tuple[str, float | None, Timers]] = [("base", None, SWEEP_BASE)]
+        base = _updated(SWEEP_BASE, self.sweep_base)
+        points: list[tuple[str, float | None, Timers]] = [("base", None, base)]
         for setting, values in self.sweep.items():
-            kind = type(getattr(SWEEP_BASE, setting))
-            for value in values:
-                if kind(value) != getattr(SWEEP_BASE, setting):
-                    update = {setting: kind(value)}
-                    if setting == "pdc_reconnect_s":  # a fixed interval, as openPDC's
-                        update["pdc_reconnect_max_s"] = float(value)
-                    points.append((setting, float(value), Timers.model_validate({**SWEEP_BASE.model_dump(),
-                                                                                **update})))
+            points += [(setting, float(v), _updated(base, {setting: v})) for v in values
+                       if type(getattr(base, setting))(v) != getattr(base, setting)]
         return points
+
+
+def _updated(timers: Timers, settings: dict[str, float]) -> Timers:
+    """``timers`` with ``settings`` (a PDC reconnect interval is fixed, as openPDC's: its maximum moves with it)."""
+    update = {name: type(getattr(timers, name))(value) for name, value in settings.items()}
+    if "pdc_reconnect_s" in update and "pdc_reconnect_max_s" not in update:
+        update["pdc_reconnect_max_s"] = float(update["pdc_reconnect_s"])
+    return Timers.model_validate({**timers.model_dump(), **update})
 
 
 def beds(env: Env, params: Parameters) -> list[Env]:

@@ -701,10 +701,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=None, help="override the output port (0 = any free port)")
     ap.add_argument("--host", default=None, help="override the output address")
     ap.add_argument("--port-file", default=None, help="write the bound output port to this file")
+    ap.add_argument("--start-delay", type=float, default=0.0,
+                    help="seconds to wait after start before fetching the configuration (a slower PDC's start)")
     cli.add_logging(ap)
     args = ap.parse_args(argv)
     cli.setup_logging(args)
     log.info("process started")  # the downtime experiments time the restart up to this line
+    time.sleep(max(0.0, args.start_delay))  # the timer sweep's stand-in for a slower start (openPDC's)
     try:
         cfg, fetch = load_config_timed(args.config)
     except PdcConfigError as exc:

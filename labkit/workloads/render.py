@@ -220,6 +220,11 @@ def pod_spec(plan: Plan, placement: Placement | None, containers: list[dict[str,
     return spec
 
 
+def _config_args() -> list[str]:
+    """The default arguments of a runtime container: its config file."""
+    return ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+
+
 def runtime_container(name: str, module: str, image: str, port: int | None,
                       args: Sequence[str] | None = None, timers: Timers = FAST) -> dict[str, Any]:
     """A container running ``python -m <module>`` with ``args`` (default ``--config /etc/labkit/config.yaml``).
@@ -229,7 +234,7 @@ def runtime_container(name: str, module: str, image: str, port: int | None,
     """
     container: dict[str, Any] = {
         "name": name, "image": image, "imagePullPolicy": "IfNotPresent", "command": ["python", "-m", module],
-        "args": list(args) if args is not None else ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "args": list(args) if args is not None else _config_args(),
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                 {"name": "PYTHONUNBUFFERED", "value": "1"}],
@@ -330,10 +335,12 @@ def grid(plan: Plan, images: Images, with_db: bool = True, timers: Timers = FAST
         config = pmu_config(env, pmu)
         out += _owned(plan, ns, deployment(plan, pmu.name, ns, "pmu", "labkit.grid.pmu", images.runtime,
                                            pmu.placement, config, args=pmu_args(config), timers=timers))
+    delay = ["--start-delay", f"{timers.pdc_start_delay_s:g}"] if timers.pdc_start_delay_s else []
     for pdc in env.grid.pdcs:
         ns = grid_namespace(env, pdc)
         out += _owned(plan, ns, deployment(plan, pdc.name, ns, "pdc", "labkit.grid.pdc", images.runtime,
-                                           pdc.placement, pdc_config(env, pdc, with_db, timers), timers=timers))
+                                           pdc.placement, pdc_config(env, pdc, with_db, timers),
+                                           args=[*_config_args(), *delay] if delay else None, timers=timers))
     out += estimators(plan, images, timers)
     return out
 

@@ -113,6 +113,12 @@ class Timers(BaseModel):
              "connection timer, GSF.TimeSeries/Adapters/InputAdapterBase.cs (AttemptConnectionOperation)",
         "software default", gt=0)
 
+    # -- the kit's PDC itself
+    pdc_start_delay_s: float = _kit(0.0, "seconds a PDC waits after its process starts, before it fetches its "
+                                         "configuration: 0, the kit's PDC as it is; more emulates a slower "
+                                         "start (openPDC's, which the thesis does not give and which cannot "
+                                         "run here) for the timer sweep", ge=0)
+
     @model_validator(mode="after")
     def _ordered(self) -> Timers:
         if self.pdc_reconnect_max_s < self.pdc_reconnect_s:

@@ -217,6 +217,15 @@ def test_the_fast_profile_renders_the_kits_timers_on_every_grid_pod(thesis: Plan
     assert galera["containers"][0]["livenessProbe"]["periodSeconds"] == 5   # the database keeps its own
 
 
+def test_a_pdc_start_delay_reaches_the_pdcs_arguments_only(thesis: Plan) -> None:
+    manifests = render(thesis, timers=timers.Timers(pdc_start_delay_s=5.0))
+    _, container, _ = _pdc_low(manifests)
+    assert container["args"] == ["--config", "/etc/labkit/config.yaml", "--start-delay", "5"]
+    pmu = _find(manifests, "Deployment", "pmu-1")["spec"]["template"]["spec"]["containers"][0]
+    assert "--start-delay" not in pmu["args"]
+    assert _pdc_low(render(thesis))[1]["args"] == ["--config", "/etc/labkit/config.yaml"]
+
+
 def test_no_readiness_probe_when_a_profile_drops_it(thesis: Plan) -> None:
     _, container, _ = _pdc_low(render(thesis, timers=timers.Timers(readiness_probe=False)))
     assert "readinessProbe" not in container

@@ -138,29 +138,41 @@ class Observed:
     labels: dict[str, Any] = field(default_factory=dict)
 
 
-def owner_pod_watch(testbed: Testbed, chain: Chain, name: str) -> PodEvents:
-    """A watch on component ``name``'s pods in its owner (what the owner's Service and Liqo see)."""
+def pod_watch(testbed: Testbed, chain: Chain, name: str, cluster: str | None = None) -> PodEvents:
+    """A watch on component ``name``'s pods in ``cluster``: its owner by default (what the owner's Service and
+    Liqo see), or a provider (its real pod, as the kubelet there reports it)."""
     keys = {"run_id": "", "scenario": "", "step": "measure"}  # the experiment's table sets its own
-    return PodEvents(core_api(testbed, chain.owner(name)), cluster=chain.owner(name), namespace=chain.namespace(name),
+    where = cluster or chain.owner(name)
+    return PodEvents(core_api(testbed, where), cluster=where, namespace=pod_namespace(chain, name, where),
                      label_selector=f"{INSTANCE}={name}", **keys)
 
 
-def ready_again(pods: pd.DataFrame, since: float, new_only: bool = False) -> float | None:
-    """When a pod watch (:class:`~labkit.measure.pods.PodEvents` rows) saw the pod Ready again after ``since``.
+def ready_again(pods: pd.DataFrame, since: float, new_only: bool = False) -> tuple[float | None, float]:
+    """When a pod watch (:class:`~labkit.measure.pods.PodEvents` rows) saw the pod Ready again after ``since``,
+    and for how long it saw it not Ready (s).
 
     ``new_only``: the first Ready of a pod created after ``since`` (column ``new``, the cluster
-    failure's replacement); otherwise the first Ready after the pod was seen not Ready (a restart).
+    failure's replacement), not Ready from its first sighting. Otherwise the first Ready after the
+    pod was seen not Ready (a restart); a pod seen Ready throughout was never taken out of its
+    Service: Ready at ``since`` and 0 s (the readiness phase then takes no time). ``(None, nan)``:
+    the watch saw nothing.
     """
     if pods.empty:
-        return None
+        return None, np.nan
     sel = pods.assign(t=unix_seconds(pods["t"]))
     sel = sel[sel["t"] >= since]
     if new_only:
-        return first_at(sel, since, new=True, value=1.0)
+        sel = sel[sel["new"]] if "new" in sel else sel.iloc[0:0]
+        ready = first_at(sel, since, value=1.0)
+        return ready, (ready - float(sel["t"].min())) if ready is not None else np.nan
+    if sel.empty:
+        return None, np.nan
     down = sel[sel["value"] == 0.0]
     if down.empty:
-        return None
-    return first_at(sel, float(down["t"].min()), value=1.0)
+        return since, 0.0
+    start = float(down["t"].min())
+    ready = first_at(sel, start, value=1.0)
+    return ready, (ready - start) if ready is not None else np.nan
 
 
 def container_restarts(testbed: Testbed, chain: Chain, name: str, cluster: str) -> dict[str, Any]:
@@ -209,14 +221,16 @@ def measure_pod_failure(testbed: Testbed, env: Env, *, repetitions: int, after_s
         for rep in range(1, repetitions + 1):
             if fresh_pod and rep > 1:
                 replace_pod(testbed, chain, recorders, chain.low, timeout_s)
-            watch = owner_pod_watch(testbed, chain, chain.low)
-            with collecting([watch]):
+            cluster = hosting_cluster(testbed, chain, chain.low)
+            owner, leaf = pod_watch(testbed, chain, chain.low), pod_watch(testbed, chain, chain.low, cluster)
+            with collecting([owner, leaf]):
                 t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
                 time.sleep(settle_s)
+            ready_at, owner_s = ready_again(owner.collect(), t_fault)
+            labels = {**container_restarts(testbed, chain, chain.low, cluster), "not_ready_owner_s": owner_s,
+                      "not_ready_leaf_s": ready_again(leaf.collect(), t_fault)[1]}
             seen.append(Observed(rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault),
-                                 pdc_logs(testbed, chain, chain.high, [high_cluster]),
-                                 ready_again(watch.collect(), t_fault),
-                                 labels=container_restarts(testbed, chain, chain.low, cluster)))
+                                 pdc_logs(testbed, chain, chain.high, [high_cluster]), ready_at, labels=labels))
     finally:
         frames = stop_recorders(recorders)
     return _tidy(seen, frames, log, chain, keys, detection_before_downtime=True, terminated=True)
@@ -256,9 +270,10 @@ def measure_cluster_failure(testbed: Testbed, env: Env, *, repetitions: int, wit
             pod_t = pods.assign(t=unix_seconds(pods["t"])) if not pods.empty else pods
             before = [("detection", first_at(node_t, t_fault, value=0.0) if not node_t.empty else None),
                       ("eviction", first_at(pod_t, t_fault, new=True) if not pod_t.empty else None)]
+            ready_at, not_ready_s = ready_again(pods, t_fault, new_only=True)
             seen.append(Observed(rep, t_fault, cluster, restart_logs(testbed, chain, cluster, t_fault),
-                                 pdc_logs(testbed, chain, chain.high, [high_cluster]),
-                                 ready_again(pods, t_fault, new_only=True), before=before))
+                                 pdc_logs(testbed, chain, chain.high, [high_cluster]), ready_at, before=before,
+                                 labels={"not_ready_owner_s": not_ready_s}))
     finally:
         frames = stop_recorders(recorders)
     return _tidy(seen, frames, log, chain, keys, detection_before_downtime=False, terminated=False)
