@@ -280,3 +280,21 @@ def test_recorder_status_reports_the_gap_and_the_stop_file_closes_it(tmp_path: P
     assert final["closed"] is True and final["frames"] >= during["frames"]
     dt = stream_downtime(load_frames(out))                                        # readable: closed cleanly
     assert len(dt) == 1 and dt["first_new"].iloc[0] == pytest.approx(during["last_gap"][1])
+
+
+@pytest.mark.unit
+def test_readiness_takes_no_time_when_the_owner_never_saw_the_pod_not_ready() -> None:
+    from labkit.experiments.stream.scenarios import ready_again
+
+    t = pd.Timestamp(T0, unit="s", tz="UTC")
+    watch = pd.DataFrame({"t": [t + pd.Timedelta(seconds=s) for s in (1, 2, 3, 6)], "value": [1.0, 0.0, 0.0, 1.0],
+                          "pod": "p", "new": [False, False, False, False]})
+    assert ready_again(watch, T0) == (T0 + 6, 4.0)                      # not Ready from 2 s to 6 s
+    assert ready_again(watch.assign(value=1.0), T0) == (T0, 0.0)        # Ready throughout: no readiness phase
+    ready, seconds = ready_again(watch.iloc[0:0], T0)                   # the watch saw nothing
+    assert ready is None and np.isnan(seconds)
+    fresh = watch.assign(new=[False, True, True, True])
+    assert ready_again(fresh, T0, new_only=True) == (T0 + 6, 4.0)       # a new pod: from its first sighting
+    milestones = dict(stream.stream_milestones(pd.DataFrame(columns=["t", "event", "input", "seconds"]), T0 + 5,
+                                               T0 + 8, T0, [], T0, None, "", False))
+    assert milestones["readiness"] == T0 + 4.5                          # clamped: 0 s after the previous milestone

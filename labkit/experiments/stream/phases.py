@@ -263,7 +263,8 @@ def stream_milestones(logs: pd.DataFrame, last_old: float, first_new: float, t_f
     else:
         out.append(("startup", first_at(after, since, event="listening") if not after.empty else None))
     out.append(("reconnect", first_at(after, since, event="input connected") if not after.empty else None))
-    out.append(("readiness", ready_at if ready_at is not None and ready_at >= since else None))
+    # Ready before the downtime: the owner never took the pod out of its Service (the phase takes no time)
+    out.append(("readiness", None if ready_at is None else max(ready_at, since)))
     if high_logs is not None:
         out.append(("high reconnect", _first(high_logs, since, first_new + 1.0, "input connected", input=high_input)))
     return out

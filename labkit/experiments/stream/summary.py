@@ -74,13 +74,15 @@ def phase_table(rows: pd.DataFrame, stream: str = "low", profile: str | None = N
 
 
 def repetitions_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per profile and repetition: both streams' downtime, where it ran, restarts and the restart wait."""
+    """Per profile and repetition: both streams' downtime, where it ran, restarts, the restart wait (s, whole
+    seconds, from the pod's status) and how long the owner and the leaf saw the pod not Ready (s)."""
     d = with_profile(rows)
     d = d[d["metric"] == "stream_downtime"]
     if d.empty:
         return pd.DataFrame()
     index = [c for c in ("profile", "sweep_parameter", "sweep_value", "repetition", "cluster") if c in d]
-    out = d.drop_duplicates(index)[index + [c for c in ("restarts", "restart_wait_s") if c in d]]
+    labels = [c for c in ("restarts", "restart_wait_s", "not_ready_owner_s", "not_ready_leaf_s") if c in d]
+    out = d.drop_duplicates(index)[index + labels]
     for stream in STREAMS:
         values = d[d["stream"] == stream][index + ["value"]].rename(columns={"value": f"downtime {stream} (s)"})
         out = out.merge(values, on=index, how="left")
