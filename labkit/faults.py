@@ -289,9 +289,10 @@ def _core(testbed: Testbed, action: _PodAction) -> Any:
 
 
 def _running_pods(core: Any, action: _PodAction) -> list[str]:
-    """Names of the running pods the action selects."""
+    """Names of the running pods the action selects (not those being deleted: a replaced pod lingers)."""
     pods = core.list_namespaced_pod(action.namespace, label_selector=action.label_selector()).items
-    return [p.metadata.name for p in pods if p.status and p.status.phase == "Running"]
+    return [p.metadata.name for p in pods
+            if p.status and p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
 
 
 def _wait_running_for(api: Any, pod: str, namespace: str, seconds: float, timeout: float = 600.0) -> None:

@@ -117,3 +117,18 @@ def test_a_liveness_fault_carries_its_own_after_s() -> None:
     log = FaultLog()
     log.add(spec, "pdc-0", "inject")
     assert log.table(run_id="r", scenario="s", step="x")["action"].tolist() == ["pod-liveness-fail"]
+
+
+def test_pod_actions_skip_pods_being_deleted() -> None:
+    """A replaced pod lingers while it terminates: a liveness fault must hit its replacement, not it."""
+    from types import SimpleNamespace
+
+    from labkit.faults import _running_pods
+
+    def pod(name: str, phase: str, deleting: bool) -> SimpleNamespace:
+        return SimpleNamespace(metadata=SimpleNamespace(name=name, deletion_timestamp="now" if deleting else None),
+                               status=SimpleNamespace(phase=phase))
+
+    pods = [pod("old", "Running", True), pod("new", "Running", False), pod("next", "Pending", False)]
+    core = SimpleNamespace(list_namespaced_pod=lambda ns, label_selector: SimpleNamespace(items=pods))
+    assert _running_pods(core, LivenessFail(cluster="leaf-1", namespace="test", after_s=1.0)) == ["new"]

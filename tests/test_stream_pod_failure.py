@@ -60,6 +60,27 @@ def test_a_fresh_pod_before_every_repetition_only_when_asked(monkeypatch: pytest
                      *replace, "fault 3 after 60", "logs 3"]
 
 
+def test_an_unrecovered_repetition_is_recorded_and_ends_only_its_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    _fake_bed(monkeypatch, calls)
+    recorded: list[dict[str, Any]] = []
+    monkeypatch.setattr(scenarios, "repetition_rows", lambda **kw: recorded.append(kw) or [])
+
+    def fail_twice(testbed: Any, chain: Any, recorders: Any, rep: int, after_s: float, *args: Any) -> tuple:
+        calls.append(f"fault {rep}")
+        if rep == 2:
+            raise scenarios.Unrecovered(2.0, "leaf-2", "repetition 2: not back within 420 s; what was seen")
+        return float(rep), "leaf-2"
+
+    monkeypatch.setattr(scenarios, "pod_failure_once", fail_twice)
+    params = pod_failure.Parameters(repetitions={"thesis": 3, "fast": 1}, settle_s=0.0)
+    pod_failure.measure(object(), object(), params)  # type: ignore[arg-type]
+    assert [c for c in calls if c.startswith(("deploy", "fault"))] == [
+        "deploy Timers", "fault 1", "fault 2", "deploy FastTimers", "fault 1"]   # thesis' 3rd skipped, fast runs
+    assert [r["rep"] for r in recorded] == [1, 2, 1]
+    assert recorded[1]["failure"].startswith("repetition 2: not back") and recorded[1]["t_fault"] == 2.0
+
+
 def test_pod_failure_runs_each_profile_then_each_sweep_point(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     _fake_bed(monkeypatch, calls)

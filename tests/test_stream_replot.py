@@ -298,3 +298,16 @@ def test_readiness_takes_no_time_when_the_owner_never_saw_the_pod_not_ready() ->
     milestones = dict(stream.stream_milestones(pd.DataFrame(columns=["t", "event", "input", "seconds"]), T0 + 5,
                                                T0 + 8, T0, [], T0, None, "", False))
     assert milestones["readiness"] == T0 + 4.5                          # clamped: 0 s after the previous milestone
+
+
+@pytest.mark.unit
+def test_a_repetition_without_a_gap_counts_as_unrecovered() -> None:
+    from labkit.experiments.pod_failure import downtime_headline
+
+    frames = pd.concat([frames_at(s, T0, T0 + 60.0, []) for s in ("low", "high")], ignore_index=True)
+    rows = stream.repetition_rows(rep=1, t_fault=T0 + 30.0, frames=frames, logs=pd.DataFrame(), milestones_before=[],
+                                  cluster="leaf-2", detection_before_downtime=True, failure="not back", run_id="t",
+                                  scenario="pod-failure")
+    assert [r["recovered"] for r in rows] == [False, False] and all(r["failure"] == "not back" for r in rows)
+    table = stream.experiment_table(rows, frames, FaultLog(), {"run_id": "t", "scenario": "pod-failure"})
+    assert downtime_headline(table) == {"repetitions": 1.0, "recovered": 0.0, "unrecovered": 1.0}

@@ -204,7 +204,7 @@ def plot_sweep(rows: pd.DataFrame, timers: pd.DataFrame, path: Path) -> Path:
             sel = sweep[sweep["setting"] == setting]
             ax.plot(sel["value"], sel[f"{stream} median (s)"], marker="o", color=color, label=f"{stream} PDC median")
         if base is not None:
-            ax.axvline(base, color="gray", linestyle=":", label=f"thesis profile: {base:g}")
+            ax.axvline(base, color="gray", linestyle=":", label=f"the sweep's base: {base:g}")
         ax.set(xlabel=setting, ylabel="downtime (s)", title=f"downtime vs {setting}")
         ax.legend(fontsize=7)
     return _save(fig, path)

@@ -47,9 +47,50 @@ def pod_failure_once(testbed: Testbed, chain: Chain, recorders: Mapping[str, Rec
     with injected(testbed, chain.env, spec, log):
         t_fault = log.injected_at(spec.name).timestamp()
         if wait_recovered(recorders["low"], t_fault, timeout_s) is None:
-            raise StreamError(f"repetition {rep}: the low PDC's stream did not come back within {timeout_s:.0f} s")
+            raise Unrecovered(t_fault, cluster, f"repetition {rep}: the low PDC's stream did not come back within "
+                                                f"{timeout_s:.0f} s; {diagnose(testbed, chain, recorders)}")
         wait_recovered(recorders["high"], t_fault, 20.0)
     return t_fault, cluster
+
+
+class Unrecovered(StreamError):
+    """A repetition's stream did not come back in time: when its fault came, where, and what was seen."""
+
+    def __init__(self, t_fault: float, cluster: str, message: str) -> None:
+        super().__init__(message)
+        self.t_fault, self.cluster = t_fault, cluster
+
+
+def diagnose(testbed: Testbed, chain: Chain, recorders: Mapping[str, RecorderPod]) -> str:
+    """What the low PDC's pods look like in its owner and where they run, its last log lines and the
+    recorders' status: for the message of a repetition that did not recover."""
+    parts = []
+    try:
+        clusters = {chain.owner(chain.low), hosting_cluster(testbed, chain, chain.low)}
+        for cluster in sorted(clusters):
+            pods = core_api(testbed, cluster).list_namespaced_pod(
+                pod_namespace(chain, chain.low, cluster), label_selector=f"{INSTANCE}={chain.low}",
+                _request_timeout=10).items
+            for pod in pods:
+                states = [f"{cs.name}: {_state(cs)} restarts={cs.restart_count} ready={cs.ready}"
+                          for cs in (pod.status.container_statuses or [])]
+                parts.append(f"{cluster}/{pod.metadata.name} on {pod.spec.node_name} phase={pod.status.phase}"
+                             f"{' deleting' if pod.metadata.deletion_timestamp else ''} [{'; '.join(states)}]")
+        logs = pdc_logs(testbed, chain, chain.low, sorted(clusters))
+        parts.append("last PDC log lines: " + " | ".join(logs.sort_values("t")["message"].tail(6)))
+    except Exception as exc:  # a diagnosis must not hide the failure it describes
+        parts.append(f"(diagnosis failed: {exc})")
+    parts += [f"recorder {name}: {rec.status()}" for name, rec in recorders.items()]
+    return "; ".join(parts)
+
+
+def _state(cs: Any) -> str:
+    """A container status' state as it reads (``running``, ``waiting: CrashLoopBackOff``, ...)."""
+    if cs.state is None:
+        return "?"
+    if cs.state.waiting is not None:
+        return f"waiting: {cs.state.waiting.reason}"
+    return "terminated" if cs.state.terminated is not None else "running"
 
 
 def _virtual_node(chain: Chain, cluster: str) -> str:
@@ -79,8 +120,9 @@ def cluster_failure_once(testbed: Testbed, chain: Chain, recorders: Mapping[str,
         with injected(testbed, chain.env, spec, log):
             t_fault = log.injected_at(spec.name).timestamp()
             if wait_recovered(recorders["low"], t_fault, timeout_s) is None:
-                raise StreamError(f"repetition {rep}: the low PDC's stream did not come back within "
-                                  f"{timeout_s:.0f} s of disconnecting {cluster}")
+                raise Unrecovered(t_fault, cluster, f"repetition {rep}: the low PDC's stream did not come back "
+                                                    f"within {timeout_s:.0f} s of disconnecting {cluster}; "
+                                                    f"{diagnose(testbed, chain, recorders)}")
             wait_recovered(recorders["high"], t_fault, 20.0)
         wait_node(core_api(testbed, owner), _virtual_node(chain, cluster), ready=True, timeout=120.0, interval=1.0)
     wait_single_pod(testbed, chain, chain.low, 120.0)
@@ -103,7 +145,8 @@ def replace_pod(testbed: Testbed, chain: Chain, recorders: Mapping[str, Recorder
     for pod in home_pods(testbed, chain, name):
         core.delete_namespaced_pod(pod.metadata.name, chain.namespace(name))
     if wait_recovered(recorders["low"], since, timeout_s) is None:
-        raise StreamError(f"{name}: no frame at the low recorder within {timeout_s:.0f} s of replacing its pod")
+        raise Unrecovered(since, chain.owner(name), f"{name}: no frame at the low recorder within {timeout_s:.0f} s "
+                                                    f"of replacing its pod; {diagnose(testbed, chain, recorders)}")
     wait_single_pod(testbed, chain, name, timeout_s)
 
 
@@ -220,11 +263,19 @@ def measure_pod_failure(testbed: Testbed, env: Env, *, repetitions: int, after_s
     try:
         for rep in range(1, repetitions + 1):
             if fresh_pod and rep > 1:
-                replace_pod(testbed, chain, recorders, chain.low, timeout_s)
+                try:
+                    replace_pod(testbed, chain, recorders, chain.low, timeout_s)
+                except Unrecovered as exc:
+                    seen.append(unrecovered(rep, exc, keys))
+                    break
             cluster = hosting_cluster(testbed, chain, chain.low)
             owner, leaf = pod_watch(testbed, chain, chain.low), pod_watch(testbed, chain, chain.low, cluster)
             with collecting([owner, leaf]):
-                t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
+                try:
+                    t_fault, cluster = pod_failure_once(testbed, chain, recorders, rep, after_s, timeout_s, log)
+                except Unrecovered as exc:
+                    seen.append(unrecovered(rep, exc, keys))
+                    break
                 time.sleep(settle_s)
             ready_at, owner_s = ready_again(owner.collect(), t_fault)
             labels = {**container_restarts(testbed, chain, chain.low, cluster), "not_ready_owner_s": owner_s,
@@ -234,6 +285,18 @@ def measure_pod_failure(testbed: Testbed, env: Env, *, repetitions: int, after_s
     finally:
         frames = stop_recorders(recorders)
     return _tidy(seen, frames, log, chain, keys, detection_before_downtime=True, terminated=True)
+
+
+def unrecovered(rep: int, exc: Unrecovered, keys: Mapping[str, Any]) -> Observed:
+    """Repetition ``rep`` as one that did not recover (said on stdout; its rows carry the message as ``failure``).
+
+    The measurement stops there (the chain is in a state the next repetition would not start
+    from); the experiment's other measurements go on, and its ``unrecovered`` headline fails the
+    run's bound.
+    """
+    print(f"[stream] {keys.get('profile') or 'measurement'}: {exc}; its remaining repetitions are skipped", flush=True)
+    empty = pd.DataFrame(columns=["t", "event", "input", "seconds", "message"])
+    return Observed(rep, exc.t_fault, exc.cluster, empty, empty, None, labels={"failure": str(exc)})
 
 
 def _tidy(seen: list[Observed], frames: pd.DataFrame, log: FaultLog, chain: Chain, keys: Mapping[str, Any], *,
@@ -264,7 +327,11 @@ def measure_cluster_failure(testbed: Testbed, env: Env, *, repetitions: int, wit
         for rep in range(1, repetitions + 1):
             if with_db and rep > 1:
                 wait_databases(testbed, chain)
-            t_fault, cluster, nodes, pods = cluster_failure_once(testbed, chain, recorders, rep, timeout_s, log)
+            try:
+                t_fault, cluster, nodes, pods = cluster_failure_once(testbed, chain, recorders, rep, timeout_s, log)
+            except Unrecovered as exc:
+                seen.append(unrecovered(rep, exc, keys))
+                break
             time.sleep(settle_s)
             node_t = nodes.assign(t=unix_seconds(nodes["t"])) if not nodes.empty else nodes
             pod_t = pods.assign(t=unix_seconds(pods["t"])) if not pods.empty else pods
