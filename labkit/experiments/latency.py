@@ -50,7 +50,7 @@ from labkit import reference
 from labkit.config import Env, validate_env
 from labkit.experiments.base import Parameters as BaseParameters
 from labkit.experiments.base import Tables, param, thesis
-from labkit.experiments.reaction import peering_of
+from labkit.experiments.reaction import peering_ran
 from labkit.fidelity import Check, Method, holds, within
 from labkit.measure import collecting
 from labkit.measure.ping import PingCollector
@@ -310,7 +310,7 @@ def measure_peered(testbed: Testbed, env: Env, *, leaves: int, count: int, inter
         for leaf in names:
             legs[leaf].append(("pod-peered", provider_pod(testbed, leaf, f"probe-{leaf}"), root_pod.address))
         rows = ping_leaves(legs, count=count, interval=interval, concurrent=concurrent, **keys)
-        return rows.assign(path=np.where(rows["step"] == "pod-peered", peering_of(testbed), None), bed="peered")
+        return rows.assign(path=np.where(rows["step"] == "pod-peered", peering_ran(testbed), None), bed="peered")
     finally:
         stop_pods(api, namespace, [h["metadata"]["name"] for h in homes])
         stop_pods(api, NAMESPACE, [f"probe-{root}"])

@@ -126,13 +126,13 @@ def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     delays, observations = measure_reactions(testbed, env, repetitions=params.repetitions, provider=params.provider,
                                              poll_interval=params.poll_interval, timeout=params.timeout,
                                              settle_s=params.settle_s, run_id="", scenario="")
-    labels = {"bed": bed_of(env), "peering": peering_of(testbed),
+    labels = {"bed": bed_of(env), "peering": peering_ran(testbed),
               "ping_interval_s": env.tuning.liqo.gateway_ping_interval_s,
               "loss_threshold": env.tuning.liqo.gateway_ping_loss_threshold}
     return {NAME: delays.assign(**labels), f"{NAME}-nodes": observations.assign(bed=labels["bed"])}
 
 
-def peering_of(testbed: Testbed) -> str:
+def peering_ran(testbed: Testbed) -> str:
     """Which peering ran, as the test bed says (real Liqo or the kit's look-alike); ``not recorded`` when it does not."""
     return str(getattr(testbed, "peering", "") or "not recorded by the test bed")
 
