@@ -29,7 +29,7 @@ from labkit.experiments.pod_failure import downtime_headline, phases_observed
 from labkit.experiments.stream import (ProfiledParameters, compare_cluster_failure, composed_total, composition,
                                        concat, decomposition, downtimes, iqr_text, kept, measure_cluster_failure,
                                        median_of, missing_table, movable_low_env, plot_cluster_failure,
-                                       repetitions_table, table, timer_rows, timers_table)
+                                       repetitions_table, table, timer_rows, timers_frame, timers_table)
 from labkit.fidelity import Check, Method, within
 from labkit.testbed import Testbed
 from labkit.workloads.timers import ProfileName
@@ -66,8 +66,7 @@ def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
         parts.append(measure_cluster_failure(testbed, env, repetitions=params.repetitions[profile],
                                              timers=params.timers(profile), profile=profile, **common))
         timers += timer_rows(params.timers(profile), profile=profile)
-    return {NAME: concat(parts), f"{NAME}_timers": pd.DataFrame(timers).assign(
-        t=pd.Timestamp.now(tz="UTC"), run_id="", scenario="", step="measure", cluster="")}
+    return {NAME: concat(parts), f"{NAME}_timers": timers_frame(timers)}
 
 
 def headline(tables: Tables) -> dict[str, float]:

@@ -37,7 +37,7 @@ from labkit.experiments.base import Tables, param, thesis
 from labkit.experiments.stream import (ProfiledParameters, compare_pod_failure, concat, decomposition, downtimes,
                                        iqr_text, kept, measure_pod_failure, median_of, missing_table, phase_table,
                                        plot_pod_failure, plot_sweep, repetitions_table, sweep_table, table,
-                                       timer_rows, timers_table)
+                                       timer_rows, timers_frame, timers_table)
 from labkit.fidelity import Check, Method, holds, within
 from labkit.testbed import Testbed
 from labkit.workloads.timers import (FAST, THESIS, ProfileName, Timers, expected_backoffs,
@@ -154,8 +154,7 @@ def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
                                          after_s=params.fresh_after_s, timers=point, fresh_pod=False,
                                          **labels, **common))
         timers += timer_rows(point, **labels)
-    return {NAME: concat(parts), f"{NAME}_timers": pd.DataFrame(timers).assign(
-        t=pd.Timestamp.now(tz="UTC"), run_id="", scenario="", step="measure", cluster="")}
+    return {NAME: concat(parts), f"{NAME}_timers": timers_frame(timers)}
 
 
 def headline(tables: Tables) -> dict[str, float]:

@@ -68,7 +68,7 @@ from labkit.experiments.stream.summary import (COMPOSITION, STREAMS, compare_clu
                                                composed_total, composition, concat, decomposition, downtimes,
                                                iqr_text, island_table, median_of, missing_table, phase_table,
                                                profiles, repetitions_table, sweep_table, table, timer_rows,
-                                               timers_table)
+                                               timers_frame, timers_table)
 
 __all__ = [
     "ProfiledParameters", "StreamError",
@@ -86,5 +86,5 @@ __all__ = [
     # summary
     "COMPOSITION", "STREAMS", "compare_cluster_failure", "compare_pod_failure", "composed_total", "composition",
     "concat", "decomposition", "downtimes", "iqr_text", "island_table", "median_of", "missing_table", "phase_table",
-    "profiles", "repetitions_table", "sweep_table", "table", "timer_rows", "timers_table",
+    "profiles", "repetitions_table", "sweep_table", "table", "timer_rows", "timers_frame", "timers_table",
 ]

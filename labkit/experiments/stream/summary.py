@@ -204,6 +204,11 @@ def timer_rows(timers: Timers, **labels: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def timers_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A ``*_timers`` table of :func:`timer_rows`' rows, with the tidy columns every table has."""
+    return pd.DataFrame(rows).assign(t=pd.Timestamp.now(tz="UTC"), run_id="", scenario="", step="measure", cluster="")
+
+
 def base_setting(timers: pd.DataFrame, setting: str) -> float | None:
     """The sweep base's value of ``setting`` in a ``*_timers`` table (``None``: not there)."""
     t = with_profile(timers)
