@@ -231,7 +231,7 @@ def test_recorder_status_reports_the_gap_and_the_stop_file_closes_it(tmp_path: P
     import json
     import sys
 
-    from labkit.grid.config import from_mapping
+    from labkit.grid.pdc_config import from_mapping
     from labkit.grid.pdc import Pdc
     from labkit.grid.pmu import PmuServer
     from labkit.measure.stream import load_frames, stream_downtime

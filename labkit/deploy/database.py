@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.config import DbDomain
-from labkit.grid.config import PdcConfig, config_sql, from_mapping, reader_sql
+from labkit.grid.pdc_config import PdcConfig, config_sql, from_mapping, reader_sql
 from labkit.testbed import Testbed, TestbedError
 from labkit.testbed.pods import PodHost, provider_of_node, twin_pods
 from labkit.topology import Plan
@@ -455,7 +455,7 @@ def deploy_database(testbed: Testbed, plan: Plan, domain: str | DbDomain, *, ima
     Services and StatefulSet to the owner of the domain's namespace (which must exist:
     ``up(env)`` offloads it), waits until every member is ``Synced`` in one Primary cluster
     of ``replicas``, then creates the database, the read-only account PDCs use and the
-    tables (:data:`labkit.grid.config.SCHEMA_SQL`).
+    tables (:data:`labkit.grid.pdc_config.SCHEMA_SQL`).
 
     Returns
     -------

@@ -39,9 +39,9 @@ CLI::
     python -m labkit.grid.pdc --config 'mysql://user:pw@127.0.0.1:3306/labkit?name=pdc-low-1'
 
 prints ``listening <host> <port>`` once the output server is bound. A config file with a ``db``
-entry is filled from that database at start (:func:`labkit.grid.config.load_config_timed`);
+entry is filled from that database at start (:func:`labkit.grid.pdc_config.load_config_timed`);
 either way the PDC logs ``config-fetch name=<pdc> source=<file|db> address=... seconds=...
-attempts=...`` (:func:`labkit.grid.config.parse_fetch_line`).
+attempts=...`` (:func:`labkit.grid.pdc_config.parse_fetch_line`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 from labkit.grid import c37118 as c
 from labkit.grid import cli
-from labkit.grid.config import PdcConfig, PdcConfigError, load_config_timed
+from labkit.grid.pdc_config import PdcConfig, PdcConfigError, load_config_timed
 from labkit.grid.connection import FrameProtocol, WarnLimiter
 from labkit.grid.pmu import FrameServer, serve_until_signal
 
@@ -375,7 +375,7 @@ class Pdc:
     Parameters
     ----------
     cfg
-        The PDC configuration (:func:`labkit.grid.config.load_config`).
+        The PDC configuration (:func:`labkit.grid.pdc_config.load_config`).
     """
 
     def __init__(self, cfg: PdcConfig) -> None:

@@ -310,7 +310,7 @@ def pmu_args(config: Mapping[str, Any]) -> list[str]:
 def pdc_config(env: Env, pdc: PdcSpec, with_db: bool = True, timers: Timers = FAST) -> dict[str, Any]:
     """Configuration file of ``python -m labkit.grid.pdc`` (low and high level are the same program).
 
-    The keys are :class:`labkit.grid.config.PdcConfig`'s, plus ``level`` and ``db`` (the
+    The keys are :class:`labkit.grid.pdc_config.PdcConfig`'s, plus ``level`` and ``db`` (the
     database of the PDC's namespace, where it fetches this configuration from; ``None``
     without ``with_db``: the PDC then reads this file alone). Its inputs reconnect as ``timers``
     says (``backoff_min``/``backoff_max``: the file's, not the database's).

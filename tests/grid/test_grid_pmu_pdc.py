@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from labkit.grid import c37118 as c
-from labkit.grid.config import from_mapping
+from labkit.grid.pdc_config import from_mapping
 from labkit.grid.pdc import Pdc, StreamClient
 from labkit.grid.pmu import PmuServer
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labkit.grid.config import from_mapping
+from labkit.grid.pdc_config import from_mapping
 from labkit.grid.pdc import Pdc
 from labkit.grid.pmu import PmuServer
 from labkit.grid.recorder import COLUMNS, Recorder, read_frames

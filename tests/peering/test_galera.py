@@ -27,7 +27,7 @@ from kubernetes import client
 
 from labkit import config
 from labkit.deploy import database as db
-from labkit.grid.config import parse_fetch_line
+from labkit.grid.pdc_config import parse_fetch_line
 
 pytestmark = pytest.mark.embedded
 
@@ -137,7 +137,8 @@ def test_members_spread_over_three_leaves_and_a_pdc_reads_its_config(galera: tup
     try:
         result = vm.run(["timeout", "15", sys.executable, "-m", "labkit.grid.pdc", "--config", str(path), "--port", "0"],
                         timeout=40)
-        loaded = vm.run([sys.executable, "-c", "import json, sys; from labkit.grid.config import load_config, to_mapping; "
+        loaded = vm.run([sys.executable, "-c", "import json, sys; "
+                         "from labkit.grid.pdc_config import load_config, to_mapping; "
                          "print(json.dumps(to_mapping(load_config(sys.argv[1]))))", str(path)], timeout=40)
     finally:
         path.unlink()

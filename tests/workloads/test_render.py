@@ -160,7 +160,7 @@ def test_unknown_kind() -> None:
 
 def test_database_experiment_stores_the_rendered_pdc_configs(thesis: Plan) -> None:
     from labkit.deploy.database import DatabaseError, domain_of, manifests, pdc_configs
-    from labkit.grid.config import config_sql
+    from labkit.grid.pdc_config import config_sql
 
     cfgs = {c.name: c for c in pdc_configs(thesis, "pdc-config")}
     assert set(cfgs) == {"pdc-low", "pdc-high"} and cfgs["pdc-high"].idcode == 201

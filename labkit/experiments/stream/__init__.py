@@ -40,7 +40,7 @@ restart         the new PDC process logs ``process started`` (its log, ms; inclu
                 restart back-off)
 startup         the configuration fetch starts (the PDC's ``config-fetch`` line minus the duration it
                 measured), or without that line the PDC logs ``listening``
-config fetch    the PDC logs ``config-fetch ... seconds=<s>`` (:func:`labkit.grid.config.parse_fetch_line`):
+config fetch    the PDC logs ``config-fetch ... seconds=<s>`` (:func:`labkit.grid.pdc_config.parse_fetch_line`):
                 from its DB domain (the thesis), or from its ConfigMap file (``with_db=False``)
 reconnect       the PDC logs ``input <pmu> connected`` (CFG-2 of its input received)
 readiness       the owner sees the new pod Ready (pod watch, ms): its Service sends clients to it

@@ -16,7 +16,7 @@ import pandas as pd
 
 from labkit.deploy import INSTANCE
 from labkit.deploy.chain import Chain, hosting_cluster, pod_namespace
-from labkit.grid.config import parse_fetch_line
+from labkit.grid.pdc_config import parse_fetch_line
 from labkit.measure.stream import DOWNTIME_THRESHOLD_S, stream_downtime
 from labkit.testbed import Testbed
 
@@ -60,7 +60,7 @@ def parse_log(text: str) -> pd.DataFrame:
     """Milestones in a PDC log (the kit's format ``%(asctime)s %(name)s %(levelname)s %(message)s``, UTC).
 
     Returns columns ``t`` (UNIX s), ``event``, ``input`` (for ``config fetched``: ``file`` or ``db``),
-    ``seconds`` (the fetch duration the PDC measured, :func:`labkit.grid.config.parse_fetch_line`), ``message``.
+    ``seconds`` (the fetch duration the PDC measured, :func:`labkit.grid.pdc_config.parse_fetch_line`), ``message``.
     """
     rows = []
     for line in text.splitlines():

@@ -1,4 +1,4 @@
-"""labkit.grid.config: PDC configuration from files and from a MySQL-protocol database."""
+"""labkit.grid.pdc_config: PDC configuration from files and from a MySQL-protocol database."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.grid.config import PdcConfigError, from_mapping, load_config, read_mysql, to_mapping, write_mysql
+from labkit.grid.pdc_config import PdcConfigError, from_mapping, load_config, read_mysql, to_mapping, write_mysql
 
 pytestmark = pytest.mark.unit
 
@@ -163,7 +163,7 @@ def _mariadb_cli(port: int, sql: str, user: str = "root", database: str = "labki
 
 
 def test_config_sql_script_stores_what_write_mysql_stores(mariadb: int) -> None:
-    from labkit.grid.config import config_sql
+    from labkit.grid.pdc_config import config_sql
 
     odd = from_mapping({**GOOD, "name": "pdc-o'brien", "inputs": [
         {"name": "pmu-\"q\"", "host": "a\\b.svc", "port": 4712, "idcode": 7}]})
@@ -174,7 +174,7 @@ def test_config_sql_script_stores_what_write_mysql_stores(mariadb: int) -> None:
 
 
 def test_reader_account_reads_but_cannot_write(mariadb: int) -> None:
-    from labkit.grid.config import config_sql, reader_sql
+    from labkit.grid.pdc_config import config_sql, reader_sql
 
     assert _mariadb_cli(mariadb, reader_sql("labkit", "pdc") + config_sql([from_mapping(GOOD)])).returncode == 0
     assert load_config(f"mysql://pdc@127.0.0.1:{mariadb}/labkit?name=pdc-low-1") == from_mapping(GOOD)
@@ -204,7 +204,7 @@ def _seed(port: int) -> None:
 
 
 def test_file_with_a_db_entry_is_filled_from_the_database_and_timed(tmp_path: Path, mariadb: int) -> None:
-    from labkit.grid.config import load_config_timed, parse_fetch_line
+    from labkit.grid.pdc_config import load_config_timed, parse_fetch_line
 
     _seed(mariadb)
     cfg, fetch = load_config_timed(_db_file(tmp_path, mariadb))
@@ -239,7 +239,7 @@ def test_bad_db_entry_is_named(tmp_path: Path, db: object, message: str) -> None
 
 
 def test_pdc_cli_logs_how_long_the_config_fetch_took(tmp_path: Path, mariadb: int) -> None:
-    from labkit.grid.config import parse_fetch_line
+    from labkit.grid.pdc_config import parse_fetch_line
 
     _seed(mariadb)
     proc = subprocess.Popen([sys.executable, "-m", "labkit.grid.pdc", "--config", str(_db_file(tmp_path, mariadb)),
