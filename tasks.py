@@ -29,7 +29,7 @@ TIERS = tiers()
 def setup(c: Context) -> None:
     """Install everything the kit needs (idempotent): Debian packages, the Python package, the Jupyter kernel."""
     from labkit import install
-    from labkit.host import PrivilegeError, require_embedded
+    from labkit.machine import PrivilegeError, require_embedded
     from labkit.setup_steps import SetupError, run_steps
 
     try:
@@ -47,7 +47,7 @@ def setup(c: Context) -> None:
 def lab(c: Context, env: str = "embedded", profile: str = "quick", only: str = "", share: bool = True) -> None:
     """Run the experiment pipeline: notebooks/ in order with papermill into data/<run_id>/."""
     from labkit.config import ConfigError, load_env
-    from labkit.host import PrivilegeError, require_embedded
+    from labkit.machine import PrivilegeError, require_embedded
     from labkit.runner import PipelineError, run_pipeline
 
     if profile not in ("quick", "full"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labkit import host
+from labkit import machine
 
 #: Tools the test beds use, with the argument that makes each print its version.
 TOOLS: dict[str, list[str]] = {
@@ -79,7 +79,7 @@ def pacing_lateness(period_s: float = 1 / 30, ticks: int = 300,
 
 def facts_table(versions: Mapping[str, str]) -> pd.DataFrame:
     """Host facts and tool versions as a two-column table (``fact``, ``value``)."""
-    rows = [(k, str(v)) for k, v in host.facts().as_dict().items()]
+    rows = [(k, str(v)) for k, v in machine.facts().as_dict().items()]
     rows += [(f"version:{k}", v) for k, v in versions.items()]
     return pd.DataFrame(rows, columns=["fact", "value"])
 

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from labkit import host, paths
+from labkit import machine, paths
 from labkit.paths import new_run_id
 
 __all__ = ["MANIFEST", "Manifest", "NotebookRecord", "git_info", "new_run_id", "package_versions", "utcnow"]
@@ -96,7 +96,7 @@ class Manifest:
     status: RunStatus = "running"
     git: dict[str, Any] = field(default_factory=git_info)
     packages: dict[str, str] = field(default_factory=package_versions)
-    host: dict[str, Any] = field(default_factory=lambda: host.facts().as_dict())
+    host: dict[str, Any] = field(default_factory=lambda: machine.facts().as_dict())
     parameters: dict[str, Any] = field(default_factory=dict)
     notebooks: list[NotebookRecord] = field(default_factory=list)
     thresholds: list[dict[str, Any]] = field(default_factory=list)

@@ -24,7 +24,7 @@ BACKENDS = ("labkit.testbed.embedded", "labkit.testbed.vms")
 #: detached processes), which the hosts tier's guest uses too. A leaf imports nothing of the kit.
 LEAVES_IN_BACKENDS = ("labkit.testbed.embedded.linux",)
 #: What a backend may import of the kit: the layers below the test beds (and the neutral parts of its own package).
-BELOW_TESTBEDS = ("labkit.config", "labkit.paths", "labkit.host", "labkit.setup_steps", "labkit.waiting",
+BELOW_TESTBEDS = ("labkit.config", "labkit.paths", "labkit.machine", "labkit.setup_steps", "labkit.waiting",
                   "labkit.topology", "labkit.workloads", "labkit.images", "labkit.grid", "labkit.testbed.base",
                   "labkit.testbed.signals", "labkit.testbed.kubeapi", "labkit.testbed.pods", "labkit.testbed.liqoctl",
                   "labkit.timescale", "labkit.gobuild")

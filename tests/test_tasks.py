@@ -126,10 +126,10 @@ def test_a_signal_during_up_tears_down_and_says_interrupted() -> None:
 def test_setup_and_lab_stop_before_anything_when_the_host_lacks_something(
         task: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The preflight runs first: no setup step, no pipeline run, one line naming what is missing."""
-    from labkit import host, runner, setup_steps
+    from labkit import machine, runner, setup_steps
 
-    lacking = host.Offers(euid=1000, cap_eff=0, tun=False, cgroup="v2", cgroup_writable=False)
-    monkeypatch.setattr(host, "offers", lambda *a: lacking)
+    lacking = machine.Offers(euid=1000, cap_eff=0, tun=False, cgroup="v2", cgroup_writable=False)
+    monkeypatch.setattr(machine, "offers", lambda *a: lacking)
     started: list[str] = []
     monkeypatch.setattr(setup_steps, "run_steps", lambda *a, **k: started.append("setup"))
     monkeypatch.setattr(runner, "run_pipeline", lambda *a, **k: started.append("lab"))

@@ -38,14 +38,14 @@ Log = Callable[[str], None]
 PIPELINE_ONLY = "00,20,40,50"
 #: The README's test command in the guest: these tiers and files (``invoke test --tier --args``).
 GUEST_TIERS = "unit,embedded"
-GUEST_TESTS = ("tests/test_host.py tests/test_config.py tests/test_host_services.py tests/embedded/test_cgroups_unit.py "
+GUEST_TESTS = ("tests/test_machine.py tests/test_config.py tests/test_host_services.py tests/embedded/test_cgroups_unit.py "
                "tests/embedded/test_embedded_unit.py tests/embedded/test_preflight.py "
                "tests/embedded/test_cgroups.py tests/embedded/test_private_dirs.py "
                "tests/embedded/test_cluster.py tests/embedded/test_lifecycle.py "
                "tests/peering/test_galera.py tests/embedded/test_thesis_env.py")
 #: Under qemu's emulator (TCG: this host's KVM cannot boot the guest's kernel) Kubernetes' timers
 #: (20 s grace periods, 144 s for two nodes to be Ready) do not hold: the tests without a cluster.
-GUEST_TESTS_TCG = ("tests/test_host.py tests/test_config.py tests/embedded/test_cgroups_unit.py "
+GUEST_TESTS_TCG = ("tests/test_machine.py tests/test_config.py tests/embedded/test_cgroups_unit.py "
                    "tests/embedded/test_embedded_unit.py tests/embedded/test_preflight.py "
                    "tests/embedded/test_cgroups.py")
 #: Where the checkout goes in the guest.

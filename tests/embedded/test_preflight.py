@@ -35,16 +35,16 @@ def test_invoke_lab_without_net_admin_names_it_and_starts_nothing() -> None:
 
 
 def test_the_check_as_an_unprivileged_user_under_the_system_python() -> None:
-    """uid 65534 with no capabilities, the distribution's python3 (labkit.host is stdlib only)."""
+    """uid 65534 with no capabilities, the distribution's python3 (labkit.machine is stdlib only)."""
     python = "/usr/bin/python3"
     if not Path(python).exists():
         pytest.skip("no /usr/bin/python3")
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from labkit import host; "
-            "host.require_embedded('invoke setup')")
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from labkit import machine; "
+            "machine.require_embedded('invoke setup')")
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
                            python, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("labkit.host.PrivilegeError: invoke setup: the embedded test bed cannot run")
+    assert last.startswith("labkit.machine.PrivilegeError: invoke setup: the embedded test bed cannot run")
     for part in ("root (running as uid 65534", "CAP_NET_ADMIN and CAP_SYS_ADMIN", "writable cgroups"):
         assert part in last

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labkit import timescale
-from labkit.host import require_embedded, require_root
+from labkit.machine import require_embedded, require_root
 from labkit.paths import cache_dir
 from labkit.setup_steps import Step
 from labkit.testbed.base import CommandResult, MachineBusy, PingResult, TestbedError, ping_with
@@ -274,8 +274,8 @@ class EmbeddedTestbed:
 
         Raises
         ------
-        labkit.host.PrivilegeError
-            When not root, or the host lacks what the test bed needs (:func:`labkit.host.require_embedded`).
+        labkit.machine.PrivilegeError
+            When not root, or the host lacks what the test bed needs (:func:`labkit.machine.require_embedded`).
         TestbedError
             When another testbed holds the machine, or a component does not start (the
             message names it and its log).

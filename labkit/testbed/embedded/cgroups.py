@@ -2,7 +2,7 @@
 
 The kit makes one cgroup tree per VM (``lkt-vm-<vm>``: daemons in ``system``, pods in the
 kubelet's ``kubepods``) and one for its process supervisor (``lkt-supervisor``). Where these
-trees go depends on the host (:func:`plan` decides, :mod:`labkit.host` detects):
+trees go depends on the host (:func:`plan` decides, :mod:`labkit.machine` detects):
 
 ``v1`` (also ``hybrid``: v1 controllers plus a cgroup2 at ``unified``)
     Nobody else manages the hierarchies (this development machine has no systemd): the trees
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from labkit import host
+from labkit import machine
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: v1 controller hierarchies the kit makes its cgroups in (``systemd`` is a named hierarchy).
@@ -127,7 +127,7 @@ class Layout:
 
 
 def plan(cgroup: str, systemd: bool) -> Layout:
-    """Decide the :class:`Layout` for a host's cgroup mode (:func:`labkit.host.cgroup_layout`) and init."""
+    """Decide the :class:`Layout` for a host's cgroup mode (:func:`labkit.machine.cgroup_layout`) and init."""
     if cgroup in ("v1", "hybrid"):
         return Layout("v1")
     if cgroup == "v2" and systemd:
@@ -140,7 +140,7 @@ def plan(cgroup: str, systemd: bool) -> Layout:
 @functools.cache
 def current() -> Layout:
     """The :class:`Layout` of this host (detected once per process)."""
-    return plan(host.cgroup_layout(CGROUP_ROOT), host.has_systemd())
+    return plan(machine.cgroup_layout(CGROUP_ROOT), machine.has_systemd())
 
 
 # --- making and joining cgroups ----------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Facts about the host the kit runs on, and the privilege checks that depend on them.
+"""Facts about this machine (the one the kit runs on), and the privilege checks that depend on them.
+
+Not to be confused with :class:`labkit.testbed.base.Host`: a lab VM or node of a test bed that
+the kit runs commands on. This module is about the machine underneath every test bed.
 
 The embedded backend needs root (network namespaces, mounts, cgroups) and adapts to the
 host's cgroup layout: cgroup v1 hierarchies (this development machine, no systemd) or the
@@ -30,8 +33,8 @@ class PrivilegeError(PermissionError):
 
 
 @dataclass(frozen=True)
-class HostFacts:
-    """What the kit needs to know about this host."""
+class MachineFacts:
+    """What the kit needs to know about this machine (recorded in the run manifest's ``host`` entry)."""
 
     kernel: str
     machine: str
@@ -84,9 +87,9 @@ def memory_gib() -> float:
     return 0.0
 
 
-def facts() -> HostFacts:
-    """Collect :class:`HostFacts` for this host."""
-    return HostFacts(
+def facts() -> MachineFacts:
+    """Collect :class:`MachineFacts` for this machine."""
+    return MachineFacts(
         kernel=platform.release(),
         machine=platform.machine(),
         cpus=os.cpu_count() or 1,
