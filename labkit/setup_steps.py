@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit import host_services
+from labkit import machine_services
 
 Log = Callable[[str], None]
 
@@ -80,7 +80,7 @@ def missing_apt_packages(packages: Sequence[str]) -> list[str]:
 def apt_step(packages: dict[str, str]) -> Step:
     """A step that installs the missing Debian ``packages`` (``apt-get update`` first).
 
-    The services those packages bring stay stopped and disabled (:func:`labkit.host_services.held`).
+    The services those packages bring stay stopped and disabled (:func:`labkit.machine_services.held`).
     """
 
     def run(log: Log) -> None:
@@ -89,7 +89,7 @@ def apt_step(packages: dict[str, str]) -> Step:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         lock = ["-o", "DPkg::Lock::Timeout=600"]  # wait for another apt/dpkg instead of failing
         call(["apt-get", *lock, "update", "-q"], env=env)
-        with host_services.held(log):  # the new packages' own daemons stay off: the kit runs its own in its VMs
+        with machine_services.held(log):  # the new packages' own daemons stay off: the kit runs its own in its VMs
             call(["apt-get", *lock, "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
 
     return Step(

@@ -14,7 +14,7 @@ runs, as root in the checkout:
 
 and records around them what the guest's systemd ran and enabled and its cgroup tree, so the
 test can check that the kit disturbed none of them (the packages setup installs start no service
-of their own: :mod:`labkit.host_services`). Every command's output goes to a log under ``logs``.
+of their own: :mod:`labkit.machine_services`). Every command's output goes to a log under ``logs``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ Log = Callable[[str], None]
 PIPELINE_ONLY = "00,20,40,50"
 #: The README's test command in the guest: these tiers and files (``invoke test --tier --args``).
 GUEST_TIERS = "unit,embedded"
-GUEST_TESTS = ("tests/test_machine.py tests/test_config.py tests/test_host_services.py tests/embedded/test_cgroups_unit.py "
-               "tests/embedded/test_embedded_unit.py tests/embedded/test_preflight.py "
+GUEST_TESTS = ("tests/test_machine.py tests/test_config.py tests/test_machine_services.py "
+               "tests/embedded/test_cgroups_unit.py tests/embedded/test_embedded_unit.py tests/embedded/test_preflight.py "
                "tests/embedded/test_cgroups.py tests/embedded/test_private_dirs.py "
                "tests/embedded/test_cluster.py tests/embedded/test_lifecycle.py "
                "tests/peering/test_galera.py tests/embedded/test_thesis_env.py")

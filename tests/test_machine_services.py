@@ -1,4 +1,4 @@
-"""labkit.host_services: the kit's apt step leaves the services of new packages stopped and disabled.
+"""labkit.machine_services: the kit's apt step leaves the services of new packages stopped and disabled.
 
 The policy script runs for real under ``sh`` with the arguments invoke-rc.d and
 deb-systemd-invoke pass; dpkg and systemctl are faked (the development machine has no systemd;
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import host_services
-from labkit.host_services import MARK, held, policy_script, unit_files
+from labkit import machine_services
+from labkit.machine_services import MARK, held, policy_script, unit_files
 
 pytestmark = pytest.mark.unit
 
@@ -152,7 +152,7 @@ def test_held_without_systemd_only_keeps_the_policy_during_the_install(tmp_path:
     init_d = tmp_path / "init.d"
     init_d.mkdir()
     (init_d / "cron").touch()
-    assert host_services.known_services(host.run, init_d, systemd=False) == {"cron"}
+    assert machine_services.known_services(host.run, init_d, systemd=False) == {"cron"}
     with held(lambda _: None, policy=policy, systemd=False, run=host.run, init_d=init_d) as report:
         host.install()
     assert host.policy_during is not None and not policy.exists()
@@ -161,7 +161,7 @@ def test_held_without_systemd_only_keeps_the_policy_during_the_install(tmp_path:
 
 def test_installed_packages_reads_only_installed_ones() -> None:
     out = "a\tinstall ok installed\nb\tdeinstall ok config-files\nc\tinstall ok unpacked\nd\thold ok installed\n"
-    assert host_services.installed_packages(lambda argv: out) == {"a", "d"}
+    assert machine_services.installed_packages(lambda argv: out) == {"a", "d"}
 
 
 def test_setup_apt_step_installs_inside_held(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,7 +179,7 @@ def test_setup_apt_step_installs_inside_held(monkeypatch: pytest.MonkeyPatch) ->
         def __exit__(self, *exc: object) -> None:
             events.append("released")
 
-    monkeypatch.setattr(setup_steps.host_services, "held", Probe)
+    monkeypatch.setattr(setup_steps.machine_services, "held", Probe)
     monkeypatch.setattr(setup_steps, "missing_apt_packages", lambda pkgs: ["etcd-server"])
     monkeypatch.setattr(setup_steps, "call", lambda argv, env=None: events.append(" ".join(argv[3:5])))
     setup_steps.apt_step({"etcd-server": "why"}).run(lambda _: None)

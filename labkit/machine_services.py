@@ -83,7 +83,7 @@ def policy_script(known: Iterable[str]) -> str:
     names = sorted({service_name(k) for k in known})
     allowed = "|".join(f"'{n}'" for n in names if "'" not in n) or "''"
     return (f"#!/bin/sh\n{MARK}: written by the kit's `invoke setup` for one `apt-get install`, removed after it\n"
-            "# (labkit.host_services). Services the host did not have before that install are not started.\n"
+            "# (labkit.machine_services). Services the host did not have before that install are not started.\n"
             'while [ "${1#--}" != "$1" ]; do shift; done\n'
             'case "${1%.service}" in\n'
             f"  {allowed}) exit 0 ;;\n"
