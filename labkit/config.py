@@ -351,9 +351,17 @@ class Addressing(Model):
     Pod CIDRs are cut from ``pod_pool`` in blocks of ``pod_prefix`` (smaller blocks when the
     pool would not hold them all); every cluster without one gets ``service_cidr``
     (a shared range is fine: Liqo reflects Services as local ClusterIPs).
+
+    The default pool, 100.64.0.0/10, lies outside the pools Liqo v0.10.2's IPAM maps networks
+    into (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16). Inside them, distinct pod CIDRs are not
+    enough: each cluster's IPAM takes its ExternalCIDR from those pools by best fit, which is a
+    /16 hole next to its own pod CIDR, the neighbouring cluster's pod CIDR (10.65.0.0/16 for a
+    cluster on 10.64.0.0/16), so that peer's pod CIDR is remapped with NAT and a Galera member
+    advertising its own pod address cannot be reached (the thesis: "distinct CIDRs across
+    clusters", section 4). A pod CIDR outside the pools is never remapped.
     """
 
-    pod_pool: ipaddress.IPv4Network = ipaddress.IPv4Network("10.64.0.0/10")
+    pod_pool: ipaddress.IPv4Network = ipaddress.IPv4Network("100.64.0.0/10")
     pod_prefix: int = Field(default=16, ge=8, le=24)
     service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.43.0.0/16")
 

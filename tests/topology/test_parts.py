@@ -45,7 +45,7 @@ def test_thousand_clusters_get_smaller_distinct_blocks() -> None:
     big = plan(examples.region(50, 949))
     pods = [c.pod for c in big.cidrs.values()]
     assert len(set(pods)) == 1000 and {p.prefixlen for p in pods} == {20}  # /16 blocks would not fit in the /10
-    assert all(p.subnet_of(ipaddress.IPv4Network("10.64.0.0/10")) for p in pods)  # type: ignore[arg-type]
+    assert all(p.subnet_of(ipaddress.IPv4Network("100.64.0.0/10")) for p in pods)  # type: ignore[arg-type]
 
 
 def test_every_label_is_a_valid_kubernetes_label() -> None:

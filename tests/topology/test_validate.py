@@ -80,7 +80,7 @@ def test_pod_cidr_overlapping_a_peer_service_cidr_inside_a_db_domain() -> None:
 
 def test_auto_cidrs_avoid_explicit_ones() -> None:
     raw = raw_env("thesis")
-    raw["clusters"][1]["pod_cidr"] = "10.65.0.0/16"
+    raw["clusters"][1]["pod_cidr"] = "100.65.0.0/16"
     result = plan(env_from(raw))
     assert result.cidrs["leaf-1"].pod_source == "file" and result.cidrs["leaf-2"].pod_source == "auto"
     pods = [c.pod for c in result.cidrs.values()]

@@ -330,7 +330,7 @@ def test_dry_run_prints_every_command_per_host_in_order(env: Any, plan: Runbook)
     positions = [next(i for i, line in enumerate(lines) if r.render() in line and f"[{r.host} " in line)
                  for r in plan.runs("liqo.peer")]
     assert positions == sorted(positions)
-    assert "192.0.2.10" in text and "cluster-cidr: 10.64.0.0/16" in text
+    assert "192.0.2.10" in text and "cluster-cidr: 100.64.0.0/16" in text
 
 
 def test_down_plan_unpeers_uninstalls_and_never_fails(env: Any, topo: Any) -> None:
