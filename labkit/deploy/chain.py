@@ -129,7 +129,8 @@ def deploy_databases(testbed: Testbed, chain: Chain, log: Callable[[str], None] 
 
 
 def wait_databases(testbed: Testbed, chain: Chain, timeout: float = 300.0) -> None:
-    """Wait until every member of the chain's DB domains is Synced again (after a fault cut one off).
+    """Wait until every member of the chain's DB domains is Synced again (after a fault cut one off),
+    and their client Services serve in every member's cluster (:func:`labkit.deploy.database.wait_ready`).
 
     A member on a disconnected cluster rejoins (a state transfer) some time after its cluster
     comes back; a next fault that cuts another member off before that leaves one of three, a
@@ -138,11 +139,11 @@ def wait_databases(testbed: Testbed, chain: Chain, timeout: float = 300.0) -> No
     from labkit.deploy import database
 
     for name in chain_domains(chain):
-        database.wait_complete(testbed, chain.plan, name, timeout)
+        database.wait_ready(testbed, chain.plan, name, timeout)
 
 
 def _reuse_database(testbed: Testbed, chain: Chain, name: str) -> bool:
-    """Whether DB domain ``name`` already runs (then wait until every member is Synced; one may rejoin)."""
+    """Whether DB domain ``name`` already runs (then wait until it serves again; a member may rejoin)."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -156,7 +157,7 @@ def _reuse_database(testbed: Testbed, chain: Chain, name: str) -> bool:
         if exc.status == 404:
             return False
         raise
-    database.wait_complete(testbed, chain.plan, domain, 300.0)
+    database.wait_ready(testbed, chain.plan, domain, 300.0)
     return True
 
 

@@ -32,7 +32,8 @@ from labkit.testbed import Testbed, TestbedError
 from labkit.testbed.pods import PodHost, provider_of_node, twin_pods
 from labkit.topology import Plan
 from labkit.waiting import wait_until
-from labkit.workloads.render import DB_NAME, DB_READER, Images, Manifest, database, grid_namespace, pdc_config
+from labkit.workloads.render import (DB_NAME, DB_READER, Images, Manifest, client_service, database, grid_namespace,
+                                     pdc_config)
 
 #: Galera status variables :func:`status` reads.
 WSREP_STATUS = ("wsrep_cluster_size", "wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready",
@@ -42,6 +43,11 @@ WSREP_STATUS = ("wsrep_cluster_size", "wsrep_cluster_status", "wsrep_local_state
 ENTRYPOINT = "labkit-galera"
 #: Seconds :func:`wait_complete` waits for an incomplete domain before it looks for a full crash, and between looks.
 RECOVER_AFTER = 20.0
+
+#: Seconds ``mariadb-admin ping`` waits for the client Service's server (:func:`service_answers`).
+CONNECT_TIMEOUT = 5
+#: Seconds :func:`wait_ready` waits, after the members are Synced, for the client Service to serve everywhere.
+SERVING_TIMEOUT = 120.0
 
 #: Log lines of a member's container that :func:`describe` shows when its state cannot be read.
 DESCRIBED_LOG_LINES = 6
@@ -90,7 +96,8 @@ class Deployment:
         The members once the cluster was complete.
     timings
         ``images_s`` (image import into the member clusters), ``ready_s`` (manifests applied
-        until every member is Synced in a cluster of ``replicas``), ``schema_s``.
+        until every member is Synced in a cluster of ``replicas``), ``serving_s`` (from then
+        until the client Service serves in every member's cluster, :func:`wait_serving`), ``schema_s``.
     """
 
     domain: DbDomain
@@ -279,6 +286,102 @@ def wait_complete(testbed: Testbed, plan: Plan, domain: str | DbDomain, timeout:
                                       f"{timeout:.0f} s; members now: {describe(testbed, plan, dom)}")
 
 
+def ready_in(slices: Sequence[Any]) -> set[str]:
+    """Addresses of the ready endpoints in ``slices`` (``V1EndpointSlice``), as kube-proxy reads them.
+
+    An endpoint without a ``ready`` condition counts as ready (the API's "unknown").
+    """
+    return {address for piece in slices for endpoint in piece.endpoints or []
+            if endpoint.conditions is None or endpoint.conditions.ready is not False
+            for address in endpoint.addresses}
+
+
+def ready_addresses(testbed: Testbed, cluster: str, namespace: str, service: str) -> set[str]:
+    """Addresses of the ready endpoints of ``service`` in ``cluster``'s ``namespace`` (its EndpointSlices).
+
+    In a member's provider cluster these are the reflected slices of the owner's Service.
+    """
+    from kubernetes import client
+
+    slices = client.DiscoveryV1Api(testbed.kube(cluster)).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}").items
+    return ready_in(slices)
+
+
+def service_answers(testbed: Testbed, member: Member, service: str) -> str | None:
+    """``None`` when a server answers at ``service`` from ``member``'s container, else why not.
+
+    ``mariadb-admin ping`` by the Service's DNS name, as a PDC beside the member connects: the
+    name resolves in the member's cluster and kube-proxy sends the connection to a ready
+    endpoint. It exits 0 once a server answers, also when it refuses the (root) login; the
+    handshake keeps the servers from counting a bare TCP connect against ``max_connect_errors``.
+    """
+    argv = ["mariadb-admin", f"--connect-timeout={CONNECT_TIMEOUT}", "-h", f"{service}.{member.namespace}.svc",
+            "ping"]
+    try:
+        result = host(testbed, member).run(argv, timeout=CONNECT_TIMEOUT + 10)
+    except Exception as exc:  # the exec refused (the container restarts): not serving from there
+        return f"exec failed: {str(exc)[-200:]}"
+    if result.returncode == 0:
+        return None
+    return f"mariadb-admin ping exited {result.returncode}: {(result.stderr or result.stdout).strip()[-200:]}"
+
+
+def unserved(testbed: Testbed, domain: DbDomain, found: Sequence[Member]) -> dict[str, str]:
+    """Why the domain's client Service does not serve yet, per cluster running a member (``{}``: it serves in all).
+
+    It serves in a cluster when its EndpointSlices there hold one ready endpoint per member of
+    ``found`` (kube-proxy then balances over every Synced member, none missing, none stale)
+    and :func:`service_answers` from that cluster's member.
+    """
+    service, want = client_service(domain), len(found)
+    where = {(m.cluster, m.namespace): m for m in reversed(found)}  # the lowest ordinal of each cluster
+    problems: dict[str, str] = {}
+    for (cluster, namespace), member in sorted(where.items()):
+        ready = ready_addresses(testbed, cluster, namespace, service)
+        if len(ready) != want:
+            problems[cluster] = f"{len(ready)} ready endpoint(s) of {want} {sorted(ready)}"
+        elif (why := service_answers(testbed, member, service)) is not None:
+            problems[cluster] = why
+    return problems
+
+
+def wait_serving(testbed: Testbed, plan: Plan, domain: str | DbDomain, found: Sequence[Member],
+                 timeout: float = SERVING_TIMEOUT, interval: float = 1.0) -> None:
+    """Wait until the client Service serves in every cluster running one of ``found`` (:func:`unserved`).
+
+    A member is Synced (what :func:`complete` reads) before Kubernetes sends clients to it: its
+    readiness probe passes, a virtual kubelet copies the provider pod's Ready condition to the
+    home pod, the owner's EndpointSlice controller adds it, the reflection copies the slice into
+    each provider and that cluster's kube-proxy programs it. Until then a client's connect
+    to the Service is refused there (kube-proxy rejects a Service without ready endpoints).
+
+    Raises
+    ------
+    DatabaseError
+        When it does not serve everywhere within ``timeout`` (the message says why, per cluster).
+    """
+    dom = domain_of(plan, domain)
+    last: dict[str, str] = {}
+
+    def served() -> bool:
+        nonlocal last
+        last = unserved(testbed, dom, found)
+        return not last
+
+    wait_until(served, timeout=timeout, interval=interval, error=DatabaseError,
+               message=lambda: f"DB domain {dom.name}: client Service {client_service(dom)} not serving after "
+                               f"{timeout:.0f} s in {last}")
+
+
+def wait_ready(testbed: Testbed, plan: Plan, domain: str | DbDomain, timeout: float = 300.0,
+               log: Log = print) -> list[Member]:
+    """:func:`wait_complete`, then :func:`wait_serving`: the domain serves its clients everywhere; its members."""
+    found = wait_complete(testbed, plan, domain, timeout, log=log)
+    wait_serving(testbed, plan, domain, found)
+    return found
+
+
 def needs_recovery(states: Mapping[str, str]) -> bool:
     """Whether a domain waits for a full-crash recovery, from its members' entrypoint states.
 
@@ -454,13 +557,14 @@ def deploy_database(testbed: Testbed, plan: Plan, domain: str | DbDomain, *, ima
     Imports the galera image into the domain's clusters, applies the rendered ConfigMap,
     Services and StatefulSet to the owner of the domain's namespace (which must exist:
     ``up(env)`` offloads it), waits until every member is ``Synced`` in one Primary cluster
-    of ``replicas``, then creates the database, the read-only account PDCs use and the
-    tables (:data:`labkit.grid.pdc_config.SCHEMA_SQL`).
+    of ``replicas`` and the client Service serves in every member's cluster (:func:`wait_serving`:
+    PDCs read their configuration through it as soon as this returns), then creates the
+    database, the read-only account PDCs use and the tables (:data:`labkit.grid.pdc_config.SCHEMA_SQL`).
 
     Returns
     -------
     Deployment
-        The members and ``timings`` (``images_s``, ``ready_s``, ``schema_s``).
+        The members and ``timings`` (``images_s``, ``ready_s``, ``serving_s``, ``schema_s``).
 
     Raises
     ------
@@ -478,6 +582,11 @@ def deploy_database(testbed: Testbed, plan: Plan, domain: str | DbDomain, *, ima
     deployment.timings["ready_s"] = time.monotonic() - start
     log(f"[database] {dom.name}: {dom.replicas} members Synced in {deployment.timings['ready_s']:.1f} s "
         f"({', '.join(f'{m.pod}@{m.cluster}' for m in deployment.members)})")
+    start = time.monotonic()
+    wait_serving(testbed, plan, dom, deployment.members)
+    deployment.timings["serving_s"] = time.monotonic() - start
+    log(f"[database] {dom.name}: client Service {client_service(dom)} serves in every member's cluster "
+        f"{deployment.timings['serving_s']:.1f} s later")
     start = time.monotonic()
     sql(testbed, deployment.members[0], reader_sql(DB_NAME, DB_READER))
     sql(testbed, deployment.members[0], config_sql([]), database=DB_NAME)  # the tables, no rows

@@ -291,7 +291,8 @@ def _db_for(env: Env, namespace: str) -> dict[str, Any] | None:
     domain = next((d for d in env.db_domains if d.namespace == namespace), None)
     if domain is None:
         return None
-    return {"host": f"{domain.name}-db.{namespace}.svc", "port": MYSQL_PORT, "database": DB_NAME, "user": DB_READER}
+    return {"host": f"{client_service(domain)}.{namespace}.svc", "port": MYSQL_PORT, "database": DB_NAME,
+            "user": DB_READER}
 
 
 def pmu_config(env: Env, pmu: PmuSpec) -> dict[str, Any]:
@@ -408,6 +409,11 @@ def _one_member_per_cluster(domain: DbDomain, labels: Mapping[str, str]) -> dict
     return {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
 
 
+def client_service(domain: DbDomain) -> str:
+    """Name of a DB domain's client Service: its Synced (Ready) members, where PDCs read their configuration."""
+    return f"{domain.name}-db"
+
+
 def database(plan: Plan, domain: DbDomain, images: Images) -> list[Manifest]:
     """A DB domain's Galera cluster: ConfigMap, headless + client Services and the StatefulSet.
 
@@ -444,7 +450,7 @@ def database(plan: Plan, domain: DbDomain, images: Images) -> list[Manifest]:
                                          "spec": spec}}}
     objects = [config_map(f"{name}-config", ns, "galera", {"galera.cnf": galera_config(domain)}),
                service(f"{name}-peers", ns, "galera", GALERA_PORTS, _labels("galera", name), headless=True),
-               service(f"{domain.name}-db", ns, "galera", {"mysql": MYSQL_PORT}, _labels("galera", name)),
+               service(client_service(domain), ns, "galera", {"mysql": MYSQL_PORT}, _labels("galera", name)),
                statefulset]
     return _owned(plan, ns, objects)
 
