@@ -56,7 +56,7 @@ def test_the_service_serves_when_every_member_cluster_has_every_member_ready_and
 
 def test_a_cluster_missing_a_ready_endpoint_or_refusing_the_connect_does_not_serve(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    refused = "mariadb-admin ping exited 1: Can't connect to server on 'd-db.test.svc' (115)"
+    refused = "mariadb exited 1: Can't connect to server on 'd-db.test.svc' (115)"
     pinged = _fake(monkeypatch, {"leaf-2": 0, "leaf-1": 2}, {"leaf-3": refused})
     problems = db.unserved(None, SimpleNamespace(name="d"), MEMBERS)  # type: ignore[arg-type]
     assert problems == {"leaf-1": "2 ready endpoint(s) of 3 ['10.1.0.5', '10.2.0.5']",

@@ -44,7 +44,7 @@ ENTRYPOINT = "labkit-galera"
 #: Seconds :func:`wait_complete` waits for an incomplete domain before it looks for a full crash, and between looks.
 RECOVER_AFTER = 20.0
 
-#: Seconds ``mariadb-admin ping`` waits for the client Service's server (:func:`service_answers`).
+#: Seconds the client waits to connect to the client Service's server (:func:`service_answers`).
 CONNECT_TIMEOUT = 5
 #: Seconds :func:`wait_ready` waits, after the members are Synced, for the client Service to serve everywhere.
 SERVING_TIMEOUT = 120.0
@@ -96,8 +96,8 @@ class Deployment:
         The members once the cluster was complete.
     timings
         ``images_s`` (image import into the member clusters), ``ready_s`` (manifests applied
-        until every member is Synced in a cluster of ``replicas``), ``serving_s`` (from then
-        until the client Service serves in every member's cluster, :func:`wait_serving`), ``schema_s``.
+        until every member is Synced in a cluster of ``replicas``), ``schema_s``, ``serving_s``
+        (from then until the client Service serves in every member's cluster, :func:`wait_serving`).
     """
 
     domain: DbDomain
@@ -309,22 +309,22 @@ def ready_addresses(testbed: Testbed, cluster: str, namespace: str, service: str
 
 
 def service_answers(testbed: Testbed, member: Member, service: str) -> str | None:
-    """``None`` when a server answers at ``service`` from ``member``'s container, else why not.
+    """``None`` when the domain's database answers at ``service`` from ``member``'s container, else why not.
 
-    ``mariadb-admin ping`` by the Service's DNS name, as a PDC beside the member connects: the
-    name resolves in the member's cluster and kube-proxy sends the connection to a ready
-    endpoint. It exits 0 once a server answers, also when it refuses the (root) login; the
-    handshake keeps the servers from counting a bare TCP connect against ``max_connect_errors``.
+    A query as the PDCs' read-only account (:data:`~labkit.workloads.render.DB_READER`, which
+    :func:`deploy_database` creates) by the Service's DNS name, as a PDC beside the member
+    reads its configuration: the name resolves in the member's cluster, kube-proxy sends the
+    connection to a ready endpoint and that server lets the account read the database.
     """
-    argv = ["mariadb-admin", f"--connect-timeout={CONNECT_TIMEOUT}", "-h", f"{service}.{member.namespace}.svc",
-            "ping"]
+    argv = ["mariadb", "-N", "-B", f"--connect-timeout={CONNECT_TIMEOUT}", "-h", f"{service}.{member.namespace}.svc",
+            "-u", DB_READER, "-D", DB_NAME, "-e", "SELECT 1"]
     try:
         result = host(testbed, member).run(argv, timeout=CONNECT_TIMEOUT + 10)
     except Exception as exc:  # the exec refused (the container restarts): not serving from there
         return f"exec failed: {str(exc)[-200:]}"
-    if result.returncode == 0:
+    if result.returncode == 0 and result.stdout.split() == ["1"]:
         return None
-    return f"mariadb-admin ping exited {result.returncode}: {(result.stderr or result.stdout).strip()[-200:]}"
+    return f"mariadb exited {result.returncode}: {(result.stderr or result.stdout).strip()[-200:]}"
 
 
 def unserved(testbed: Testbed, domain: DbDomain, found: Sequence[Member]) -> dict[str, str]:
@@ -376,7 +376,10 @@ def wait_serving(testbed: Testbed, plan: Plan, domain: str | DbDomain, found: Se
 
 def wait_ready(testbed: Testbed, plan: Plan, domain: str | DbDomain, timeout: float = 300.0,
                log: Log = print) -> list[Member]:
-    """:func:`wait_complete`, then :func:`wait_serving`: the domain serves its clients everywhere; its members."""
+    """:func:`wait_complete`, then :func:`wait_serving`: the domain serves its clients everywhere; its members.
+
+    For a domain :func:`deploy_database` made (:func:`service_answers` needs its read-only account).
+    """
     found = wait_complete(testbed, plan, domain, timeout, log=log)
     wait_serving(testbed, plan, domain, found)
     return found
@@ -557,14 +560,15 @@ def deploy_database(testbed: Testbed, plan: Plan, domain: str | DbDomain, *, ima
     Imports the galera image into the domain's clusters, applies the rendered ConfigMap,
     Services and StatefulSet to the owner of the domain's namespace (which must exist:
     ``up(env)`` offloads it), waits until every member is ``Synced`` in one Primary cluster
-    of ``replicas`` and the client Service serves in every member's cluster (:func:`wait_serving`:
-    PDCs read their configuration through it as soon as this returns), then creates the
-    database, the read-only account PDCs use and the tables (:data:`labkit.grid.pdc_config.SCHEMA_SQL`).
+    of ``replicas``, creates the database, the read-only account PDCs use and the tables
+    (:data:`labkit.grid.pdc_config.SCHEMA_SQL`), then waits until the client Service serves that
+    account in every member's cluster (:func:`wait_serving`): PDCs read their configuration
+    through it as soon as this returns.
 
     Returns
     -------
     Deployment
-        The members and ``timings`` (``images_s``, ``ready_s``, ``serving_s``, ``schema_s``).
+        The members and ``timings`` (``images_s``, ``ready_s``, ``schema_s``, ``serving_s``).
 
     Raises
     ------
@@ -583,14 +587,14 @@ def deploy_database(testbed: Testbed, plan: Plan, domain: str | DbDomain, *, ima
     log(f"[database] {dom.name}: {dom.replicas} members Synced in {deployment.timings['ready_s']:.1f} s "
         f"({', '.join(f'{m.pod}@{m.cluster}' for m in deployment.members)})")
     start = time.monotonic()
-    wait_serving(testbed, plan, dom, deployment.members)
-    deployment.timings["serving_s"] = time.monotonic() - start
-    log(f"[database] {dom.name}: client Service {client_service(dom)} serves in every member's cluster "
-        f"{deployment.timings['serving_s']:.1f} s later")
-    start = time.monotonic()
     sql(testbed, deployment.members[0], reader_sql(DB_NAME, DB_READER))
     sql(testbed, deployment.members[0], config_sql([]), database=DB_NAME)  # the tables, no rows
     deployment.timings["schema_s"] = time.monotonic() - start
+    start = time.monotonic()
+    wait_serving(testbed, plan, dom, deployment.members)
+    deployment.timings["serving_s"] = time.monotonic() - start
+    log(f"[database] {dom.name}: client Service {client_service(dom)} serves in every member's cluster "
+        f"{deployment.timings['serving_s']:.1f} s after the schema")
     return deployment
 
 
