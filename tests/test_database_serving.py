@@ -76,16 +76,19 @@ def test_wait_serving_waits_for_the_reflection_and_names_the_cluster_on_timeout(
     looks = iter([{"leaf-2": "0 ready endpoint(s) of 3 []"}, {}])
     monkeypatch.setattr(db, "domain_of", lambda plan, domain: SimpleNamespace(name="d", replicas=3))
     monkeypatch.setattr(db, "unserved", lambda testbed, domain, found: next(looks))
-    db.wait_serving(None, None, "d", MEMBERS, timeout=5, interval=0.0)  # type: ignore[arg-type]
+    logged: list[str] = []
+    db.wait_serving(None, None, "d", MEMBERS, timeout=5, interval=0.0, log=logged.append)  # type: ignore[arg-type]
+    assert logged == ["[database] d: waiting for client Service d-db: {'leaf-2': '0 ready endpoint(s) of 3 []'}"]
 
     monkeypatch.setattr(db, "unserved", lambda testbed, domain, found: {"leaf-2": "0 ready endpoint(s) of 3 []"})
     with pytest.raises(db.DatabaseError, match=r"client Service d-db not serving after 0 s in .*leaf-2.*0 ready"):
-        db.wait_serving(None, None, "d", MEMBERS, timeout=0, interval=0.0)  # type: ignore[arg-type]
+        db.wait_serving(None, None, "d", MEMBERS, timeout=0, interval=0.0, log=print)  # type: ignore[arg-type]
 
 
 def test_wait_ready_is_synced_members_then_serving(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(db, "wait_complete", lambda *a, **k: calls.append("complete") or MEMBERS)
-    monkeypatch.setattr(db, "wait_serving", lambda testbed, plan, domain, found: calls.append(f"serving {len(found)}"))
+    monkeypatch.setattr(db, "wait_serving",
+                        lambda testbed, plan, domain, found, log: calls.append(f"serving {len(found)}"))
     assert db.wait_ready(None, None, "d") == MEMBERS  # type: ignore[arg-type]
     assert calls == ["complete", "serving 3"]

@@ -347,7 +347,7 @@ def unserved(testbed: Testbed, domain: DbDomain, found: Sequence[Member]) -> dic
 
 
 def wait_serving(testbed: Testbed, plan: Plan, domain: str | DbDomain, found: Sequence[Member],
-                 timeout: float = SERVING_TIMEOUT, interval: float = 1.0) -> None:
+                 timeout: float = SERVING_TIMEOUT, interval: float = 1.0, log: Log = print) -> None:
     """Wait until the client Service serves in every cluster running one of ``found`` (:func:`unserved`).
 
     A member is Synced (what :func:`complete` reads) before Kubernetes sends clients to it: its
@@ -356,17 +356,21 @@ def wait_serving(testbed: Testbed, plan: Plan, domain: str | DbDomain, found: Se
     each provider and that cluster's kube-proxy programs it. Until then a client's connect
     to the Service is refused there (kube-proxy rejects a Service without ready endpoints).
 
+    What keeps it from serving at the first look is logged (that is the lag a client sees).
+
     Raises
     ------
     DatabaseError
         When it does not serve everywhere within ``timeout`` (the message says why, per cluster).
     """
     dom = domain_of(plan, domain)
-    last: dict[str, str] = {}
+    last: dict[str, str] | None = None
 
     def served() -> bool:
         nonlocal last
-        last = unserved(testbed, dom, found)
+        first, last = last is None, unserved(testbed, dom, found)
+        if first and last:
+            log(f"[database] {dom.name}: waiting for client Service {client_service(dom)}: {last}")
         return not last
 
     wait_until(served, timeout=timeout, interval=interval, error=DatabaseError,
@@ -381,7 +385,7 @@ def wait_ready(testbed: Testbed, plan: Plan, domain: str | DbDomain, timeout: fl
     For a domain :func:`deploy_database` made (:func:`service_answers` needs its read-only account).
     """
     found = wait_complete(testbed, plan, domain, timeout, log=log)
-    wait_serving(testbed, plan, domain, found)
+    wait_serving(testbed, plan, domain, found, log=log)
     return found
 
 
@@ -591,7 +595,7 @@ def deploy_database(testbed: Testbed, plan: Plan, domain: str | DbDomain, *, ima
     sql(testbed, deployment.members[0], config_sql([]), database=DB_NAME)  # the tables, no rows
     deployment.timings["schema_s"] = time.monotonic() - start
     start = time.monotonic()
-    wait_serving(testbed, plan, dom, deployment.members)
+    wait_serving(testbed, plan, dom, deployment.members, log=log)
     deployment.timings["serving_s"] = time.monotonic() - start
     log(f"[database] {dom.name}: client Service {client_service(dom)} serves in every member's cluster "
         f"{deployment.timings['serving_s']:.1f} s after the schema")
