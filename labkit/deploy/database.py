@@ -46,7 +46,7 @@ RECOVER_AFTER = 20.0
 
 #: Seconds the client waits to connect to the client Service's server (:func:`service_answers`).
 CONNECT_TIMEOUT = 5
-#: Seconds :func:`wait_ready` waits, after the members are Synced, for the client Service to serve everywhere.
+#: Seconds :func:`wait_serving` waits, after the members are Synced, for the client Service to serve everywhere.
 SERVING_TIMEOUT = 120.0
 
 #: Log lines of a member's container that :func:`describe` shows when its state cannot be read.
@@ -352,9 +352,10 @@ def wait_serving(testbed: Testbed, plan: Plan, domain: str | DbDomain, found: Se
 
     A member is Synced (what :func:`complete` reads) before Kubernetes sends clients to it: its
     readiness probe passes, a virtual kubelet copies the provider pod's Ready condition to the
-    home pod, the owner's EndpointSlice controller adds it, the reflection copies the slice into
-    each provider and that cluster's kube-proxy programs it. Until then a client's connect
-    to the Service is refused there (kube-proxy rejects a Service without ready endpoints).
+    home pod, the owner's EndpointSlice controller adds it, the reflection copies the endpoint
+    into each provider (Liqo: those of the other providers' members) and that cluster's
+    kube-proxy programs it. Until then a client's connect to the Service is refused there
+    (kube-proxy rejects a Service without ready endpoints) or lands on fewer members.
 
     What keeps it from serving at the first look is logged (that is the lag a client sees).
 
