@@ -13,7 +13,8 @@ pytestmark = pytest.mark.embedded
 def test_a_failing_liqoctl_install_names_itself_and_leaves_nothing(tmp_path: Path) -> None:
     require_liqo()
     from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec, leftovers
-    from labkit.testbed.embedded.liqo import LiqoError, source
+    from labkit.images.liqo import source
+    from labkit.testbed.embedded.liqo import LiqoError
     real = source.find()
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
