@@ -171,7 +171,7 @@ def peering_setting(env: Env) -> str:
 def peering_label(peering: str, liqo_version: str) -> str:
     """What a run manifest and a report say about the peering that ran."""
     return f"Liqo {liqo_version} (built from its source, driven with liqoctl)" if peering == "liqo" else \
-        "the kit's Liqo look-alike (fallback: no Liqo source)"
+        "the kit's Liqo look-alike, not Liqo (backend.peering: kit)"
 
 
 def peering_of(env: Any) -> str:

@@ -129,7 +129,7 @@ def _apply(create: Callable[..., Any], *args: Any) -> None:
 
 
 class LookAlike:
-    """The kit's Liqo look-alike peering the clusters of an embedded testbed (fallback: no Liqo source).
+    """The kit's Liqo look-alike peering the clusters of an embedded testbed (the fallback where Liqo's source cannot be had).
 
     Parameters
     ----------
