@@ -68,3 +68,32 @@ def test_a_vms_process_lands_in_the_vms_cgroup_and_down_leaves_nothing(tmp_path:
         out = subprocess.run(["systemctl", "list-units", "--all", "--no-legend", cgroups.SCOPE],
                              capture_output=True, text=True).stdout
         assert cgroups.SCOPE not in out or "inactive" in out
+
+
+def test_the_supervisor_restarts_a_daemon_that_exits_until_it_is_stopped(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    lock = MachineLock()
+    lock.acquire(wait_seconds(), print)
+    sup = None
+    log = tmp_path / "flaky.log"
+    try:
+        sweep()
+        sup = Supervisor(tmp_path / "supervisor.log")
+        first = sup.spawn("flaky", None, ["sh", "-c", "echo started; exit 3"], log, restart_s=0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sup.status()["flaky"]["restarts"] < 2:
+            time.sleep(0.05)
+        status = sup.status()["flaky"]
+        assert status["restarts"] >= 2 and status["pid"] != first
+        assert log.read_text().count("started") >= 3
+        assert "flaky exited with 3; started again after 0.2 s (restart 1)" in log.read_text()
+        sup.stop("flaky")
+        restarts = sup.status()["flaky"]["restarts"]
+        time.sleep(0.6)
+        assert sup.status()["flaky"]["restarts"] == restarts and sup.status()["flaky"]["exit"] is not None
+    finally:
+        if sup is not None:
+            sup.close()
+        sweep()
+        lock.release()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from labkit.testbed.embedded import binaries, cgroups, cluster, pki
+from labkit.testbed.embedded import binaries, cgroups, cluster, pki, supervisor
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, SpecError, Tuning, VmSpec
 from labkit.testbed.embedded.vm import Vm, VmError
@@ -231,3 +231,18 @@ def test_missing_mount_points_shadow_the_nearest_directory_the_host_has(tmp_path
               tmp_path / "var" / "lib" / "kubelet", tmp_path / "var" / "lib" / "cni", tmp_path / "run" / "a" / "b"]
     assert missing_parents(str(p) for p in points) == [str(tmp_path / d) for d in ("etc", "run", "etc/cni", "var/lib")]
     assert missing_parents([str(tmp_path / "var" / "lib" / "etcd")]) == []  # present: covered inside the VM only
+
+
+def test_a_node_daemon_restarts_after_its_delay_and_a_stopped_one_never() -> None:
+    procs = {
+        "a/kubelet": {"pid": 10, "exit": 1, "restarts": 0, "restart_s": 5.0, "due": None},
+        "a/containerd": {"pid": 11, "exit": 1, "restarts": 0, "restart_s": None, "due": None},
+        "a/kube-proxy": {"pid": 12, "exit": None, "restarts": 0, "restart_s": 5.0, "due": None},
+    }
+    assert supervisor._restart_due(procs, now=100.0) == []      # the exit is seen: its delay starts
+    assert procs["a/kubelet"]["due"] == 105.0
+    assert supervisor._restart_due(procs, now=104.9) == []
+    assert supervisor._restart_due(procs, now=105.0) == ["a/kubelet"]
+    procs["a/kubelet"]["restart_s"] = None                       # stopped for good ("stop", or signal restart=False)
+    assert supervisor._restart_due(procs, now=200.0) == []
+    assert supervisor._public(procs)["a/kubelet"] == {"pid": 10, "exit": 1, "restarts": 0}

@@ -67,6 +67,10 @@ def test_private_dirs_are_made_inside_the_vm_only(monkeypatch: pytest.MonkeyPatc
         for inside in ABSENT:
             assert not os.path.lexists(inside), f"{inside} appeared on the host"
         assert not os.path.lexists(f"/etc/{TAG}")
+        # the kubelet's root is shared, as on a systemd host (else the kubelet re-binds it at start); the
+        # kubelet reads the last mount on the path (the top one: this machine has one below, the host's)
+        mounts = _in_vm(vm.name, f"grep ' {vmlib.KUBELET_ROOT} ' /proc/self/mountinfo").stdout.splitlines()
+        assert mounts and " shared:" in mounts[-1], mounts
     finally:
         sweep()
         lock.release()

@@ -463,7 +463,8 @@ class EmbeddedTestbed:
         if self._sup is not None:
             for cluster in self._clusters.values():
                 for node in cluster.nodes:
-                    self._quietly(lambda n=node: self._sup.request(op="signal", name=f"{n.vm.name}/kubelet"))
+                    self._quietly(lambda n=node: self._sup.request(op="signal", name=f"{n.vm.name}/kubelet",
+                                                                   restart=False))
             mark("kubelets")
             with ThreadPoolExecutor(max_workers=max(1, len(self._clusters))) as pool:
                 list(pool.map(lambda c: self._quietly(c.kill_pods), self._clusters.values()))

@@ -31,7 +31,7 @@ from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries
 from labkit.config import Tuning
 from labkit.testbed.embedded.spec import ClusterSpec
-from labkit.testbed.embedded.supervisor import Supervisor
+from labkit.testbed.embedded.supervisor import RESTART_S, Supervisor
 
 Log = Callable[[str], None]
 
@@ -145,8 +145,12 @@ class Cluster:
             raise TestbedError(f"cluster {self.spec.name}: a view of a running cluster starts no process")
         return self.sup
 
-    def _spawn(self, vm: vmlib.Vm, name: str, argv: list[Any]) -> None:
-        self._sup.spawn(f"{vm.name}/{name}", vm.name, [str(a) for a in argv], vm.state_dir / "logs" / f"{name}.log")
+    def _spawn(self, vm: vmlib.Vm, name: str, argv: list[Any], restart: bool = False) -> None:
+        """Start daemon ``name`` in ``vm``; ``restart``: started again after each exit, as systemd would
+        (:data:`.supervisor.RESTART_S`; the control plane and containerd are not, so a start that
+        fails names its log at once)."""
+        self._sup.spawn(f"{vm.name}/{name}", vm.name, [str(a) for a in argv], vm.state_dir / "logs" / f"{name}.log",
+                        restart_s=RESTART_S if restart else None)
 
     def _write_pki(self) -> None:
         ca = pki.CertificateAuthority(f"labkit-{self.spec.name}-ca")
@@ -293,9 +297,9 @@ class Cluster:
             "--kubeconfig=/etc/kubernetes/kubelet.kubeconfig", "--container-runtime=remote",
             f"--container-runtime-endpoint=unix://{CONTAINERD_SOCK}", f"--node-ip={vm.address}",
             f"--hostname-override={vm.name}", f"--pod-infra-container-image={pause_ref}",
-            "--root-dir=/var/lib/kubelet"] + ([f"--node-labels={labels}"] if labels else []))
+            f"--root-dir={vmlib.KUBELET_ROOT}"] + ([f"--node-labels={labels}"] if labels else []), restart=True)
         (etc / "kube-proxy.yaml").write_text(json.dumps(kube_proxy_config(vm, self.spec), indent=1))
-        self._spawn(vm, "kube-proxy", [self.bin.kube_proxy, "--config=/etc/kubernetes/kube-proxy.yaml"])
+        self._spawn(vm, "kube-proxy", [self.bin.kube_proxy, "--config=/etc/kubernetes/kube-proxy.yaml"], restart=True)
 
     def _seed(self, vm: vmlib.Vm) -> None:
         """Seed the VM's containerd root from the node image store; mark those archives imported."""

@@ -4,14 +4,17 @@ Started by :class:`Supervisor` as ``python -m labkit.testbed.embedded.supervisor
 adopts every orphan of the VMs (container processes whose shim died) and reaps it, so
 nothing stays a zombie holding a cgroup. It talks JSON lines over stdin/stdout:
 
-``{"op": "spawn", "name": ..., "vm": ..., "argv": [...], "log": ..., "env": {...}}``
+``{"op": "spawn", "name": ..., "vm": ..., "argv": [...], "log": ..., "env": {...}, "restart_s": 5}``
     start ``argv`` inside VM ``vm`` (its netns, mount namespace and cgroup), output to ``log``;
+    with ``restart_s``, start it again that many seconds after every exit, as systemd's
+    ``Restart=always`` + ``RestartSec=`` does for a node's daemons (:data:`RESTART_S`);
 ``{"op": "status"}``
-    ``{"procs": {name: {"pid": int, "exit": int | null}}}``;
-``{"op": "signal", "name": ..., "signal": 9}``
-    send a signal (default SIGKILL) to one process;
+    ``{"procs": {name: {"pid": int, "exit": int | null, "restarts": int}}}``;
+``{"op": "signal", "name": ..., "signal": 9, "restart": true}``
+    send a signal (default SIGKILL) to one process; ``"restart": false`` first drops its
+    restart policy (a process killed for good);
 ``{"op": "stop", "name": ...}``
-    SIGTERM, then SIGKILL after 5 s;
+    drop its restart policy, SIGTERM, then SIGKILL after 5 s;
 ``{"op": "exit"}`` or end of input
     stop every process it started and exit.
 """
@@ -32,6 +35,11 @@ from typing import Any
 from labkit.testbed.embedded import cgroups, linux, vm
 
 SUPERVISOR_CGROUP = cgroups.SUPERVISOR
+#: Delay before a node daemon that exited is started again: k3s' own systemd units
+#: (``k3s.service``, ``k3s-agent.service``: ``Restart=always``, ``RestartSec=5s``; kubeadm's
+#: ``kubelet.service`` waits 10 s). A kubelet that exits at start (for example on a transient
+#: error binding its pod-resources socket) comes back as it would on a node.
+RESTART_S = 5.0
 
 
 class SupervisorError(RuntimeError):
@@ -60,6 +68,37 @@ def _spawn(req: dict[str, Any]) -> int:
     return proc.pid
 
 
+def _restart_due(procs: dict[str, dict[str, Any]], now: float) -> list[str]:
+    """Names of the processes to start again now; arm the delay of those that just exited.
+
+    A process restarts when it has a restart delay (``restart_s``), has exited, and its delay,
+    counted from the moment this loop first saw the exit, has passed.
+    """
+    due = []
+    for name, proc in procs.items():
+        if proc["exit"] is None or proc.get("restart_s") is None:
+            continue
+        if proc.get("due") is None:
+            proc["due"] = now + proc["restart_s"]
+        elif now >= proc["due"]:
+            due.append(name)
+    return due
+
+
+def _restart(procs: dict[str, dict[str, Any]], name: str) -> None:
+    """Start process ``name`` again from its original request and note it in its log."""
+    proc = procs[name]
+    with Path(proc["req"]["log"]).open("a") as log:
+        log.write(f"[supervisor] {name} exited with {proc['exit']}; started again after {proc['restart_s']:g} s "
+                  f"(restart {proc['restarts'] + 1})\n")
+    proc.update(pid=_spawn(proc["req"]), exit=None, due=None, restarts=proc["restarts"] + 1)
+
+
+def _public(procs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What ``status`` answers: pid, exit code (``None`` while running) and restarts of each process."""
+    return {name: {"pid": p["pid"], "exit": p["exit"], "restarts": p["restarts"]} for name, p in procs.items()}
+
+
 def _reap(procs: dict[str, dict[str, Any]]) -> None:
     by_pid = {p["pid"]: p for p in procs.values()}
     while True:
@@ -74,6 +113,9 @@ def _reap(procs: dict[str, dict[str, Any]]) -> None:
 
 
 def _stop(procs: dict[str, dict[str, Any]], names: list[str], grace: float = 5.0) -> None:
+    for n in names:
+        if n in procs:
+            procs[n]["restart_s"] = None
     live = [procs[n] for n in names if n in procs and procs[n]["exit"] is None]
     for p in live:
         _signal(p["pid"], signal.SIGTERM)
@@ -106,6 +148,8 @@ def serve() -> None:
     buffer = b""
     while True:
         _reap(procs)
+        for name in _restart_due(procs, time.monotonic()):
+            _restart(procs, name)
         ready, _, _ = select.select([sys.stdin.buffer], [], [], 0.2)
         if not ready:
             continue
@@ -120,11 +164,14 @@ def serve() -> None:
             try:
                 if op == "spawn":
                     reply: dict[str, Any] = {"ok": True, "pid": _spawn(req)}
-                    procs[req["name"]] = {"pid": reply["pid"], "exit": None}
+                    procs[req["name"]] = {"pid": reply["pid"], "exit": None, "restarts": 0, "req": req,
+                                          "restart_s": req.get("restart_s"), "due": None}
                 elif op == "status":
-                    reply = {"ok": True, "procs": procs}
+                    reply = {"ok": True, "procs": _public(procs)}
                 elif op == "signal":
                     proc = procs.get(req["name"])
+                    if proc and not req.get("restart", True):
+                        proc["restart_s"] = None
                     if proc and proc["exit"] is None:
                         _signal(proc["pid"], int(req.get("signal", signal.SIGKILL)))
                     reply = {"ok": True}
@@ -202,13 +249,17 @@ class Supervisor:
         return reply
 
     def spawn(self, name: str, vm_name: str | None, argv: list[str], log: Path,
-              env: dict[str, str] | None = None) -> int:
-        """Start ``argv`` in VM ``vm_name``; return its pid."""
+              env: dict[str, str] | None = None, restart_s: float | None = None) -> int:
+        """Start ``argv`` in VM ``vm_name``; return its pid.
+
+        With ``restart_s``, the supervisor starts it again that many seconds after each exit
+        (until :meth:`stop`, a ``signal`` with ``restart=False`` or :meth:`close`).
+        """
         return self.request(op="spawn", name=name, vm=vm_name, argv=[str(a) for a in argv], log=str(log),
-                            env=env or {})["pid"]
+                            env=env or {}, restart_s=restart_s)["pid"]
 
     def status(self) -> dict[str, dict[str, Any]]:
-        """Pid and exit code (``None`` while running) of every process started."""
+        """Pid, exit code (``None`` while running) and restart count of every process started."""
         return self.request(op="status")["procs"]
 
     def stop(self, name: str) -> None:

@@ -74,9 +74,12 @@ STATE_ROOT = Path("/var/lib") / PREFIX
 TRASH_ROOT = STATE_ROOT / ".trash"
 NS_DIR = Path("/run") / PREFIX / "ns"
 
+#: The kubelet's root directory (``--root-dir``), a shared mount in the VM (:func:`_create_mount_ns`).
+KUBELET_ROOT = "/var/lib/kubelet"
+
 #: Directories private to each VM (inside the VM -> under its state directory).
 PRIVATE_DIRS = {
-    "/var/lib/kubelet": "kubelet",
+    KUBELET_ROOT: "kubelet",
     "/var/lib/containerd": "containerd",
     "/run/containerd": "run-containerd",
     "/var/log/pods": "log-pods",
@@ -373,6 +376,11 @@ def _create_mount_ns(vm: Vm, layout: cgroups.Layout) -> None:
             for source, inside in binds:
                 os.makedirs(inside, exist_ok=True)  # only ever inside a shadow: the host has the others
                 linux.mount(source, inside, flags=linux.MS_BIND)
+            # Shared, as every mount of a systemd host is: else the kubelet makes its root directory
+            # shared itself at start (a bind mount of it onto itself), while its pod-resources socket
+            # is being renamed into that directory: "invalid cross-device link", and the kubelet exits.
+            # A new peer group of this namespace only: nothing propagates to the host or another VM.
+            linux.mount(None, KUBELET_ROOT, flags=linux.MS_REC | linux.MS_SHARED)
             if layout.cgroupns:  # the namespace's view; the host's mount (the same super block) first goes
                 for point in linux.mount_points(str(cgroups.CGROUP_ROOT)):
                     linux.umount(point)
