@@ -17,7 +17,6 @@ import asyncio
 import functools
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -144,14 +143,14 @@ class Session:
 def session(env: Env, run_id: str) -> Session:
     """A session for run ``run_id`` on ``env``'s backend (nothing starts until a block asks for a test bed).
 
-    Its directory is new, also when two runs share a run id (two checkouts' pipeline tests).
+    Its directory is new, also when two runs share a run id (two checkouts' pipeline tests). This
+    process owns it: its test bed goes down when this process ends, also when it is killed.
     """
     if env.backend.kind != "embedded":
         return Session("")
     from labkit.testbed.embedded import server
 
-    server.SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
-    return Session(tempfile.mkdtemp(prefix=f"{run_id}-", dir=server.SESSIONS_ROOT))
+    return Session(str(server.open_session(run_id)))
 
 
 def hold(testbed: Testbed, env: Env, log: Log = print) -> None:

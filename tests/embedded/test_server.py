@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +69,21 @@ def test_stop_all_skips_sessions_whose_server_is_gone(tmp_path: Path, monkeypatc
     assert server.stop_all() == 0  # its pid does not run
 
 
+@pytest.mark.unit
+def test_a_session_is_owned_by_the_process_that_opened_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "SESSIONS_ROOT", tmp_path)
+    mine = server.open_session("r1")
+    assert server.owner_alive(mine)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = {"pid": int(child.stdout), "start": 1}
+    (mine / server.OWNER).write_text(json.dumps(gone))
+    assert not server.owner_alive(mine)                        # the process ended
+    (mine / server.OWNER).write_text(json.dumps({"pid": os.getpid(), "start": 1}))
+    assert not server.owner_alive(mine)                        # its pid, another process (a reused pid)
+    (mine / server.OWNER).unlink()
+    assert server.owner_alive(mine)                            # a session made by hand has no owner to lose
+
+
 def _server(session: Path) -> server.ServerState:
     state = server.ServerState.read(session)
     assert state is not None
@@ -100,3 +118,33 @@ def test_experiments_of_a_run_share_one_test_bed_and_yield_it(tmp_path: Path) ->
     assert leftovers().empty(), leftovers()
     assert "ready; serving until SIGTERM" in (session / server.LOG).read_text()
     assert json.loads((session / server.REQUEST).read_text())["env"]["name"] == "embedded-reduced-single"
+
+
+@pytest.mark.embedded
+def test_a_killed_run_does_not_leave_its_test_bed_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server tears its test bed down when the process that opened the session is gone."""
+    require_embedded()
+    monkeypatch.setattr(server, "SESSIONS_ROOT", tmp_path)
+    owner = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                              "from labkit.testbed.embedded import server\n"
+                              f"server.SESSIONS_ROOT = __import__('pathlib').Path({str(tmp_path)!r})\n"
+                              "print(server.open_session('killed'), flush=True); time.sleep(600)"],
+                             stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    session = Path(owner.stdout.readline().strip())
+    try:
+        single = latency.single_cluster(stream.kept(load_env("embedded"), ["root", "leaf-1"]), 1)
+        with running(single, session=str(session)):
+            state = _server(session)
+            assert state.state == "ready" and server._alive(state.pid)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server._alive(state.pid):
+            time.sleep(0.5)
+        assert not server._alive(state.pid), (session / server.LOG).read_text()[-2000:]
+    finally:
+        owner.kill()
+        server.stop(session)
+    assert "the run that opened this session is gone" in (session / server.LOG).read_text()
+    assert MachineLock().holder() is None and leftovers().empty(), leftovers()

@@ -14,7 +14,9 @@ module for a test bed instead of bringing up its own:
 The server is a process of its own (``python -m labkit.testbed.embedded.server <session>``),
 started in its own session so that it outlives the notebook kernel that asked for it. It
 holds the machine lock and the test bed, writes its state to ``<session>/server.json`` and its
-progress to ``<session>/server.log``, and tears the test bed down on SIGTERM. An own test bed in
+progress to ``<session>/server.log``, and tears the test bed down on SIGTERM, or when the
+process that opened the session (:func:`open_session`, written to ``<session>/owner.json``: the
+runner) is gone, so a run killed by a timeout does not leave the machine lock held. An own test bed in
 a session (:func:`labkit.testbed.own`, the scalability sweep) stops the server first
 (:func:`stop`); the runner stops it when the run ends, also when it fails.
 
@@ -53,7 +55,9 @@ if TYPE_CHECKING:
 #: Where the runner's sessions live (``<root>/<run_id>``).
 SESSIONS_ROOT = Path("/run/labkit-shared")
 #: Files of a session directory.
-REQUEST, STATE, LOG = "request.json", "server.json", "server.log"
+REQUEST, STATE, LOG, OWNER = "request.json", "server.json", "server.log", "owner.json"
+#: How often a serving server looks whether the session's owner still runs.
+OWNER_CHECK_S = 2.0
 
 Log = Callable[[str], None]
 
@@ -98,6 +102,37 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _start_time(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (``None``: no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def open_session(run_id: str) -> Path:
+    """A new session directory for run ``run_id``, owned by this process (see :func:`owner_alive`)."""
+    import tempfile
+
+    SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
+    session = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=SESSIONS_ROOT))
+    (session / OWNER).write_text(json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid())}))
+    return session
+
+
+def owner_alive(session: Path) -> bool:
+    """Whether the process that opened ``session`` still runs (the same process: pid and start time).
+
+    A session without an owner file (made by hand) counts as owned.
+    """
+    try:
+        owner = json.loads((session / OWNER).read_text())
+    except FileNotFoundError:
+        return True
+    return _alive(owner["pid"]) and _start_time(owner["pid"]) == owner["start"]
 
 
 def _serving(session: Path) -> ServerState | None:
@@ -230,9 +265,12 @@ def serve(session: Path) -> int:
         testbed.up(env)
         state.state, state.timings = "ready", dict(testbed.timings)
         state.write(session)
-        print(f"[shared] {env.name} ready; serving until SIGTERM", flush=True)
-        while True:
-            time.sleep(3600)
+        print(f"[shared] {env.name} ready; serving until SIGTERM or the end of the run that opened the session",
+              flush=True)
+        while owner_alive(session):
+            time.sleep(OWNER_CHECK_S)
+        print("[shared] the run that opened this session is gone: tearing the test bed down", flush=True)
+        return 0
     except KeyboardInterrupt:
         return 0
     except BaseException as err:
