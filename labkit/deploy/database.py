@@ -437,21 +437,31 @@ def quorum_choice(statuses: Mapping[str, Mapping[str, str] | None], replicas: in
 
     ``statuses`` maps each member (in ordinal order) to its :func:`status` (``None``: not
     readable, a joiner without its socket yet). Galera's "resetting the quorum"
-    (``pc.bootstrap=YES``) is safe when no member is Primary and one non-Primary component
-    holds every one of the ``replicas`` members: then no other component anywhere can be
-    Primary. That is what a two-member domain is left with when one member crashes (the
-    survivor alone is half, not a majority) and comes back. The choice is the member of that
-    component with the most committed transactions (ties: the lowest ordinal).
+    (``pc.bootstrap=YES``) is safe when no Primary component can exist anywhere, which the kit
+    knows in two cases:
+
+    * one non-Primary component holds every one of the ``replicas`` members: what a two-member
+      domain is left with when one member crashes (the survivor alone is half, not a majority)
+      and comes back; the readable members of that component are the candidates;
+    * every one of the ``replicas`` members is readable and non-Primary, in several components:
+      what three members restarted together on real Liqo came back as (2 + 1, 5 Dec); every
+      member is a candidate. A member still unreadable (a joiner, or member 0 bootstrapping a
+      first formation) keeps this case off: it may be Primary.
+
+    The choice is the candidate with the most committed transactions (ties: the lowest
+    ordinal); the others join its component (IST, or SST for a diverged member).
     """
     readable = {name: st for name, st in statuses.items() if st}
     if any(st.get("wsrep_cluster_status") == "Primary" for st in readable.values()):
         return None
-    whole = {name: st for name, st in readable.items()
-             if st.get("wsrep_cluster_status") == "non-Primary" and st.get("wsrep_cluster_size") == str(replicas)}
-    if not whole:
+    non_primary = {name: st for name, st in readable.items() if st.get("wsrep_cluster_status") == "non-Primary"}
+    candidates = {name: st for name, st in non_primary.items() if st.get("wsrep_cluster_size") == str(replicas)}
+    if not candidates and len(statuses) == replicas and len(non_primary) == replicas:
+        candidates = non_primary
+    if not candidates:
         return None
-    best = max(int(st.get("wsrep_last_committed") or -1) for st in whole.values())
-    return next(name for name, st in whole.items() if int(st.get("wsrep_last_committed") or -1) == best)
+    best = max(int(st.get("wsrep_last_committed") or -1) for st in candidates.values())
+    return next(name for name, st in candidates.items() if int(st.get("wsrep_last_committed") or -1) == best)
 
 
 def recover(testbed: Testbed, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
@@ -465,9 +475,9 @@ def recover(testbed: Testbed, plan: Plan, domain: str | DbDomain, log: Log = pri
       auto-recovery does: recover each member's last committed position (``mariadbd
       --wsrep-recover``), mark the most recent member safe to bootstrap; its entrypoint then
       bootstraps and the others join it;
-    * **lost quorum**: the servers run, but in one non-Primary component (a member of a
-      two-member domain crashed and came back): ``pc.bootstrap=YES`` on the most advanced
-      member (:func:`quorum_choice`).
+    * **lost quorum**: the servers run, but no component is Primary (a member of a two-member
+      domain crashed and came back; three restarted members met as 2 + 1):
+      ``pc.bootstrap=YES`` on the most advanced member (:func:`quorum_choice`).
 
     Does nothing unless every member of the domain runs. A member whose entrypoint fails to
     answer is logged and the domain left as it is (the next look tries again).
@@ -504,7 +514,7 @@ def _reset_quorum(testbed: Testbed, dom: DbDomain, found: Sequence[Member], log:
         return None
     member = next(m for m in found if m.pod == choice)
     sql(testbed, member, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")
-    log(f"[database] {dom.name}: every member in one non-Primary component; quorum reset on {choice} "
+    log(f"[database] {dom.name}: no Primary component, every member seen; quorum reset on {choice} "
         f"(last committed {statuses[choice].get('wsrep_last_committed')})")  # type: ignore[union-attr]
     return choice
 
