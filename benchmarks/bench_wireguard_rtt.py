@@ -24,44 +24,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS, netns
-
 from labkit import reference
 from labkit.testbed.base import parse_ping
-from labkit.testbed.embedded import linux
+from labkit.testbed.embedded import linux, netpair
 from labkit.testbed.embedded.liqo import wireguard
 
 NS_A, NS_B = "lkt-wgb-a", "lkt-wgb-b"
 VETH_A, VETH_B = "lkt-wgba", "lkt-wgbb"
 ADDR_A, ADDR_B = "10.251.1.1", "10.251.1.2"
+PAIR = netpair.NetPair((NS_A, NS_B), (ADDR_A, ADDR_B), links=(VETH_A, VETH_B))
 #: The last tunnel index, far from those a test bed's look-alike peering takes (from 0 up).
 INDEX = 255
-
-
-def cleanup() -> None:
-    """Remove the namespaces and the veth if a previous run left them."""
-    for name in (NS_A, NS_B):
-        if name in netns.listnetns():
-            netns.remove(name)
-    with IPRoute() as ip:
-        for link in (VETH_A, VETH_B):
-            if ip.link_lookup(ifname=link):
-                ip.link("del", index=ip.link_lookup(ifname=link)[0])
-
-
-def namespaces() -> None:
-    """Two namespaces joined by a veth pair, addressed, up."""
-    for name in (NS_A, NS_B):
-        netns.create(name)
-    with IPRoute() as ip:
-        ip.link("add", ifname=VETH_A, kind="veth", peer={"ifname": VETH_B, "net_ns_fd": NS_B})
-        ip.link("set", index=ip.link_lookup(ifname=VETH_A)[0], net_ns_fd=NS_A)
-    for name, link, addr in ((NS_A, VETH_A, ADDR_A), (NS_B, VETH_B, ADDR_B)):
-        with NetNS(name) as ns:
-            idx = ns.link_lookup(ifname=link)[0]
-            ns.addr("add", index=idx, address=addr, prefixlen=24)
-            ns.link("set", index=idx, state="up")
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
 
 def rtts(target: str, count: int, interval: float) -> list[float]:
@@ -89,20 +62,18 @@ def main() -> int:
         if not shutil.which(prog):
             print(f"{prog} is not installed (invoke setup installs it)", file=sys.stderr)
             return 2
-    cleanup()
     tunnel = None
-    try:
-        namespaces()
-        tunnel = wireguard.Tunnel(INDEX, wireguard.Side(NS_A, ADDR_A), wireguard.Side(NS_B, ADDR_B),
-                                  Path(tempfile.mkdtemp(prefix="lkt-wgb-")))
-        tunnel.up()
-        rtts(tunnel.peer_ips[0], 3, 0.2)  # the handshake, before anything is measured
-        veth = rtts(ADDR_B, args.count, args.interval)
-        tun = rtts(tunnel.peer_ips[0], args.count, args.interval)
-    finally:
-        if tunnel is not None:
-            tunnel.down()
-        cleanup()
+    with netpair.joined(PAIR):
+        try:
+            tunnel = wireguard.Tunnel(INDEX, wireguard.Side(NS_A, ADDR_A), wireguard.Side(NS_B, ADDR_B),
+                                      Path(tempfile.mkdtemp(prefix="lkt-wgb-")))
+            tunnel.up()
+            rtts(tunnel.peer_ips[0], 3, 0.2)  # the handshake, before anything is measured
+            veth = rtts(ADDR_B, args.count, args.interval)
+            tun = rtts(tunnel.peer_ips[0], args.count, args.interval)
+        finally:
+            if tunnel is not None:
+                tunnel.down()
     overhead = statistics.fmean(tun) - statistics.fmean(veth)
     thesis = reference.lookup("latency_ms.table_7_5_liqo_overhead")[0]
     load = os.getloadavg()

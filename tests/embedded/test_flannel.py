@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 from embedded_helpers import require_embedded
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, netns
 
 from labkit import images
-from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec, flannel
+from labkit.testbed.embedded import ClusterSpec, EmbeddedEnv, EmbeddedTestbed, VmSpec, flannel, netpair
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.pods import PodHost, probe_pod, start_pods
 
@@ -69,24 +69,9 @@ print(json.dumps({"frames": seen, "outer": sorted(outer), "vnis": sorted(vnis)})
 @pytest.fixture()
 def two_netns() -> Iterator[tuple[str, str]]:
     """Two network namespaces joined by a veth (``eth0`` in each, 10.99.0.11/.12), removed afterwards."""
-    names = ("lkt-flannel-test-a", "lkt-flannel-test-b")
-    for name in names:
-        if name in netns.listnetns():
-            netns.remove(name)
-        netns.create(name)
-    try:
-        with NetNS(names[0]) as ns:
-            ns.link("add", ifname="eth0", kind="veth", peer={"ifname": "eth0", "net_ns_fd": names[1]})
-        for name, address in zip(names, ("10.99.0.11", "10.99.0.12")):
-            with NetNS(name) as ns:
-                eth0 = ns.link_lookup(ifname="eth0")[0]
-                ns.addr("add", index=eth0, address=address, prefixlen=24)
-                ns.link("set", index=eth0, state="up")
-        yield names
-    finally:
-        for name in names:
-            if name in netns.listnetns():
-                netns.remove(name)
+    with netpair.joined(netpair.NetPair(("lkt-flannel-test-a", "lkt-flannel-test-b"),
+                                        ("10.99.0.11", "10.99.0.12"))) as pair:
+        yield pair.names
 
 
 def test_apply_programs_the_plan_idempotently_and_restores_a_lost_device(two_netns: tuple[str, str]) -> None:

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import NetNS
 
-from labkit.testbed.embedded import linux
+from labkit.testbed.embedded import linux, netpair
 from labkit.testbed.embedded.liqo import health, wireguard
 
 pytestmark = pytest.mark.embedded
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.embedded
 NS_A, NS_B = "lkt-wgt-a", "lkt-wgt-b"
 VETH_A, VETH_B = "lkt-wgta", "lkt-wgtb"
 ADDR_A, ADDR_B = "10.251.0.1", "10.251.0.2"
+PAIR = netpair.NetPair((NS_A, NS_B), (ADDR_A, ADDR_B), links=(VETH_A, VETH_B))
 #: A pretend pod CIDR behind side b (its loopback holds one address of it).
 POD_B = "10.99.2.0/24"
 
@@ -33,43 +34,21 @@ def _require() -> None:
             pytest.skip(f"{prog} not installed (Debian wireguard-go / wireguard-tools)")
 
 
-def _cleanup() -> None:
-    for name in (NS_A, NS_B):
-        if name in netns.listnetns():
-            netns.remove(name)
-    with IPRoute() as ip:
-        for link in (VETH_A, VETH_B):
-            if ip.link_lookup(ifname=link):
-                ip.link("del", index=ip.link_lookup(ifname=link)[0])
-
-
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[wireguard.Tunnel, Path]]:
     """Two namespaces joined by a veth, with a tunnel between them (removed afterwards)."""
     _require()
-    _cleanup()
     tunnel = None
-    try:
-        for name in (NS_A, NS_B):
-            netns.create(name)
-        with IPRoute() as ip:
-            ip.link("add", ifname=VETH_A, kind="veth", peer={"ifname": VETH_B, "net_ns_fd": NS_B})
-            ip.link("set", index=ip.link_lookup(ifname=VETH_A)[0], net_ns_fd=NS_A)
-        for name, link, addr in ((NS_A, VETH_A, ADDR_A), (NS_B, VETH_B, ADDR_B)):
-            with NetNS(name) as ns:
-                idx = ns.link_lookup(ifname=link)[0]
-                ns.addr("add", index=idx, address=addr, prefixlen=24)
-                ns.link("set", index=idx, state="up")
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        with NetNS(NS_B) as ns:  # no dummy module here: the "pod" address sits on lo
-            ns.addr("add", index=ns.link_lookup(ifname="lo")[0], address="10.99.2.1", prefixlen=32)
-        tunnel = wireguard.Tunnel(7, wireguard.Side(NS_A, ADDR_A, routes=(POD_B,)),
-                                  wireguard.Side(NS_B, ADDR_B, routes=()), tmp_path)
-        yield tunnel, tmp_path
-    finally:
-        if tunnel is not None:
-            tunnel.down()
-        _cleanup()
+    with netpair.joined(PAIR):
+        try:
+            with NetNS(NS_B) as ns:  # no dummy module here: the "pod" address sits on lo
+                ns.addr("add", index=ns.link_lookup(ifname="lo")[0], address="10.99.2.1", prefixlen=32)
+            tunnel = wireguard.Tunnel(7, wireguard.Side(NS_A, ADDR_A, routes=(POD_B,)),
+                                      wireguard.Side(NS_B, ADDR_B, routes=()), tmp_path)
+            yield tunnel, tmp_path
+        finally:
+            if tunnel is not None:
+                tunnel.down()
         assert not wireguard.leftover_sockets()
 
 
