@@ -18,7 +18,6 @@ Tables ``cluster_failure`` and ``cluster_failure_timers``: as ``pod_failure``'s 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -47,8 +46,6 @@ class Parameters(ProfiledParameters):
 
     repetitions: dict[ProfileName, int] = param({"thesis": 10, "fast": 10}, "disconnections per profile, one after "
                                                 "another (the thesis does not say how many it ran)")
-    settle_s: float = param(3.0, "seconds after the stream is back before the PDCs' logs are read", ge=0)
-    timeout_s: float = param(180.0, "seconds the stream may take to come back before the run fails", gt=0)
 
 
 def beds(env: Env, params: Parameters) -> list[Env]:
@@ -59,8 +56,7 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """Each profile's disconnections of the low PDC's cluster
     (:func:`~labkit.experiments.stream.measure_cluster_failure`)."""
-    common: dict[str, Any] = {"with_db": params.with_db, "settle_s": params.settle_s, "timeout_s": params.timeout_s,
-                              "run_id": "", "scenario": ""}
+    common = params.options()
     parts, timers = [], []
     for profile in params.profiles:
         parts.append(measure_cluster_failure(testbed, env, repetitions=params.repetitions[profile],

@@ -22,7 +22,7 @@ from labkit.config import Env, load_env
 from labkit.experiments.base import Tables, param, thesis
 from labkit.experiments.pod_failure import downtime_headline
 from labkit.experiments.stream import downtimes, kept, measure_pod_failure, phase_table, plot_downtime, table
-from labkit.experiments.stream.common import StreamParameters
+from labkit.experiments.stream.common import FailureParameters
 from labkit.fidelity import Check, Method, holds
 from labkit.testbed import Testbed
 
@@ -39,7 +39,7 @@ DECOMPOSED = ("restart", "config fetch", "reconnect", "first frame")
 HIGH_BEFORE_LOW_S = 0.07
 
 
-class Parameters(StreamParameters):
+class Parameters(FailureParameters):
     """What a multi-level pod-failure run measures."""
 
     two_level_env: str = param("multilevel", "the env file of the two-level implementation (thesis 6.2, Fig. 6.3)")
@@ -58,8 +58,7 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """``repetitions`` liveness failures of the low PDC (:func:`~labkit.experiments.stream.measure_pod_failure`)."""
     return {NAME: measure_pod_failure(testbed, env, repetitions=params.repetitions, after_s=params.after_s,
-                                      with_db=params.with_db, settle_s=params.settle_s,
-                                      timeout_s=params.timeout_s, run_id="", scenario="")}
+                                      **params.options())}
 
 
 def headline(tables: Tables) -> dict[str, float]:

@@ -82,7 +82,6 @@ class Parameters(ProfiledParameters):
             "the sweep, e.g. a slower PDC start under which the readiness period shows")
     sweep_repetitions: int = param(3, "failures per sweep point, on that point's pod (as many as the kubelet "
                                       "restarts without back-off)", ge=1)
-    settle_s: float = param(3.0, "seconds after the stream is back before the PDCs' logs are read", ge=0)
     timeout_s: float = param(420.0, "seconds the stream may take to come back before the run fails: the kubelet's "
                                     "back-off cap (300 s, pkg/kubelet/kubelet.go:132) and its pod worker's retry "
                                     "(<= 15 s, pkg/kubelet/pod_workers.go:1180-1181) fit", gt=0)
@@ -138,8 +137,7 @@ def beds(env: Env, params: Parameters) -> list[Env]:
 def measure(testbed: Testbed, env: Env, params: Parameters) -> Tables:
     """Each profile's liveness failures, then the sweep's points
     (:func:`~labkit.experiments.stream.measure_pod_failure`)."""
-    common: dict[str, Any] = {"with_db": params.with_db, "settle_s": params.settle_s, "timeout_s": params.timeout_s,
-                              "run_id": "", "scenario": ""}
+    common = params.options()
     parts, timers = [], []
     for profile in params.profiles:
         fresh = profile in params.fresh_pods

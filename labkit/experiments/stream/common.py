@@ -3,6 +3,8 @@ timer profiles of the two failure experiments (:mod:`labkit.workloads.timers`)."
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import field_validator, model_validator
 
 from labkit.experiments.base import Parameters, param, thesis
@@ -21,7 +23,19 @@ class StreamParameters(Parameters):
     clusters: tuple[str, ...] = param((), "the env's clusters kept (empty: all of them); CI keeps fewer")
 
 
-class ProfiledParameters(StreamParameters):
+class FailureParameters(StreamParameters):
+    """A stream experiment that breaks something and waits for the stream to come back."""
+
+    settle_s: float = param(3.0, "seconds after the stream is back before the PDCs' logs are read", ge=0)
+    timeout_s: float = param(180.0, "seconds the stream may take to come back before the run fails", gt=0)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of a stream measurement (``measure_pod_failure``, ...) these parameters give."""
+        return {"with_db": self.with_db, "settle_s": self.settle_s, "timeout_s": self.timeout_s,
+                "run_id": "", "scenario": ""}
+
+
+class ProfiledParameters(FailureParameters):
     """A failure experiment measured under named timer profiles, one after the other on one test bed."""
 
     profiles: tuple[ProfileName, ...] = param(("thesis", "fast"), "the timer profiles measured, in this order "
