@@ -89,9 +89,15 @@ def _restart(procs: dict[str, dict[str, Any]], name: str) -> None:
     """Start process ``name`` again from its original request and note it in its log."""
     proc = procs[name]
     with Path(proc["req"]["log"]).open("a") as log:
+        try:
+            pid = _spawn(proc["req"])
+        except Exception as exc:  # its VM is gone (a teardown under way): it stays down
+            proc["restart_s"] = None
+            log.write(f"[supervisor] {name} exited with {proc['exit']}; not started again: {exc}\n")
+            return
         log.write(f"[supervisor] {name} exited with {proc['exit']}; started again after {proc['restart_s']:g} s "
                   f"(restart {proc['restarts'] + 1})\n")
-    proc.update(pid=_spawn(proc["req"]), exit=None, due=None, restarts=proc["restarts"] + 1)
+    proc.update(pid=pid, exit=None, due=None, restarts=proc["restarts"] + 1)
 
 
 def _public(procs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
