@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bed.up(single_env)
             single = latency.measure_single_cluster(bed, single_env, leaves=3, count=args.latency_count,
-                                                    interval=0.05, scenario="bench-peering")
+                                                    interval=0.05, run_id="bench", scenario="bench-peering")
         finally:
             bed.down()
         pods = single[(single["step"] == "pod-same-cluster") & (single["metric"] == "rtt")]
