@@ -101,7 +101,12 @@ def test_the_quorum_is_reset_only_when_one_non_primary_component_holds_every_mem
     ({"g-0": _st("non-Primary", 1, 4), "g-1": _st("non-Primary", 1, 4), "g-2": _st("non-Primary", 1, 4)},
      "g-0"),                                                      # three singletons, ties: the lowest ordinal
     ({"g-0": None, "g-1": _st("non-Primary", 2, 2), "g-2": _st("non-Primary", 2, 2)},
-     None),                                                       # g-0 unread: it may be Primary (bootstrapping)
+     None),                                                       # g-0 unread, alone: it may be Primary
+    ({"g-0": _st("non-Primary", 2, 2), "g-1": None, "g-2": _st("non-Primary", 1, 2)},
+     "g-0"),                                                      # 5 Dec on Liqo: g-1, a joiner, is g-0's pair
+    ({"g-0": _st("non-Primary", 2, 2), "g-1": None, "g-2": None}, None),   # g-0's pair may be either: unknown
+    ({"g-0": _st("non-Primary", 1, 2), "g-1": None, "g-2": _st("non-Primary", 1, 2)},
+     None),                                                       # two singles, g-1 unread: it may be Primary
     ({"g-0": _st("Disconnected", 0, 2), "g-1": _st("non-Primary", 2, 2), "g-2": _st("non-Primary", 2, 2)},
      None),                                                       # a member not in any component yet
     ({"g-0": _st("Primary", 1, 5), "g-1": _st("non-Primary", 2, 2), "g-2": _st("non-Primary", 2, 2)}, None),

@@ -443,10 +443,10 @@ def quorum_choice(statuses: Mapping[str, Mapping[str, str] | None], replicas: in
     * one non-Primary component holds every one of the ``replicas`` members: what a two-member
       domain is left with when one member crashes (the survivor alone is half, not a majority)
       and comes back; the readable members of that component are the candidates;
-    * every one of the ``replicas`` members is readable and non-Primary, in several components:
-      what three members restarted together on real Liqo came back as (2 + 1, 5 Dec); every
-      member is a candidate. A member still unreadable (a joiner, or member 0 bootstrapping a
-      first formation) keeps this case off: it may be Primary.
+    * the members' views add up to all ``replicas`` in several non-Primary components: what
+      three members restarted together on real Liqo came back as (2 + 1, 5 Dec, once with the
+      joiner of the pair still unreadable). :func:`split_accounted` says when the views prove
+      it; every readable member is then a candidate.
 
     The choice is the candidate with the most committed transactions (ties: the lowest
     ordinal); the others join its component (IST, or SST for a diverged member).
@@ -456,12 +456,35 @@ def quorum_choice(statuses: Mapping[str, Mapping[str, str] | None], replicas: in
         return None
     non_primary = {name: st for name, st in readable.items() if st.get("wsrep_cluster_status") == "non-Primary"}
     candidates = {name: st for name, st in non_primary.items() if st.get("wsrep_cluster_size") == str(replicas)}
-    if not candidates and len(statuses) == replicas and len(non_primary) == replicas:
+    if not candidates and len(statuses) == replicas and split_accounted(statuses, replicas):
         candidates = non_primary
     if not candidates:
         return None
     best = max(int(st.get("wsrep_last_committed") or -1) for st in candidates.values())
     return next(name for name, st in candidates.items() if int(st.get("wsrep_last_committed") or -1) == best)
+
+
+def split_accounted(statuses: Mapping[str, Mapping[str, str] | None], replicas: int) -> bool:
+    """Whether the members' views prove that all ``replicas`` members sit in non-Primary components.
+
+    Components partition the members. Every readable member must be non-Primary; one that
+    reports a component of size 1 is its own; the others must all report one size ``k``, and
+    the singles plus ``k`` must make ``replicas``: then those others and every unreadable member
+    (a joiner without its socket yet) share one component of ``k``, which is non-Primary since a
+    readable member of it is. Two components of ``k`` would need more members than there are.
+    """
+    readable = [st for st in statuses.values() if st]
+    if not readable or any(st.get("wsrep_cluster_status") != "non-Primary" for st in readable):
+        return False
+    sizes = [int(st.get("wsrep_cluster_size") or 0) for st in readable]
+    singles = sizes.count(1)
+    others = {k for k in sizes if k != 1}
+    if not others:
+        return singles == replicas
+    if len(others) != 1:
+        return False
+    k = others.pop()
+    return k > 1 and singles + k == replicas and len(readable) - singles <= k
 
 
 def recover(testbed: Testbed, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
