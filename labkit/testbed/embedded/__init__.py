@@ -36,7 +36,7 @@ from labkit.testbed.embedded import binaries
 from labkit.images.liqo import source as liqo_source
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.embedded.binaries import Binaries, find_binaries
-from labkit.testbed.embedded.cluster import Cluster, ImageSource, Node, NodeStore
+from labkit.testbed.embedded.cluster import RESTARTED, Cluster, ImageSource, Node, NodeStore
 from labkit.config import Env
 from labkit.testbed.embedded.spec import ClusterSpec, EmbeddedEnv, OffloadSpec, Tuning, VmSpec, from_env, from_plan
 from labkit.testbed.embedded.supervisor import Supervisor
@@ -425,7 +425,7 @@ class EmbeddedTestbed:
     def down(self) -> None:
         """Stop everything and remove every trace (also of a crashed or killed run).
 
-        Order: stop the kubelets (no restarts), kill the pods' tasks through containerd,
+        Order: stop the kubelets and kube-proxies (no restarts), kill the pods' tasks through containerd,
         SIGKILL what is left in each VM's cgroup tree while the supervisor (a subreaper)
         reaps, stop the supervisor, then remove mount namespaces, netns, links, cgroups and
         state; finally sweep everything named ``lkt-*``.
@@ -463,8 +463,9 @@ class EmbeddedTestbed:
         if self._sup is not None:
             for cluster in self._clusters.values():
                 for node in cluster.nodes:
-                    self._quietly(lambda n=node: self._sup.request(op="signal", name=f"{n.vm.name}/kubelet",
-                                                                   restart=False))
+                    for daemon in RESTARTED:  # killed for good: the supervisor must not start them again
+                        self._quietly(lambda n=node, d=daemon: self._sup.request(op="signal", name=f"{n.vm.name}/{d}",
+                                                                                 restart=False))
             mark("kubelets")
             with ThreadPoolExecutor(max_workers=max(1, len(self._clusters))) as pool:
                 list(pool.map(lambda c: self._quietly(c.kill_pods), self._clusters.values()))

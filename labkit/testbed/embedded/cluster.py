@@ -35,6 +35,11 @@ from labkit.testbed.embedded.supervisor import RESTART_S, Supervisor
 
 Log = Callable[[str], None]
 
+#: A node's daemons the supervisor starts again after an exit (:data:`.supervisor.RESTART_S`), as
+#: systemd does on a k3s node; the control plane and containerd are not, so a start that fails
+#: names its log at once.
+RESTARTED = ("kubelet", "kube-proxy")
+
 API_PORT = 6443
 CLUSTER_DOMAIN = "cluster.local"
 PKI = "/etc/kubernetes/pki"
@@ -145,12 +150,10 @@ class Cluster:
             raise TestbedError(f"cluster {self.spec.name}: a view of a running cluster starts no process")
         return self.sup
 
-    def _spawn(self, vm: vmlib.Vm, name: str, argv: list[Any], restart: bool = False) -> None:
-        """Start daemon ``name`` in ``vm``; ``restart``: started again after each exit, as systemd would
-        (:data:`.supervisor.RESTART_S`; the control plane and containerd are not, so a start that
-        fails names its log at once)."""
+    def _spawn(self, vm: vmlib.Vm, name: str, argv: list[Any]) -> None:
+        """Start daemon ``name`` in ``vm``; one of :data:`RESTARTED` is started again after each exit."""
         self._sup.spawn(f"{vm.name}/{name}", vm.name, [str(a) for a in argv], vm.state_dir / "logs" / f"{name}.log",
-                        restart_s=RESTART_S if restart else None)
+                        restart_s=RESTART_S if name in RESTARTED else None)
 
     def _write_pki(self) -> None:
         ca = pki.CertificateAuthority(f"labkit-{self.spec.name}-ca")
@@ -297,9 +300,9 @@ class Cluster:
             "--kubeconfig=/etc/kubernetes/kubelet.kubeconfig", "--container-runtime=remote",
             f"--container-runtime-endpoint=unix://{CONTAINERD_SOCK}", f"--node-ip={vm.address}",
             f"--hostname-override={vm.name}", f"--pod-infra-container-image={pause_ref}",
-            f"--root-dir={vmlib.KUBELET_ROOT}"] + ([f"--node-labels={labels}"] if labels else []), restart=True)
+            f"--root-dir={vmlib.KUBELET_ROOT}"] + ([f"--node-labels={labels}"] if labels else []))
         (etc / "kube-proxy.yaml").write_text(json.dumps(kube_proxy_config(vm, self.spec), indent=1))
-        self._spawn(vm, "kube-proxy", [self.bin.kube_proxy, "--config=/etc/kubernetes/kube-proxy.yaml"], restart=True)
+        self._spawn(vm, "kube-proxy", [self.bin.kube_proxy, "--config=/etc/kubernetes/kube-proxy.yaml"])
 
     def _seed(self, vm: vmlib.Vm) -> None:
         """Seed the VM's containerd root from the node image store; mark those archives imported."""
