@@ -95,27 +95,6 @@ def test_the_quorum_is_reset_only_when_one_non_primary_component_holds_every_mem
     assert db.quorum_choice(statuses, replicas=2) == expected
 
 
-@pytest.mark.parametrize(("statuses", "expected"), [
-    ({"g-0": _st("non-Primary", 2, 2), "g-1": _st("non-Primary", 2, 2), "g-2": _st("non-Primary", 1, 3)},
-     "g-2"),                                                      # 2 + 1 after a full crash: the most advanced
-    ({"g-0": _st("non-Primary", 1, 4), "g-1": _st("non-Primary", 1, 4), "g-2": _st("non-Primary", 1, 4)},
-     "g-0"),                                                      # three singletons, ties: the lowest ordinal
-    ({"g-0": None, "g-1": _st("non-Primary", 2, 2), "g-2": _st("non-Primary", 2, 2)},
-     None),                                                       # g-0 unread, alone: it may be Primary
-    ({"g-0": _st("non-Primary", 2, 2), "g-1": None, "g-2": _st("non-Primary", 1, 2)},
-     "g-0"),                                                      # 5 Dec on Liqo: g-1, a joiner, is g-0's pair
-    ({"g-0": _st("non-Primary", 2, 2), "g-1": None, "g-2": None}, None),   # g-0's pair may be either: unknown
-    ({"g-0": _st("non-Primary", 1, 2), "g-1": None, "g-2": _st("non-Primary", 1, 2)},
-     None),                                                       # two singles, g-1 unread: it may be Primary
-    ({"g-0": _st("Disconnected", 0, 2), "g-1": _st("non-Primary", 2, 2), "g-2": _st("non-Primary", 2, 2)},
-     None),                                                       # a member not in any component yet
-    ({"g-0": _st("Primary", 1, 5), "g-1": _st("non-Primary", 2, 2), "g-2": _st("non-Primary", 2, 2)}, None),
-])
-def test_every_member_seen_non_primary_resets_the_quorum_of_split_components(
-        statuses: dict[str, dict[str, str] | None], expected: str | None) -> None:
-    assert db.quorum_choice(statuses, replicas=3) == expected
-
-
 def test_recover_resets_the_quorum_of_a_component_holding_every_member(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_domain(monkeypatch, {"--state": {"g-0": "started", "g-1": "started"}})
     monkeypatch.setattr(db, "status", lambda testbed, member: (

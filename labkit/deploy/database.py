@@ -437,54 +437,21 @@ def quorum_choice(statuses: Mapping[str, Mapping[str, str] | None], replicas: in
 
     ``statuses`` maps each member (in ordinal order) to its :func:`status` (``None``: not
     readable, a joiner without its socket yet). Galera's "resetting the quorum"
-    (``pc.bootstrap=YES``) is safe when no Primary component can exist anywhere, which the kit
-    knows in two cases:
-
-    * one non-Primary component holds every one of the ``replicas`` members: what a two-member
-      domain is left with when one member crashes (the survivor alone is half, not a majority)
-      and comes back; the readable members of that component are the candidates;
-    * the members' views add up to all ``replicas`` in several non-Primary components: what
-      three members restarted together on real Liqo came back as (2 + 1, 5 Dec, once with the
-      joiner of the pair still unreadable). :func:`split_accounted` says when the views prove
-      it; every readable member is then a candidate.
-
-    The choice is the candidate with the most committed transactions (ties: the lowest
-    ordinal); the others join its component (IST, or SST for a diverged member).
+    (``pc.bootstrap=YES``) is safe when no member is Primary and one non-Primary component
+    holds every one of the ``replicas`` members: then no other component anywhere can be
+    Primary. That is what a two-member domain is left with when one member crashes (the
+    survivor alone is half, not a majority) and comes back. The choice is the member of that
+    component with the most committed transactions (ties: the lowest ordinal).
     """
     readable = {name: st for name, st in statuses.items() if st}
     if any(st.get("wsrep_cluster_status") == "Primary" for st in readable.values()):
         return None
-    non_primary = {name: st for name, st in readable.items() if st.get("wsrep_cluster_status") == "non-Primary"}
-    candidates = {name: st for name, st in non_primary.items() if st.get("wsrep_cluster_size") == str(replicas)}
-    if not candidates and len(statuses) == replicas and split_accounted(statuses, replicas):
-        candidates = non_primary
-    if not candidates:
+    whole = {name: st for name, st in readable.items()
+             if st.get("wsrep_cluster_status") == "non-Primary" and st.get("wsrep_cluster_size") == str(replicas)}
+    if not whole:
         return None
-    best = max(int(st.get("wsrep_last_committed") or -1) for st in candidates.values())
-    return next(name for name, st in candidates.items() if int(st.get("wsrep_last_committed") or -1) == best)
-
-
-def split_accounted(statuses: Mapping[str, Mapping[str, str] | None], replicas: int) -> bool:
-    """Whether the members' views prove that all ``replicas`` members sit in non-Primary components.
-
-    Components partition the members. Every readable member must be non-Primary; one that
-    reports a component of size 1 is its own; the others must all report one size ``k``, and
-    the singles plus ``k`` must make ``replicas``: then those others and every unreadable member
-    (a joiner without its socket yet) share one component of ``k``, which is non-Primary since a
-    readable member of it is. Two components of ``k`` would need more members than there are.
-    """
-    readable = [st for st in statuses.values() if st]
-    if not readable or any(st.get("wsrep_cluster_status") != "non-Primary" for st in readable):
-        return False
-    sizes = [int(st.get("wsrep_cluster_size") or 0) for st in readable]
-    singles = sizes.count(1)
-    others = {k for k in sizes if k != 1}
-    if not others:
-        return singles == replicas
-    if len(others) != 1:
-        return False
-    k = others.pop()
-    return k > 1 and singles + k == replicas and len(readable) - singles <= k
+    best = max(int(st.get("wsrep_last_committed") or -1) for st in whole.values())
+    return next(name for name, st in whole.items() if int(st.get("wsrep_last_committed") or -1) == best)
 
 
 def recover(testbed: Testbed, plan: Plan, domain: str | DbDomain, log: Log = print) -> str | None:
@@ -498,9 +465,9 @@ def recover(testbed: Testbed, plan: Plan, domain: str | DbDomain, log: Log = pri
       auto-recovery does: recover each member's last committed position (``mariadbd
       --wsrep-recover``), mark the most recent member safe to bootstrap; its entrypoint then
       bootstraps and the others join it;
-    * **lost quorum**: the servers run, but no component is Primary (a member of a two-member
-      domain crashed and came back; three restarted members met as 2 + 1):
-      ``pc.bootstrap=YES`` on the most advanced member (:func:`quorum_choice`).
+    * **lost quorum**: the servers run, but in one non-Primary component (a member of a
+      two-member domain crashed and came back): ``pc.bootstrap=YES`` on the most advanced
+      member (:func:`quorum_choice`).
 
     Does nothing unless every member of the domain runs. A member whose entrypoint fails to
     answer is logged and the domain left as it is (the next look tries again).
@@ -537,7 +504,7 @@ def _reset_quorum(testbed: Testbed, dom: DbDomain, found: Sequence[Member], log:
         return None
     member = next(m for m in found if m.pod == choice)
     sql(testbed, member, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")
-    log(f"[database] {dom.name}: no Primary component, every member seen; quorum reset on {choice} "
+    log(f"[database] {dom.name}: every member in one non-Primary component; quorum reset on {choice} "
         f"(last committed {statuses[choice].get('wsrep_last_committed')})")  # type: ignore[union-attr]
     return choice
 
