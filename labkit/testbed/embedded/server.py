@@ -35,6 +35,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -95,28 +96,29 @@ def fingerprint(env: Env) -> str:
     return hashlib.sha256(repr(from_env(env)).encode()).hexdigest()[:16]
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _start_time(pid: int) -> int | None:
-    """Start time of process ``pid`` in clock ticks since boot (``None``: no such process)."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` after the command name (state first), or ``None``: no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def _start_time(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (``None``: no such process)."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def open_session(run_id: str) -> Path:
     """A new session directory for run ``run_id``, owned by this process (see :func:`owner_alive`)."""
-    import tempfile
-
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
     session = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=SESSIONS_ROOT))
     (session / OWNER).write_text(json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid())}))
