@@ -195,6 +195,11 @@ class FaultLog:
                 return pd.Timestamp(e.t)
         raise KeyError(f"fault {fault!r} was never injected")
 
+    def recovered_after(self, t: float) -> float | None:
+        """UNIX time of the first recovery at or after ``t`` (UNIX s); ``None`` if none came."""
+        return min((e.t.timestamp() for e in self.events if e.phase == "recover" and e.t.timestamp() >= t),
+                   default=None)
+
 
 # --------------------------------------------------------------------------- selection
 

@@ -50,6 +50,9 @@ def test_cluster_disconnect_and_recover() -> None:
     assert [e.phase for e in log.events] == ["inject", "recover"]
     table = log.table(run_id="r", scenario="s", step="x")
     assert table["value"].tolist() == [1.0, 0.0] and set(table["metric"]) == {"fault"}
+    injected_t, recovered_t = (e.t.timestamp() for e in log.events)
+    assert log.recovered_after(injected_t) == recovered_t
+    assert log.recovered_after(recovered_t + 0.001) is None
 
 
 def test_recovery_runs_when_the_block_fails() -> None:

@@ -95,6 +95,19 @@ def test_repetition_rows_measure_each_phase_at_both_pdcs() -> None:
 
 
 @pytest.mark.unit
+def test_the_downtime_after_a_fault_is_its_outage_however_short() -> None:
+    fault, removed = T0 + 10.0, T0 + 31.0
+    frames = frames_at("low", T0, T0 + 60.0, [(fault + 3.0, fault + 3.12),     # 3 frames a busy PDC dropped
+                                               (fault + 20.0, fault + 20.43),  # the restart: 0.43 s, 12 frames
+                                               (removed + 4.0, removed + 9.0)])  # the next repetition's fresh pod
+    d = stream.downtime_after(frames, fault, "low", until=removed)
+    assert d is not None and d["missing_frames"] == 12
+    assert d["value"] == pytest.approx(13 / FPS)
+    assert stream.downtime_after(frames, fault, "low")["missing_frames"] > 12   # unbounded, the next one is longer
+    assert stream.downtime_after(frames, fault + 25.0, "low", until=removed) is None
+
+
+@pytest.mark.unit
 def test_a_milestone_not_observed_is_named_and_its_time_goes_to_the_next_phase() -> None:
     rows = downtime_rows("pod-failure", cluster_failure=False, unobserved=2)
     missing = stream.missing_table(rows)

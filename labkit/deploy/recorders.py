@@ -18,7 +18,6 @@ from labkit.config import Env
 from labkit.deploy import RECORDER_NAMESPACE, DeployError
 from labkit.deploy.chain import Chain, pod_namespace, prepare
 from labkit.grid.recorder import read_frames
-from labkit.measure.stream import DOWNTIME_THRESHOLD_S
 from labkit.testbed import Testbed
 from labkit.testbed.pods import PodHost, start_pods
 from labkit.waiting import poll, wait_until
@@ -29,6 +28,11 @@ from labkit.workloads.timers import FAST, Timers
 #: Seconds between a recorder's reconnect attempts (fixed): an observer retries fast, so a downtime it
 #: measures is the PDC's, not its own (it adds at most this much to the low PDC's).
 RECORDER_RECONNECT_S = 0.1
+#: Seconds between data frames that tell a waiting experiment its stream paused and came back
+#: (:func:`wait_recovered`). A PDC's restart also drops the recorder's connection, which counts
+#: however short the pause; this length matters where the connection hangs (a cut-off cluster), so it
+#: stays above the few frames a busy PDC may drop while the fault is still being detected.
+RECORDER_GAP_S = 0.5
 #: Files of a recorder pod (an emptyDir at /data).
 REC_OUT, REC_STOP, REC_STATUS = "/data/frames.csv", "/data/stop", "/data/status.json"
 
@@ -58,7 +62,7 @@ def recorder_manifest(name: str, image: str, node: str, target: str, idcode: int
     (for the fetch). ``idcode`` is the PDC's: a C37.118 server obeys only commands addressed to its IDCODE."""
     cmd = (f"python -m labkit.grid.recorder --host {target} --port {C37118_PORT} --idcode {idcode} "
            f"--out {REC_OUT} --stop-file {REC_STOP} --status-file {REC_STATUS} "
-           f"--backoff-max {RECORDER_RECONNECT_S} --gap {DOWNTIME_THRESHOLD_S} "
+           f"--backoff-max {RECORDER_RECONNECT_S} --gap {RECORDER_GAP_S} "
            f"--flush-every 0.5; touch /data/done; sleep infinity")
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "labkit-recorder",

@@ -25,8 +25,10 @@ downtime and gaps. The format is CSV, not parquet, so the runtime image needs no
 
 A recorder running unattended (in a pod) is driven through files: ``--status-file`` is
 rewritten at every flush with a JSON summary (frames so far; frame time and arrival of the
-last frame carrying data, i.e. with at least one PMU block not flagged absent; the last gap of
-at least ``--gap`` seconds between such frames; whether it is closed), and creating
+last frame carrying data, i.e. with at least one PMU block not flagged absent; the last gap:
+at least ``--gap`` seconds between such frames, or any pause in which the connection was lost,
+however short, since a PDC that restarts in less than ``--gap`` still drops its clients; whether
+it is closed), and creating
 ``--stop-file`` stops it (checked every flush), as SIGTERM does.
 
 CLI::
@@ -42,6 +44,7 @@ import asyncio
 import csv
 import json
 import logging
+import math
 import os
 import signal
 import struct
@@ -79,6 +82,9 @@ class Recorder:
         CSV file to write (created, or appended to after its header).
     flush_every
         Seconds between writes.
+    gap
+        Seconds between data frames that make the ``last_gap`` of :meth:`status`; a lost
+        connection makes one however short.
     """
 
     def __init__(self, host: str, port: int, idcode: int, out: str | Path, flush_every: float = 1.0,
@@ -86,7 +92,8 @@ class Recorder:
         self.out = Path(out)
         self.flush_every = flush_every
         self.client = StreamClient(host, port, idcode, on_frame=self._on_frame, on_config=self._on_config,
-                                   backoff_min=backoff_min, backoff_max=backoff_max, name=f"recorder {host}:{port}")
+                                   on_state=self._on_state, backoff_min=backoff_min, backoff_max=backoff_max,
+                                   name=f"recorder {host}:{port}")
         self._rows: list[tuple[int, int, str, int, int, int, float, float, int]] = []
         self._blocks: list[tuple[int, int, str]] = []   # (stat offset, pmu idcode, station)
         self._time_base = 1_000_000
@@ -97,12 +104,17 @@ class Recorder:
         self.last_arrival = float("nan")
         self.gap = gap
         self.last_gap: tuple[float, float] | None = None  # (last old, first new) frame times
+        self._lost = False  # the connection was lost since the last data frame
         self.status_file: Path | None = None
 
     def _on_config(self, cfg: c.ConfigFrame) -> None:
         codec = c.DataCodec(cfg)
         self._blocks = [(start, p.idcode, p.station) for (start, _), p in zip(codec.offsets, cfg.pmus)]
         self._time_base = cfg.time_base
+
+    def _on_state(self, up: bool) -> None:
+        if not up:
+            self._lost = True
 
     def _on_frame(self, raw: bytes) -> None:
         arrival = time.time()
@@ -116,8 +128,10 @@ class Recorder:
             data = data or (stat & 0xC000) != 0x8000  # bits 15-14 = 10: absent data inserted by a PDC
         self.frames += 1
         if data:
-            if ft - self.last_frame_time >= self.gap:  # False while last_frame_time is NaN
+            paused = ft - self.last_frame_time >= self.gap  # False while last_frame_time is NaN
+            if paused or (self._lost and not math.isnan(self.last_frame_time)):
                 self.last_gap = (self.last_frame_time, ft)
+            self._lost = False
             self.last_frame_time, self.last_arrival = ft, arrival
 
     def flush(self) -> int:
@@ -225,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stop-file", default=None, help="stop (and close the file) once this file exists")
     ap.add_argument("--status-file", default=None, help="JSON summary rewritten at every flush")
     ap.add_argument("--backoff-max", type=float, default=2.0, help="longest reconnect delay (seconds)")
-    ap.add_argument("--gap", type=float, default=0.5, help="seconds between data frames that make a gap (status)")
+    ap.add_argument("--gap", type=float, default=0.5,
+                    help="seconds between data frames that make a gap (status); a lost connection makes one too")
     cli.add_logging(ap)
     args = ap.parse_args(argv)
     cli.setup_logging(args)

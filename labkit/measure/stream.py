@@ -29,8 +29,11 @@ __all__ = ["ABSENT_MASK", "DOWNTIME_THRESHOLD_S", "load_frames", "stream_downtim
 
 #: STAT bits 15-14 and the value a PDC sets when it inserts absent data.
 ABSENT_MASK, ABSENT_VALUE = 0xC000, 0x8000
-#: A gap of at least this many seconds between data frames is a downtime.
-DOWNTIME_THRESHOLD_S = 0.5
+#: A gap of at least this many seconds between data frames is a downtime: at 30 frames/s, two frames
+#: lost in a row (a 0.1 s step) are one, a single lost frame (0.067 s) is not; between the two, so
+#: float rounding of frame times cannot decide. A low PDC restarted by its kubelet can be back in
+#: 0.4 s, so a longer threshold (the kit's first was 0.5 s) would miss whole outages.
+DOWNTIME_THRESHOLD_S = 0.08
 
 _KEYS = {"run_id": "", "scenario": "", "step": "", "cluster": ""}
 

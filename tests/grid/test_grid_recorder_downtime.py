@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,9 @@ def test_gaps_skip_absent_blocks_and_short_gaps_are_not_downtime() -> None:
     f = pd.concat([_frames(list(k / 30), 1, stat), _frames([i / 30 for i in k if i != 70], 2)])
     gaps = stream_gaps(f)
     assert sorted(zip(gaps["pmu_idcode"], gaps["missing_frames"])) == [(1, 5), (2, 1)]
-    assert stream_downtime(f).empty                      # all shorter than 0.5 s
-    assert len(stream_downtime(f, threshold=0.1)) == 1
+    dt = stream_downtime(f)                              # two frames lost in a row or more: a downtime
+    assert list(zip(dt["pmu_idcode"], dt["missing_frames"])) == [(1, 5)]
+    assert stream_downtime(f, threshold=0.5).empty
     rate = stream_rate(f)
     fr = rate[rate["metric"] == "frame_rate"].set_index("pmu_idcode")["value"]
     assert fr.loc[2] == pytest.approx(98 / (99 / 30))
@@ -100,6 +102,40 @@ def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
     assert (dt["first_new"] - restart["frame_time"]).abs().max() < 1e-6   # the first frame it logged
     rate = stream_rate(frames)
     assert (rate.loc[rate["metric"] == "frame_rate", "value"] > 20).all()
+
+
+def test_a_lost_connection_is_a_gap_however_short(tmp_path: Path) -> None:
+    """A PDC back faster than the recorder's ``gap`` still ends a gap: its clients lost the connection."""
+    from labkit.grid.phasors import network_model
+
+    network_model("case14")
+
+    async def scenario() -> tuple[list | None, list | None, float]:
+        pmu = PmuServer(1, "case14", [0, 1], seed=1)
+        pport = await pmu.start(HOST, 0)
+        cfg = from_mapping({"idcode": 50, "wait_window": 0.05, "output_port": 0, "backoff_min": 0.05,
+                            "backoff_max": 0.2, "inputs": [{"name": "pmu", "host": HOST, "port": pport, "idcode": 1}]})
+        pdc = Pdc(cfg)
+        port = await pdc.start()
+        rec = Recorder(HOST, port, 50, tmp_path / "frames.csv", backoff_min=0.01, backoff_max=0.05, gap=5.0)
+        rec.start()
+        try:
+            await asyncio.sleep(1.0)
+            before = rec.status()["last_gap"]
+            await pdc.close()
+            restarted = time.time()
+            pdc = Pdc(cfg)                      # at once: far less than the 5 s gap
+            await pdc.start(HOST, port)
+            await asyncio.sleep(1.5)
+            return before, rec.status()["last_gap"], restarted
+        finally:
+            await rec.close()
+            await pdc.close()
+            await pmu.close()
+
+    before, after, restarted = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert before is None
+    assert after is not None and after[1] - after[0] < 5.0 and after[1] > restarted - 0.5
 
 
 def test_a_recorder_file_without_frames_reads_as_typed_empty_frames(tmp_path: Path) -> None:

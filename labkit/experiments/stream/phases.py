@@ -168,34 +168,43 @@ def unix_seconds(series: pd.Series) -> pd.Series:
     return (pd.to_datetime(series, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
 
 
-def downtime_after(frames: pd.DataFrame, t_fault: float, stream: str, window_s: float = 30.0) -> pd.Series | None:
-    """The first downtime of ``stream`` whose last old frame is at most ``window_s`` before/after the fault."""
+def downtime_after(frames: pd.DataFrame, t_fault: float, stream: str, until: float | None = None,
+                   window_s: float = 30.0) -> pd.Series | None:
+    """The outage of ``stream`` a fault caused: its longest downtime whose last old frame is from 2 s
+    before the fault to ``until`` (the fault's removal, which waits for the stream to come back;
+    default ``window_s`` after the fault).
+
+    A few frames a busy PDC dropped while the fault was being detected make a shorter downtime;
+    what the next repetition does (a fresh pod replacing this one) comes after ``until``.
+    """
     sel = frames[frames["stream"] == stream] if "stream" in frames else frames
     if sel.empty:
         return None
+    end = until if until is not None else t_fault + window_s
     dt = stream_downtime(sel, threshold=DOWNTIME_THRESHOLD_S)
-    dt = dt[(dt["last_old"] >= t_fault - 2.0) & (dt["last_old"] <= t_fault + window_s)]
-    return dt.sort_values("last_old").iloc[0] if not dt.empty else None
+    dt = dt[(dt["last_old"] >= t_fault - 2.0) & (dt["last_old"] <= end)]
+    return dt.sort_values("value").iloc[-1] if not dt.empty else None
 
 
 def repetition_rows(*, rep: int, t_fault: float, frames: pd.DataFrame, logs: pd.DataFrame,
                     milestones_before: Sequence[tuple[str, float | None]], cluster: str,
                     detection_before_downtime: bool, ready_at: float | None = None,
                     high_logs: pd.DataFrame | None = None, high_input: str = "", terminated: bool = True,
-                    **keys: Any) -> list[dict[str, Any]]:
+                    until: float | None = None, **keys: Any) -> list[dict[str, Any]]:
     """Tidy rows of one repetition: ``stream_downtime`` and the ``phase`` rows of each stream.
 
     ``milestones_before`` are the scenario's own milestones preceding the PDC's log milestones
     (cluster failure: NotReady, replacement pod). ``logs`` are the low PDC's milestones (old and
     new container), ``ready_at`` when the owner saw the new pod Ready, ``high_logs`` the high
     PDC's milestones (its input ``high_input``, the low PDC, reconnecting). ``terminated``: the old
-    container's end is observable (pod failure; not when its cluster is cut off). Every phase row
-    names, in ``missing``, the milestones expected but not observed in this repetition.
+    container's end is observable (pod failure; not when its cluster is cut off). ``until``: when
+    the fault was removed (:func:`downtime_after`). Every phase row names, in ``missing``, the
+    milestones expected but not observed in this repetition.
     """
     rows: list[dict[str, Any]] = []
     base = {"repetition": rep, "cluster": cluster, **keys}
     for stream in ("low", "high"):
-        d = downtime_after(frames, t_fault, stream)
+        d = downtime_after(frames, t_fault, stream, until)
         if d is None:
             rows.append({**base, "metric": "stream_downtime", "unit": "s", "t": pd.Timestamp(t_fault, unit="s", tz="UTC"),
                          "value": np.nan, "stream": stream, "recovered": False})

@@ -307,7 +307,7 @@ def _tidy(seen: list[Observed], frames: pd.DataFrame, log: FaultLog, chain: Chai
         rows += repetition_rows(rep=o.rep, t_fault=o.t_fault, frames=frames, logs=o.logs, milestones_before=o.before,
                                 cluster=o.cluster, detection_before_downtime=detection_before_downtime,
                                 ready_at=o.ready_at, high_logs=o.high_logs, high_input=chain.low,
-                                terminated=terminated, **o.labels, **keys)
+                                terminated=terminated, until=log.recovered_after(o.t_fault), **o.labels, **keys)
     return experiment_table(rows, frames, log, keys)
 
 
