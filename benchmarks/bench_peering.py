@@ -139,26 +139,13 @@ def path_of(cond: dict[str, tuple[str, str]]) -> str:
 
 
 def api_server_status(tb: EmbeddedTestbed, consumer: str, provider: str, cut_wall: float) -> str:
-    """The consumer's ForeignCluster of ``provider``: APIServerStatus and when it last changed, relative to the cut.
-
-    Liqo's virtual kubelet refuses to post node status while its ping (which reads this condition)
-    fails; the condition turns when the controller manager's foreign-cluster ping (every 15 s,
-    5 s timeout) fails. Empty for the look-alike.
-    """
-    from datetime import datetime
-
+    """The consumer's ForeignCluster of ``provider``: APIServerStatus and when it last changed, relative to the cut
+    (:mod:`labkit.measure.liqo`; empty for the look-alike)."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
-    try:
-        fc = client.CustomObjectsApi(tb.kube(consumer)).get_cluster_custom_object(
-            "discovery.liqo.io", "v1alpha1", "foreignclusters", provider)
-    except ApiException:
-        return ""
-    cond = next((c for c in (fc.get("status") or {}).get("peeringConditions", []) if c["type"] == "APIServerStatus"), None)
-    if cond is None:
-        return ""
-    changed = datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00")).timestamp()
-    return f"APIServerStatus {cond['status']} since cut{changed - cut_wall:+.1f} s"
+
+    from labkit.measure.liqo import API_SERVER_STATUS, api_server_status as status_of
+    cond = status_of(client.CustomObjectsApi(tb.kube(consumer)), provider)
+    return f"{API_SERVER_STATUS} {cond.status} since cut{cond.changed - cut_wall:+.1f} s" if cond else ""
 
 
 def tunnel_status(tb: EmbeddedTestbed, cluster: str) -> list[str]:

@@ -10,7 +10,11 @@ Fig. 7.1: the root peered with four leaves, which peer in a mesh), the bed the s
 see. On both the root is the consumer and one leaf the provider (:func:`provider_of`); each
 repetition:
 
-1. waits until the virtual node ``liqo-<provider>`` is Ready;
+1. waits until the virtual node ``liqo-<provider>`` is Ready and, on Liqo, until the consumer's
+   ForeignCluster reads the provider's API server ``Established`` again
+   (:func:`~labkit.measure.liqo.wait_api_server_established`): Liqo checks it every 15 s, and a
+   cut while it still reads ``Error`` from the previous one makes the node NotReady only at its
+   Lease's grace period (the API path below; the thesis does not say how far apart its cuts were);
 2. starts two observers of the consumer at once: a Kubernetes watch on Nodes (receive time,
    ms) and the thesis' own method, a list of Nodes every ``poll_interval`` s
    (:class:`~labkit.measure.nodes.NodeReadyWatch`, :class:`~labkit.measure.nodes.NodeReadyPoll`);
@@ -58,9 +62,11 @@ from labkit.experiments.base import Tables, param, thesis
 from labkit.faults import ClusterDisconnect, FaultLog, FaultSpec, injected
 from labkit.fidelity import Check, Method, holds, within
 from labkit.measure import collecting
+from labkit.measure.liqo import wait_api_server_established
 from labkit.measure.nodes import NodeReadyPoll, NodeReadyWatch, not_ready_delay, wait_node
 from labkit.results import tidy
 from labkit.testbed import Testbed
+from labkit.testbed.liqoctl import runs_liqo
 from labkit.waiting import poll
 
 #: Thesis key of the published median (Fig. 7.2).
@@ -215,6 +221,8 @@ def repetition(testbed: Testbed, env: Env, provider: str, index: int, *, poll_in
     node = f"liqo-{provider}"
     core = client.CoreV1Api(testbed.kube(consumer))
     wait_node(core, node, ready=True, timeout=timeout)
+    wait_api_server_established(client.CustomObjectsApi(testbed.kube(consumer)), provider, timeout=timeout,
+                                required=runs_liqo(env))
     labels = {"step": STEP, **keys}
     watch = NodeReadyWatch(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node], **labels)
     poller = NodeReadyPoll(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node],

@@ -174,6 +174,11 @@ def peering_label(peering: str, liqo_version: str) -> str:
         "the kit's Liqo look-alike, not Liqo (backend.peering: kit)"
 
 
+def runs_liqo(env: Any) -> bool:
+    """Whether Liqo itself peers ``env``'s clusters (on VMs always; embedded unless the look-alike is set)."""
+    return env.backend.kind == "vms" or peering_setting(env) == "liqo"
+
+
 def peering_of(env: Any) -> str:
     """Who peers ``env``'s clusters, as a run manifest and a report say it (an :class:`labkit.config.Env`)."""
     backend = env.backend

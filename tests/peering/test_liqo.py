@@ -23,6 +23,7 @@ from kubernetes import client
 from peering_helpers import require_liqo
 
 from labkit import paths
+from labkit.measure.liqo import wait_api_server_established
 from labkit.testbed.pods import probe_pod, start_pods, twin_pods
 from labkit.topology.labels import CLUSTER, LIQO_REMOTE_CLUSTER_ID, LIQO_TYPE, group_key
 
@@ -173,6 +174,7 @@ def test_provider_cut_off_makes_its_virtual_node_not_ready_and_the_pod_moves(bed
     home = client.CoreV1Api(bed.kube("root"))
     old = _echo_pods(home)[0]
     assert old.spec.node_name == "liqo-leaf1"
+    wait_api_server_established(client.CustomObjectsApi(bed.kube("root")), "leaf1", timeout=60.0)
     host = bed.host("leaf1")
     host.iface_down()
     cut = time.monotonic()
