@@ -14,7 +14,8 @@ One test bed of ``--env`` (the thesis': root + 4 leaves, 10 planned peerings) pe
    (``labkit.experiments.latency.measure_peered``); with ``--same-cluster``, Table 7.3 on a
    single-cluster test bed afterwards, and Table 7.5 = 7.4 - 7.3;
 4. Fig. 7.2: ``--repetitions`` cuts of the first leaf's interface (all its VMs), the first right
-   after peering, each at a random phase; the root's virtual node polled every 0.1 s until not
+   after peering, each at a random phase once the node is Ready and (Liqo) the ForeignCluster's
+   APIServerStatus Established; the root's virtual node polled every 0.1 s until not
    Ready; the Ready reason and the NetworkUnavailable condition say which path fired (tunnel:
    ``KubeletNotReady`` + ``LiqoNetworkingDown``, look-alike ``LiqoTunnelDisconnected``; API/lease:
    ``NodeStatusUnknown``), and the TunnelEndpoint's status is recorded. Target: median within
@@ -157,8 +158,14 @@ def tunnel_status(tb: EmbeddedTestbed, cluster: str) -> list[str]:
 
 
 def cuts(tb: EmbeddedTestbed, consumer: str, provider: str, repetitions: int, seed: int) -> list[dict[str, Any]]:
-    """Fig. 7.2: cut ``provider``'s VMs off ``repetitions`` times; the delay until its virtual node is not Ready."""
+    """Fig. 7.2: cut ``provider``'s VMs off ``repetitions`` times; the delay until its virtual node is not Ready.
+
+    Each cut waits, as notebook 30 does, for the node Ready and (on Liqo) the ForeignCluster's
+    ``APIServerStatus`` Established again.
+    """
     from kubernetes import client
+
+    from labkit.measure.liqo import wait_api_server_established
     core = client.CoreV1Api(tb.kube(consumer))
     node = f"liqo-{provider}"
     rng = random.Random(seed)
@@ -168,6 +175,8 @@ def cuts(tb: EmbeddedTestbed, consumer: str, provider: str, repetitions: int, se
     for index in range(repetitions):
         while conditions(core, node).get("Ready", ("",))[0] != "True":
             time.sleep(0.2)
+        wait_api_server_established(client.CustomObjectsApi(tb.kube(consumer)), provider, timeout=90.0,
+                                    required=getattr(tb.liqo, "kind", "") == "liqo")
         time.sleep(rng.uniform(0.0, 2.0) + (0.0 if index == 0 else 3.0))
         since_peering = time.monotonic() - peered_at
         for host in hosts:
