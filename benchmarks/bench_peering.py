@@ -43,6 +43,7 @@ from labkit.experiments.scalability import process_memory
 from labkit.testbed.embedded import EmbeddedTestbed
 from labkit.testbed.embedded import vm as vmlib
 from labkit.testbed.liqoctl import PEERING_ENV
+from labkit.testbed.signals import unwind_on_terminate
 
 PEERING_TARGET_S = 120.0
 PSS_TARGET_MIB = 4096.0
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--star", type=int, default=0, metavar="N",
                     help="only bring up notebook 70's partial-mesh star of N clusters (DB domains of 4) and report it")
     args = ap.parse_args(argv)
+    unwind_on_terminate()  # kill (SIGTERM) tears the test bed down too
     if args.peering:
         os.environ[PEERING_ENV] = args.peering
     env = load_env(args.env)
