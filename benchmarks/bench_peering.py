@@ -219,15 +219,18 @@ def star(env: Any, n: int) -> int:
     from labkit.experiments import scalability
     print(f"start: {load()}", flush=True)
     start = time.monotonic()
-    rows = scalability.measure_size(scalability.region_env(env, n, 4), topology=scalability.PARTIAL_MESH_STAR,
+    rows = scalability.measure_size(EmbeddedTestbed(log=print), scalability.region_env(env, n, 4),
+                                    topology=scalability.PARTIAL_MESH_STAR,
                                     domain_size=4, run_id="bench", scenario="bench-star")
     values = dict(zip(rows["metric"], rows["value"]))
-    print(f"partial-mesh star N={n}: {int(values['peering_links'])} peerings of {int(rows['links_planned'].iloc[0])} "
-          f"planned, {int(values['virtual_nodes_ready'])} virtual nodes Ready; clusters Ready in "
-          f"{values['clusters_ready']:.1f} s, peered {values['peerings_ready']:.1f} s later; PSS "
-          f"{values['memory_pss']:.0f} MiB, RSS {values['memory_rss']:.0f} MiB; down {values['down']:.1f} s; "
-          f"{time.monotonic() - start:.0f} s in all; {load()}", flush=True)
-    return 0 if values["virtual_nodes_ready"] == values["peering_links"] == rows["links_planned"].iloc[0] else 1
+    planned = int(rows["links_planned"].iloc[0])
+    print(f"partial-mesh star N={n}: {planned} peerings planned ({int(rows['links_formula'].iloc[0])} by the formula), "
+          f"{int(values['virtual_nodes_ready'])} virtual nodes Ready, {int(values['tunnels_connected'])} tunnels "
+          f"connected; clusters Ready in {values['clusters_ready']:.1f} s, peered {values['peerings_ready']:.1f} s "
+          f"later; PSS {values['memory_pss']:.0f} MiB, RSS {values['memory_rss']:.0f} MiB, idle CPU "
+          f"{values['cpu_idle']:.2f} cores; down {values['down']:.1f} s; {time.monotonic() - start:.0f} s in all; "
+          f"{load()}", flush=True)
+    return 0 if values["virtual_nodes_ready"] == planned else 1
 
 
 def main(argv: list[str] | None = None) -> int:
