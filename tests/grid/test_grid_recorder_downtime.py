@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,20 +59,25 @@ def test_gaps_skip_absent_blocks_and_short_gaps_are_not_downtime() -> None:
         stream_downtime(f, threshold=0)
 
 
-def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
-    """PMU -> PDC -> recorder; the PDC is stopped for ~1 s and restarted on the same port."""
+async def _pmu_and_pdc() -> tuple[PmuServer, Any, Pdc, int]:
+    """A PMU streaming on loopback and a PDC (IDCODE 50) forwarding it: the PMU, the PDC's config, the PDC, its port."""
     from labkit.grid.phasors import network_model
 
     network_model("case14")
+    pmu = PmuServer(1, "case14", [0, 1], seed=1)
+    pport = await pmu.start(HOST, 0)
+    cfg = from_mapping({"idcode": 50, "wait_window": 0.05, "output_port": 0, "backoff_min": 0.05,
+                        "backoff_max": 0.2, "inputs": [{"name": "pmu", "host": HOST, "port": pport, "idcode": 1}]})
+    pdc = Pdc(cfg)
+    return pmu, cfg, pdc, await pdc.start()
+
+
+def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
+    """PMU -> PDC -> recorder; the PDC is stopped for ~1 s and restarted on the same port."""
     out = tmp_path / "frames.csv"
 
     async def scenario() -> Pdc:
-        pmu = PmuServer(1, "case14", [0, 1], seed=1)
-        pport = await pmu.start(HOST, 0)
-        cfg = from_mapping({"idcode": 50, "wait_window": 0.05, "output_port": 0, "backoff_min": 0.05,
-                            "backoff_max": 0.2, "inputs": [{"name": "pmu", "host": HOST, "port": pport, "idcode": 1}]})
-        pdc = Pdc(cfg)
-        port = await pdc.start()
+        pmu, cfg, pdc, port = await _pmu_and_pdc()
         rec = Recorder(HOST, port, 50, out, flush_every=0.3, backoff_min=0.05, backoff_max=0.2)
         rec.start()
         try:
@@ -106,17 +112,8 @@ def test_recorder_measures_a_pdc_restart(tmp_path: Path) -> None:
 
 def test_a_lost_connection_is_a_gap_however_short(tmp_path: Path) -> None:
     """A PDC back faster than the recorder's ``gap`` still ends a gap: its clients lost the connection."""
-    from labkit.grid.phasors import network_model
-
-    network_model("case14")
-
     async def scenario() -> tuple[list | None, list | None, float]:
-        pmu = PmuServer(1, "case14", [0, 1], seed=1)
-        pport = await pmu.start(HOST, 0)
-        cfg = from_mapping({"idcode": 50, "wait_window": 0.05, "output_port": 0, "backoff_min": 0.05,
-                            "backoff_max": 0.2, "inputs": [{"name": "pmu", "host": HOST, "port": pport, "idcode": 1}]})
-        pdc = Pdc(cfg)
-        port = await pdc.start()
+        pmu, cfg, pdc, port = await _pmu_and_pdc()
         rec = Recorder(HOST, port, 50, tmp_path / "frames.csv", backoff_min=0.01, backoff_max=0.05, gap=5.0)
         rec.start()
         try:
