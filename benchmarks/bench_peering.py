@@ -167,7 +167,8 @@ def cuts(tb: EmbeddedTestbed, consumer: str, provider: str, repetitions: int, se
     from kubernetes import client
 
     from labkit.measure.liqo import wait_api_server_established
-    core = client.CoreV1Api(tb.kube(consumer))
+    core, custom = client.CoreV1Api(tb.kube(consumer)), client.CustomObjectsApi(tb.kube(consumer))
+    on_liqo = getattr(tb.liqo, "kind", "") == "liqo"
     node = f"liqo-{provider}"
     rng = random.Random(seed)
     hosts = [tb.host(n.vm.name) for n in tb.cluster(provider).nodes]
@@ -176,8 +177,7 @@ def cuts(tb: EmbeddedTestbed, consumer: str, provider: str, repetitions: int, se
     for index in range(repetitions):
         while conditions(core, node).get("Ready", ("",))[0] != "True":
             time.sleep(0.2)
-        wait_api_server_established(client.CustomObjectsApi(tb.kube(consumer)), provider, timeout=90.0,
-                                    required=getattr(tb.liqo, "kind", "") == "liqo")
+        wait_api_server_established(custom, provider, timeout=90.0, required=on_liqo)
         time.sleep(rng.uniform(0.0, 2.0) + (0.0 if index == 0 else 3.0))
         since_peering = time.monotonic() - peered_at
         for host in hosts:

@@ -219,13 +219,13 @@ def repetition(testbed: Testbed, env: Env, provider: str, index: int, *, poll_in
 
     consumer = env.root.name
     node = f"liqo-{provider}"
-    core = client.CoreV1Api(testbed.kube(consumer))
+    api = testbed.kube(consumer)
+    core = client.CoreV1Api(api)
     wait_node(core, node, ready=True, timeout=timeout)
-    wait_api_server_established(client.CustomObjectsApi(testbed.kube(consumer)), provider, timeout=timeout,
-                                required=runs_liqo(env))
+    wait_api_server_established(client.CustomObjectsApi(api), provider, timeout=timeout, required=runs_liqo(env))
     labels = {"step": STEP, **keys}
-    watch = NodeReadyWatch(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node], **labels)
-    poller = NodeReadyPoll(client.CoreV1Api(testbed.kube(consumer)), cluster=consumer, nodes=[node],
+    watch = NodeReadyWatch(client.CoreV1Api(api), cluster=consumer, nodes=[node], **labels)
+    poller = NodeReadyPoll(client.CoreV1Api(api), cluster=consumer, nodes=[node],
                            interval=poll_interval, **labels)
     log = FaultLog()
     spec = FaultSpec(name=f"disconnect-{index}", action=ClusterDisconnect(cluster=provider))
