@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from labkit import bounds, fidelity, reference, results
 from labkit.config import ConfigError, Env, Problem, load_env
 from labkit.experiments.base import ExperimentModule, Parameters, Tables
-from labkit.testbed import off_event_loop, own, running
+from labkit.testbed import off_event_loop, own, running, up_first
 
 __all__ = ["EXPERIMENTS", "Experiment", "Plotted", "by_notebook", "plot", "record"]
 
@@ -110,18 +110,24 @@ def _experiment(name: str) -> Experiment:
 def measure(name: str, env: Env, params: Parameters, *, session: str = "", log: Log = print) -> Tables:
     """Run experiment ``name`` on each of its test beds (attached to ``session``'s when given); its tables.
 
-    Tables of the same name from several test beds are concatenated in order.
+    The session's running test bed, when it is one of them, is measured first
+    (:func:`~labkit.testbed.up_first`); tables of the same name from several test beds are
+    concatenated in the order :func:`beds` gives.
     """
     exp = _experiment(name)
     module = exp.module
     if getattr(module, "TESTBED", "running") == "created":
         with own(env, session=session, log=log) as testbed:
             return module.measure(testbed, env, params)
+    beds = module.beds(env, params)
+    measured: dict[int, Tables] = {}
+    for index in up_first(beds, session):
+        with running(beds[index], session=session, log=log) as testbed:
+            measured[index] = module.measure(testbed, beds[index], params)
     parts: dict[str, list[pd.DataFrame]] = {}
-    for bed in module.beds(env, params):
-        with running(bed, session=session, log=log) as testbed:
-            for table, frame in module.measure(testbed, bed, params).items():
-                parts.setdefault(table, []).append(frame)
+    for index in sorted(measured):
+        for table, frame in measured[index].items():
+            parts.setdefault(table, []).append(frame)
     return {table: pd.concat(frames, ignore_index=True) for table, frames in parts.items()}
 
 

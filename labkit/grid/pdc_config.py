@@ -24,6 +24,7 @@ Every problem raises one :class:`PdcConfigError` naming the source and the bad f
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import tomllib
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["PdcConfig", "PdcInput", "PdcConfigError", "load_config", "load_config_timed", "from_mapping",
            "SCHEMA_SQL", "write_mysql", "read_mysql", "config_statements", "config_sql", "reader_sql", "DbSource",
@@ -420,6 +423,9 @@ def fetch_from_db(base: PdcConfig, db: DbSource, *, sleep: Callable[[float], Non
     The database row decides IDCODE, inputs, wait window, output port and rate; the file
     keeps what only concerns this process (output address, backoff, config timeout, extras).
 
+    Each new kind of failure is logged (a warning) as it happens, so that a PDC killed while it
+    still retries (its liveness probe) leaves the reason in its log.
+
     Raises
     ------
     PdcConfigError
@@ -429,15 +435,19 @@ def fetch_from_db(base: PdcConfig, db: DbSource, *, sleep: Callable[[float], Non
     import pymysql  # noqa: F401  (imported before the clock starts: the fetch is network + queries)
 
     start = clock()
-    attempts = 0
+    attempts, last_error = 0, ""
     while True:
         attempts += 1
         try:
             row = read_mysql(url)
             break
-        except PdcConfigError:
+        except PdcConfigError as exc:
             if clock() - start >= db.timeout:
                 raise
+            if str(exc) != last_error:
+                last_error = str(exc)
+                _log.warning("configuration fetch, attempt %d at %.1f s: %s; retrying until %.1f s",
+                             attempts, clock() - start, exc, db.timeout)
             sleep(min(0.5, max(0.0, db.timeout - (clock() - start))))
     fetch = ConfigFetch("db", f"{db.host}:{db.port}/{db.database}", clock() - start, attempts)
     merged = replace(row, output_host=base.output_host, backoff_min=base.backoff_min, backoff_max=base.backoff_max,

@@ -246,3 +246,29 @@ def test_a_node_daemon_restarts_after_its_delay_and_a_stopped_one_never() -> Non
     procs["a/kubelet"]["restart_s"] = None                       # stopped for good ("stop", or signal restart=False)
     assert supervisor._restart_due(procs, now=200.0) == []
     assert supervisor._public(procs)["a/kubelet"] == {"pid": 10, "exit": 1, "restarts": 0}
+
+
+class _Peering:
+    """Stands for LiqoCtl (``kind = "liqo"``) or the look-alike (``"kit"``): records its ``down()``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind, self.peerings, self.downed = kind, {("root", "leaf-1"): None}, False
+
+    def down(self) -> None:
+        self.downed = True
+
+
+@pytest.mark.parametrize(("kind", "liqo_teardown", "downed"), [
+    ("liqo", True, True),    # liqoctl unoffload / unpeer / uninstall before the clusters go
+    ("liqo", False, False),  # the pipeline's shared bed: Liqo goes with the clusters
+    ("kit", False, True),    # the look-alike's checks and tunnels run in this process: always stopped
+])
+def test_down_undoes_liqo_with_liqoctl_unless_told_not_to(kind: str, liqo_teardown: bool, downed: bool) -> None:
+    from labkit.testbed.embedded import EmbeddedTestbed
+
+    lines: list[str] = []
+    tb = EmbeddedTestbed(log=lines.append, liqo_teardown=liqo_teardown)
+    tb.liqo = peering = _Peering(kind)  # type: ignore[assignment]
+    tb._down_peering()
+    assert peering.downed is downed and tb.liqo is None
+    assert any("deleted with the clusters" in line for line in lines) is not downed

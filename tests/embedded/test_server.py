@@ -84,6 +84,38 @@ def test_a_session_is_owned_by_the_process_that_opened_it(tmp_path: Path, monkey
     assert server.owner_alive(mine)                            # a session made by hand has no owner to lose
 
 
+@pytest.mark.unit
+def test_the_running_test_bed_is_visited_first_and_tables_keep_the_beds_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import contextmanager
+
+    import pandas as pd
+
+    import labkit.experiments as experiments
+    from labkit.experiments import reaction
+
+    env = load_env("embedded")
+    pair, bed = reaction.beds(env, reaction.Parameters())
+    assert testbed.up_first([pair, bed], "") == [0, 1]                        # no session: the beds' order
+    assert testbed.up_first([pair, bed], tmp_path) == [0, 1]                  # a session whose server is gone
+    server.ServerState(pid=os.getpid(), fingerprint=server.fingerprint(bed), env=bed.name, state="ready").write(tmp_path)
+    assert testbed.up_first([pair, bed], tmp_path) == [1, 0]                  # the bed runs: it goes first
+    assert testbed.up_first([pair], tmp_path) == [0]
+
+    visited: list[str] = []
+
+    @contextmanager
+    def fake_running(one, *, session, log):  # type: ignore[no-untyped-def]
+        visited.append(one.name)
+        yield one
+
+    monkeypatch.setattr(experiments, "running", fake_running)
+    monkeypatch.setattr(reaction, "measure", lambda tb, one, params: {"reaction": pd.DataFrame({"bed": [one.name]})})
+    tables = experiments.measure("reaction", env, reaction.Parameters(), session=str(tmp_path))
+    assert visited == [bed.name, pair.name]
+    assert list(tables["reaction"]["bed"]) == [pair.name, bed.name]
+
+
 def _server(session: Path) -> server.ServerState:
     state = server.ServerState.read(session)
     assert state is not None

@@ -218,11 +218,16 @@ def test_file_with_a_db_entry_is_filled_from_the_database_and_timed(tmp_path: Pa
     assert parse_fetch_line("input pmu-a connected") is None
 
 
-def test_unreachable_database_is_retried_until_its_timeout(tmp_path: Path) -> None:
+def test_unreachable_database_is_retried_until_its_timeout(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     start = time.monotonic()
-    with pytest.raises(PdcConfigError, match="cannot connect"):
+    with caplog.at_level("WARNING", logger="labkit.grid.pdc_config"), \
+            pytest.raises(PdcConfigError, match="cannot connect"):
         load_config(_db_file(tmp_path, _free_port(), timeout=1.5))
     assert 1.5 <= time.monotonic() - start < 10
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1, warned  # the same failure again and again is said once, as it first happened
+    assert "attempt 1 at " in warned[0] and "cannot connect" in warned[0] and "retrying until 1.5 s" in warned[0]
 
 
 @pytest.mark.parametrize("db, message", [

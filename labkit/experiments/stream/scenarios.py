@@ -15,8 +15,8 @@ import pandas as pd
 
 from labkit.config import Env
 from labkit.deploy import INSTANCE
-from labkit.deploy.chain import (Chain, chain_of, core_api, home_pods, hosting_cluster, pod_namespace, prepare,
-                                 wait_databases)
+from labkit.deploy.chain import (Chain, chain_domains, chain_of, core_api, home_pods, hosting_cluster, pod_namespace,
+                                 prepare, wait_databases)
 from labkit.deploy.recorders import RecorderPod, record_chain, start_recorders, stop_recorders, wait_recovered
 from labkit.experiments.stream.common import StreamError
 from labkit.experiments.stream.phases import first_at, pdc_logs, repetition_rows, restart_logs, unix_seconds
@@ -80,8 +80,22 @@ def diagnose(testbed: Testbed, chain: Chain, recorders: Mapping[str, RecorderPod
         parts.append("last PDC log lines: " + " | ".join(logs.sort_values("t")["message"].tail(6)))
     except Exception as exc:  # a diagnosis must not hide the failure it describes
         parts.append(f"(diagnosis failed: {exc})")
+    parts += [f"DB domain {name}: {_db_state(testbed, chain, name)}" for name in chain_domains(chain)]
     parts += [f"recorder {name}: {rec.status()}" for name, rec in recorders.items()]
     return "; ".join(parts)
+
+
+def _db_state(testbed: Testbed, chain: Chain, domain: str) -> str:
+    """Each member's cluster and Galera state (a PDC reads its configuration from the domain), for a diagnosis."""
+    from labkit.deploy import database
+
+    keys = ("cluster", "wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_cluster_size", "error",
+            "restarts")
+    try:
+        members = database.describe(testbed, chain.plan, domain)
+    except Exception as exc:  # a diagnosis must not hide the failure it describes
+        return f"(not readable: {exc})"
+    return "; ".join(f"{pod} " + " ".join(f"{k}={m[k]}" for k in keys if k in m) for pod, m in members.items())
 
 
 def _state(cs: Any) -> str:

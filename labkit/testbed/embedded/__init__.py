@@ -230,13 +230,20 @@ class EmbeddedTestbed:
         Where progress lines go.
     liqo
         The Liqo to peer with (default: :func:`labkit.images.liqo.source.find` of the env's version).
+    liqo_teardown
+        ``down()`` first undoes Liqo with liqoctl (unoffload, unpeer, uninstall: a minute for
+        the thesis' bed on 2 cores). ``False`` deletes the clusters with Liqo still in them:
+        everything Liqo made lives in their API servers, pods and VM namespaces, which go
+        with them, and ``down()`` still checks that nothing is left. The pipeline's shared test
+        bed does that (:mod:`.server`); a test of Liqo's own teardown keeps the default.
     """
 
     def __init__(self, images: ImageSource | None = None, binaries: Binaries | None = None,
-                 log: Log = print, liqo: LiqoPrograms | None = None) -> None:
+                 log: Log = print, liqo: LiqoPrograms | None = None, liqo_teardown: bool = True) -> None:
         self._images = images or LabkitImages()
         self._binaries = binaries
         self._liqo_programs_given = liqo
+        self.liqo_teardown = liqo_teardown
         self._log = log
         self._clusters: dict[str, Cluster] = {}
         self._vms: dict[str, vmlib.Vm] = {}
@@ -456,8 +463,7 @@ class EmbeddedTestbed:
             steps[step] = round(time.monotonic() - start, 1)
 
         if self.liqo is not None:
-            self._quietly(self.liqo.down)
-            self.liqo = None
+            self._quietly(self._down_peering)
             mark("peering")
 
         if self._sup is not None:
@@ -494,6 +500,19 @@ class EmbeddedTestbed:
         if not rest.empty():
             raise TestbedError(f"down() left {rest}")
         self._torn_down = True
+
+    def _down_peering(self) -> None:
+        """Undo the peering before the clusters go, unless it is Liqo and ``liqo_teardown`` is off.
+
+        The look-alike always stops: its health checks and tunnels run in this process, not in the VMs.
+        """
+        liqo, self.liqo = self.liqo, None
+        if liqo is None:
+            return
+        if self.liqo_teardown or liqo.kind != "liqo":
+            liqo.down()
+        else:
+            self._log(f"[liqo] {len(liqo.peerings)} peerings deleted with the clusters (no liqoctl teardown)")
 
     def _keep_logs(self) -> None:
         """Keep the VMs' logs of a failed start (``down()`` deletes them) and say where."""

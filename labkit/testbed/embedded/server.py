@@ -30,10 +30,12 @@ env variants (``stream.movable_low_env``, ``stream.colocated_env``) share one te
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,6 +148,13 @@ def _serving(session: Path) -> ServerState | None:
 # --------------------------------------------------------------------------- client side
 
 
+def serves(env: Env, session: Path) -> bool:
+    """Whether the session's server runs ``env``'s test bed now (a block asking for it would attach)."""
+    state = _serving(session)
+    return state is not None and state.fingerprint == fingerprint(env)
+
+
+
 def acquire(env: Env, session: Path, log: Log = print, timeout: float | None = None) -> EmbeddedTestbed:
     """A view of the session's test bed running ``env``, starting (or replacing) the server as needed.
 
@@ -253,6 +262,24 @@ def stop_all(log: Log = print) -> int:
 # --------------------------------------------------------------------------- server side
 
 
+def refresh_image_store(log: Log) -> None:
+    """Build the node image store when the images changed since ``invoke setup`` built it (a code change
+    rebuilds the runtime image); without it every node of every test bed unpacks every image itself.
+
+    A failure is logged, not raised: the test bed then comes up without the store, only slower.
+    """
+    from labkit.images import store
+    from labkit.images.sources import ImageError
+
+    if store.is_built():
+        return
+    log("[shared] the node image store is out of date (the images changed since `invoke setup`): building it")
+    try:
+        store.ensure(log=log)
+    except (ImageError, OSError, subprocess.SubprocessError) as exc:
+        log(f"[shared] node image store not built ({type(exc).__name__}: {exc}); every node unpacks its images")
+
+
 def serve(session: Path) -> int:
     """Bring up the requested env, report ``ready``, hold it until SIGTERM or SIGINT, tear it down."""
     from labkit.testbed.embedded import EmbeddedTestbed
@@ -262,8 +289,11 @@ def serve(session: Path) -> int:
     state = ServerState(pid=os.getpid(), fingerprint=request["fingerprint"], env=env.name, state="starting")
     state.write(session)
     unwind_on_terminate((signal.SIGTERM,))
-    testbed = EmbeddedTestbed(log=lambda line: print(line, flush=True))
+    log = functools.partial(print, flush=True)
+    # nothing of Liqo outlives the clusters: liqoctl's teardown would only cost the run a minute per bed
+    testbed = EmbeddedTestbed(log=log, liqo_teardown=False)
     try:
+        refresh_image_store(log)
         testbed.up(env)
         state.state, state.timings = "ready", dict(testbed.timings)
         state.write(session)
