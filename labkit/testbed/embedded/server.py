@@ -23,6 +23,13 @@ a session (:func:`labkit.testbed.own`, the scalability sweep) stops the server f
 What an experiment leaves in a shared test bed is the next one's problem, so experiments remove
 their workloads when they end (the DB domain stays: reusing it is the point).
 
+Two things make the run faster than a test bed per notebook would be, and change nothing it
+measures: the server builds the node image store first when a code change made it stale
+(:func:`refresh_image_store`; else every node of every bed unpacks every image), and it deletes
+its test beds without liqoctl's teardown (``EmbeddedTestbed(liqo_teardown=False)``: Liqo lives
+only in the clusters being deleted). An experiment with several beds measures the one running
+first (:func:`labkit.testbed.up_first`).
+
 The fingerprint covers what ``up()`` builds from an env (:func:`~.spec.from_env`: clusters, VMs,
 CIDRs, labels, peerings, offloads, timers), not the grid's placement: the stream experiments'
 env variants (``stream.movable_low_env``, ``stream.colocated_env``) share one test bed.
