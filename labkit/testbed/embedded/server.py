@@ -161,7 +161,6 @@ def serves(env: Env, session: Path) -> bool:
     return state is not None and state.fingerprint == fingerprint(env)
 
 
-
 def acquire(env: Env, session: Path, log: Log = print, timeout: float | None = None) -> EmbeddedTestbed:
     """A view of the session's test bed running ``env``, starting (or replacing) the server as needed.
 
