@@ -248,27 +248,45 @@ def test_a_node_daemon_restarts_after_its_delay_and_a_stopped_one_never() -> Non
     assert supervisor._public(procs)["a/kubelet"] == {"pid": 10, "exit": 1, "restarts": 0}
 
 
-class _Peering:
-    """Stands for LiqoCtl (``kind = "liqo"``) or the look-alike (``"kit"``): records its ``down()``."""
+def _liqoctl_stub(lines: list[str]):  # noqa: ANN202
+    """A LiqoCtl with one peering on record whose liqoctl runs are recorded instead of run."""
+    from labkit.testbed.embedded.liqo import LiqoCtl
+    from labkit.testbed.embedded.liqo.peering import Peering
 
-    def __init__(self, kind: str) -> None:
-        self.kind, self.peerings, self.downed = kind, {("root", "leaf-1"): None}, False
+    liqo = LiqoCtl(None, None, log=lines.append)  # type: ignore[arg-type]
+    liqo.peerings[("root", "leaf-1")] = Peering("root", "leaf-1", "liqo-leaf-1", 1.0, {})
+    liqo.installed = {"root": 1.0, "leaf-1": 1.0}
+    runs: list[tuple[str, list[str]]] = []
+    liqo.run = lambda cluster, args, timeout, **kw: runs.append((cluster, list(args)))  # type: ignore[method-assign]
+    return liqo, runs
 
-    def down(self) -> None:
-        self.downed = True
 
-
-@pytest.mark.parametrize(("kind", "liqo_teardown", "downed"), [
-    ("liqo", True, True),    # liqoctl unoffload / unpeer / uninstall before the clusters go
-    ("liqo", False, False),  # the pipeline's shared bed: Liqo goes with the clusters
-    ("kit", False, True),    # the look-alike's checks and tunnels run in this process: always stopped
+@pytest.mark.parametrize(("liqo_teardown", "commands"), [
+    (True, {"unpeer", "uninstall"}),  # liqoctl unpeer / uninstall before the clusters go
+    (False, set()),                   # the pipeline's shared bed: Liqo goes with the clusters
 ])
-def test_down_undoes_liqo_with_liqoctl_unless_told_not_to(kind: str, liqo_teardown: bool, downed: bool) -> None:
+def test_down_undoes_liqo_with_liqoctl_unless_told_not_to(liqo_teardown: bool, commands: set[str]) -> None:
     from labkit.testbed.embedded import EmbeddedTestbed
 
     lines: list[str] = []
     tb = EmbeddedTestbed(log=lines.append, liqo_teardown=liqo_teardown)
-    tb.liqo = peering = _Peering(kind)  # type: ignore[assignment]
+    tb.liqo, runs = _liqoctl_stub(lines)
+    liqo = tb.liqo
     tb._down_peering()
-    assert peering.downed is downed and tb.liqo is None
-    assert any("deleted with the clusters" in line for line in lines) is not downed
+    assert {args[0] for _, args in runs} == commands and tb.liqo is None
+    assert not liqo.peerings and not liqo.installed
+    assert any("deleted with the clusters" in line for line in lines) is not liqo_teardown
+
+
+def test_the_look_alike_always_stops_its_checks_and_tunnels() -> None:
+    from labkit.testbed.embedded import EmbeddedTestbed
+    from labkit.testbed.embedded.liqo import LookAlike
+
+    stopped: list[str] = []
+    tunnel = type("Tunnel", (), {"down": lambda self: stopped.append("tunnel")})()
+    look_alike = LookAlike.__new__(LookAlike)
+    look_alike._gateways, look_alike.tunnels = {}, {frozenset(("root", "leaf-1")): tunnel}
+    tb = EmbeddedTestbed(log=lambda _: None, liqo_teardown=False)
+    tb.liqo = look_alike
+    tb._down_peering()
+    assert stopped == ["tunnel"] and not look_alike.tunnels

@@ -502,17 +502,10 @@ class EmbeddedTestbed:
         self._torn_down = True
 
     def _down_peering(self) -> None:
-        """Undo the peering before the clusters go, unless it is Liqo and ``liqo_teardown`` is off.
-
-        The look-alike always stops: its health checks and tunnels run in this process, not in the VMs.
-        """
+        """Undo the peering before the clusters go (``down()``), or only what outlives them (``discard()``)."""
         liqo, self.liqo = self.liqo, None
-        if liqo is None:
-            return
-        if self.liqo_teardown or liqo.kind != "liqo":
-            liqo.down()
-        else:
-            self._log(f"[liqo] {len(liqo.peerings)} peerings deleted with the clusters (no liqoctl teardown)")
+        if liqo is not None:
+            liqo.down() if self.liqo_teardown else liqo.discard()
 
     def _keep_logs(self) -> None:
         """Keep the VMs' logs of a failed start (``down()`` deletes them) and say where."""

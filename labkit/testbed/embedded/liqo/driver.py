@@ -304,6 +304,14 @@ class LiqoCtl:
         self.log(f"[liqo] unoffloaded, unpeered and uninstalled in {took['uninstall']:.1f} s {took}")
         return took
 
+    def discard(self) -> None:
+        """Forget the peering of clusters about to be deleted: Liqo lives only in them, nothing to undo."""
+        self.log(f"[liqo] {len(self.peerings)} peerings deleted with the clusters (no liqoctl teardown)")
+        self.peerings.clear()
+        self.tunnels.clear()
+        self.offloaded.clear()
+        self.installed.clear()
+
     def _quietly(self, action: Callable[[], object]) -> None:
         try:
             action()

@@ -222,6 +222,10 @@ class LookAlike:
             tunnel.down()
         self.tunnels.clear()
 
+    def discard(self) -> None:
+        """As :meth:`down`: the health checks and tunnels run in this process, not in the clusters being deleted."""
+        self.down()
+
     def tunnel(self, a: str, b: str) -> wireguard.Tunnel:
         """The tunnel between clusters ``a`` and ``b``."""
         return self.tunnels[frozenset((a, b))]
