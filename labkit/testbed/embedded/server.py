@@ -303,18 +303,17 @@ def serve(session: Path) -> int:
         testbed.up(env)
         state.state, state.timings = "ready", dict(testbed.timings)
         state.write(session)
-        print(f"[shared] {env.name} ready; serving until SIGTERM or the end of the run that opened the session",
-              flush=True)
+        log(f"[shared] {env.name} ready; serving until SIGTERM or the end of the run that opened the session")
         while owner_alive(session):
             time.sleep(OWNER_CHECK_S)
-        print("[shared] the run that opened this session is gone: tearing the test bed down", flush=True)
+        log("[shared] the run that opened this session is gone: tearing the test bed down")
         return 0
     except KeyboardInterrupt:
         return 0
     except BaseException as err:
         state.state, state.error = "failed", f"{type(err).__name__}: {err}"
         state.write(session)
-        print(f"[shared] failed:\n{''.join(traceback.format_exception(err))}", flush=True)
+        log(f"[shared] failed:\n{''.join(traceback.format_exception(err))}")
         return 1
     finally:
         ignore_terminate((signal.SIGTERM, signal.SIGINT))
@@ -322,7 +321,7 @@ def serve(session: Path) -> int:
         if state.state != "failed":
             state.state = "stopped"
             state.write(session)
-        print("[shared] stopped", flush=True)
+        log("[shared] stopped")
 
 
 if __name__ == "__main__":
